@@ -1,0 +1,218 @@
+"""Command line of the data layer.
+
+Usage:
+    python -m data inspect                                  # built-in synthetic data
+    python -m data inspect --data-dir ../shared/datasets/Dataset_BUSI_with_GT
+    python -m data inspect --data-dir manifest.csv --folds 5 --seed 0 --strict
+    python -m data check --data-dir new_site/ --schema runs/data/Dataset_BUSI_with_GT/schema.json
+    python -m data synth --out /tmp/synthetic --per-class 50 --size 256 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data.atomic import write_json
+from data.discover import discover
+from data.duplicates import NEAR_DUPLICATE_BITS
+from data.errors import DataError
+from data.report import InspectOptions, analyze_dataset, format_summary, write_report
+from data.scan import scan
+from data.schema import check_schema
+from data.synthetic import SynthConfig, ensure_synthetic, generate_synthetic
+
+
+def _progress(desc: str):
+    bar: dict[str, tqdm] = {}
+
+    def update(done: int, total: int) -> None:
+        if "b" not in bar:
+            bar["b"] = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, mininterval=0.5)
+        bar["b"].update(done - bar["b"].n)
+        if done == total:
+            bar["b"].close()
+
+    return update
+
+
+def resolve_data_dir(data_dir: str | None) -> Path:
+    """Return ``data_dir``, or the built-in synthetic data (generated on first use)."""
+    if data_dir:
+        return Path(data_dir)
+    path = ensure_synthetic(progress=_progress("generating built-in synthetic data"))
+    print(f"Using the built-in synthetic data: {path}")
+    return path
+
+
+def default_out_dir(data_dir: Path) -> Path:
+    """``runs/data/<dataset name>`` for a folder or a manifest CSV."""
+    name = data_dir.stem if data_dir.suffix.lower() == ".csv" else data_dir.resolve().name
+    return Path("runs") / "data" / name
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    data_dir = resolve_data_dir(args.data_dir)
+    out = Path(args.out) if args.out else default_out_dir(data_dir)
+    opts = InspectOptions(
+        folds=args.folds,
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        strict=args.strict,
+        keep_conflicts=args.keep_conflicts,
+        near_duplicate_bits=args.near_dup_bits,
+    )
+    print(
+        f"inspect: data_dir={data_dir} out={out} "
+        + " ".join(f"{k}={v}" for k, v in opts.__dict__.items())
+    )
+    t0 = time.perf_counter()
+    analysis = analyze_dataset(
+        data_dir,
+        opts,
+        splits_file=args.splits,
+        existing_splits=out / "splits.json",
+        progress=_progress("reading images"),
+    )
+    paths = write_report(analysis, out)
+    print(format_summary(analysis))
+    print(f"Done in {time.perf_counter() - t0:.1f}s. Wrote:")
+    for name, p in paths.items():
+        print(f"  {name:<7} {p}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    schema_path = Path(args.schema)
+    if not schema_path.is_file():
+        raise FileNotFoundError(
+            f"`--schema` must be an existing schema JSON file. Received: {schema_path}"
+        )
+    try:
+        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{schema_path}: not valid JSON: {e}") from e
+    data_dir = resolve_data_dir(args.data_dir)
+    cases = discover(data_dir)
+    result = scan(cases, progress=_progress("reading images"))
+    if result.errors:
+        raise DataError(result.errors)
+    anomalies = check_schema(result.stats, schema, result.has_masks)
+    print(f"Checked {len(result.stats)} cases of {data_dir} against {schema_path}")
+    if not anomalies:
+        print("No anomalies: the dataset matches the schema.")
+    for a in anomalies:
+        ids = f" e.g. {list(a.case_ids[:5])}" if a.case_ids else ""
+        print(f"  [{a.kind}] {a.field}: {a.message}{ids}")
+    if args.out:
+        p = write_json(
+            args.out,
+            {
+                "data_dir": str(data_dir),
+                "schema": str(schema_path),
+                "anomalies": [a.to_dict() for a in anomalies],
+            },
+        )
+        print(f"Wrote {p}")
+    return 1 if anomalies else 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    cfg = SynthConfig(per_class=args.per_class, size=args.size, seed=args.seed)
+    out = generate_synthetic(args.out, cfg, progress=_progress("generating"))
+    print(f"Wrote {cfg.per_class * 3} synthetic images with masks to {out}")
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Build the parser and parse ``argv``."""
+    p = argparse.ArgumentParser(
+        prog="python -m data",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    i = sub.add_parser(
+        "inspect",
+        help="validate a dataset, find duplicates, write stats, schema, report and splits",
+    )
+    i.add_argument(
+        "--data-dir", help="BUSI-layout folder or manifest .csv (default: built-in synthetic data)"
+    )
+    i.add_argument("--out", help="output folder (default: runs/data/<dataset name>)")
+    i.add_argument(
+        "--folds", type=int, default=5, help="number of cross-validation folds (default 5)"
+    )
+    i.add_argument("--seed", type=int, default=0, help="seed of the split shuffle (default 0)")
+    i.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        help="share of groups held out as a test set before the folds (default 0: none)",
+    )
+    i.add_argument(
+        "--splits", help="use this splits JSON file instead of making one (it is validated)"
+    )
+    i.add_argument(
+        "--strict", action="store_true", help="treat warnings (empty lesion masks, ...) as errors"
+    )
+    i.add_argument(
+        "--keep-conflicts",
+        action="store_true",
+        help="keep exact duplicates filed under two classes (left out by default)",
+    )
+    i.add_argument(
+        "--near-dup-bits",
+        type=int,
+        default=NEAR_DUPLICATE_BITS,
+        help="largest pHash distance (of 64 bits) at which two images are near-duplicates "
+        f"(default {NEAR_DUPLICATE_BITS})",
+    )
+    i.set_defaults(func=cmd_inspect)
+
+    c = sub.add_parser(
+        "check", help="validate a dataset against a saved schema; exit 1 on anomalies"
+    )
+    c.add_argument(
+        "--data-dir", help="BUSI-layout folder or manifest .csv (default: built-in synthetic data)"
+    )
+    c.add_argument("--schema", required=True, help="schema.json written by `inspect`")
+    c.add_argument("--out", help="also write the anomalies to this JSON file")
+    c.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("synth", help="generate a synthetic dataset in the BUSI layout")
+    s.add_argument("--out", required=True, help="new folder to write the dataset to")
+    s.add_argument(
+        "--per-class",
+        type=int,
+        default=SynthConfig.per_class,
+        help="images per class (default 100)",
+    )
+    s.add_argument(
+        "--size", type=int, default=SynthConfig.size, help="image height in pixels (default 256)"
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    s.set_defaults(func=cmd_synth)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (2 on a data error, shown without traceback)."""
+    args = parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

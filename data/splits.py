@@ -1,0 +1,227 @@
+"""Grouped, stratified cross-validation folds that keep duplicates together.
+
+A splits file is JSON: an object with the parameters it was made with and
+``"folds"``, a list of ``{"train": [...], "val": [...]}`` of case ids (plus
+``"test"`` and ``"excluded"`` id lists). A plain list of folds, as nnU-Net
+writes it, is accepted too.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from data.atomic import write_json
+from data.classes import CLASS_NAMES
+from data.errors import DataError, Problem
+
+SPLITS_VERSION = 1
+
+
+def _grouped_folds(
+    ids: Sequence[str], labels: Sequence[str], groups: Sequence[str], n_folds: int, seed: int
+) -> list[tuple[list[str], list[str]]]:
+    n_groups = len(set(groups))
+    if n_folds < 2:
+        raise ValueError(f"`folds` must be at least 2. Received: folds={n_folds}")
+    if n_groups < n_folds:
+        raise DataError(
+            Problem(
+                "too_few_groups",
+                f"{n_folds} folds need at least {n_folds} independent groups of cases; "
+                f"the dataset has {n_groups}",
+            )
+        )
+    y = np.array([CLASS_NAMES.index(label) for label in labels])
+    cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    ids_arr = np.array(ids, dtype=object)
+    out = []
+    with warnings.catch_warnings():
+        # sklearn warns when a class has fewer members than folds; the split is still valid.
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for tr, va in cv.split(np.zeros(len(ids)), y, groups=np.array(groups, dtype=object)):
+            out.append((sorted(ids_arr[tr].tolist()), sorted(ids_arr[va].tolist())))
+    return out
+
+
+def make_splits(
+    ids: Sequence[str],
+    labels: Sequence[str],
+    groups: Sequence[str],
+    n_folds: int = 5,
+    seed: int = 0,
+    test_fraction: float = 0.0,
+    excluded: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Make K stratified folds grouped by ``groups``, with an optional held-out test set.
+
+    Args:
+        ids: Case ids (aligned with ``labels`` and ``groups``).
+        labels: Class name of each case, used to stratify.
+        groups: Group of each case; a group never spans train and val (or test).
+        n_folds: Number of folds (at least 2).
+        seed: Seed of the shuffle; the same inputs and seed give the same folds.
+        test_fraction: Share of groups held out before the folds are made (0 for none).
+            The test set is one fold of a ``round(1 / test_fraction)``-fold grouped
+            split, so its size is close to, not exactly, the fraction.
+        excluded: Ids left out of every fold and the test set.
+        extra: More parameters to record in the file (e.g. the duplicate threshold).
+
+    Returns:
+        The splits document (see the module docstring).
+
+    Raises:
+        ValueError: On a bad ``n_folds`` or ``test_fraction``.
+        DataError: When there are fewer groups than folds.
+    """
+    if not 0.0 <= test_fraction < 0.5:
+        raise ValueError(
+            f"`test_fraction` must be in [0, 0.5). Received: test_fraction={test_fraction}"
+        )
+    skip = set(excluded)
+    keep = [i for i, cid in enumerate(ids) if cid not in skip]
+    ids_k = [ids[i] for i in keep]
+    labels_k = [labels[i] for i in keep]
+    groups_k = [groups[i] for i in keep]
+    test: list[str] = []
+    if test_fraction > 0:
+        k = max(2, round(1 / test_fraction))
+        _, test = _grouped_folds(ids_k, labels_k, groups_k, k, seed)[0]
+        test_set = set(test)
+        rest = [i for i, cid in enumerate(ids_k) if cid not in test_set]
+        ids_k = [ids_k[i] for i in rest]
+        labels_k = [labels_k[i] for i in rest]
+        groups_k = [groups_k[i] for i in rest]
+    folds = _grouped_folds(ids_k, labels_k, groups_k, n_folds, seed)
+    doc: dict[str, Any] = {
+        "version": SPLITS_VERSION,
+        "seed": seed,
+        "n_folds": n_folds,
+        "test_fraction": test_fraction,
+    }
+    doc.update(extra or {})
+    doc["excluded"] = sorted(skip & set(ids))
+    doc["test"] = sorted(test)
+    doc["folds"] = [{"train": tr, "val": va} for tr, va in folds]
+    return doc
+
+
+def load_splits(path: str | Path) -> dict[str, Any]:
+    """Read a splits file; a bare list of folds is wrapped into the document form.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        DataError: If it is not valid JSON of the expected shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"`--splits` must be an existing JSON file. Received: {path}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(Problem("bad_splits", f"not valid JSON: {e}", path=path)) from e
+    if isinstance(doc, list):
+        doc = {"folds": doc}
+    folds = doc.get("folds") if isinstance(doc, dict) else None
+    if not isinstance(folds, list) or not folds:
+        raise DataError(
+            Problem(
+                "bad_splits",
+                'expected a non-empty list of {"train": [...], "val": [...]}',
+                path=path,
+            )
+        )
+    for k, fold in enumerate(folds):
+        if not (
+            isinstance(fold, dict)
+            and isinstance(fold.get("train"), list)
+            and isinstance(fold.get("val"), list)
+        ):
+            raise DataError(
+                Problem(
+                    "bad_splits", f'fold {k} must be {{"train": [...], "val": [...]}}', path=path
+                )
+            )
+    doc.setdefault("test", [])
+    doc.setdefault("excluded", [])
+    return doc
+
+
+def validate_splits(
+    doc: Mapping[str, Any], groups: Mapping[str, str], source: str | Path | None = None
+) -> None:
+    """Check a splits document against the dataset's cases and groups.
+
+    Args:
+        doc: A splits document.
+        groups: Every case id of the dataset -> its group.
+        source: The file the splits came from, named in errors.
+
+    Raises:
+        DataError: If an id is unknown, appears in both train and val of a fold
+            (or in a fold and the test set), or a group is split across them.
+    """
+    path = Path(source) if source is not None else None
+    problems: list[Problem] = []
+    test = set(doc.get("test", []))
+    for k, fold in enumerate(doc["folds"]):
+        train, val = set(fold["train"]), set(fold["val"])
+        unknown = sorted((train | val) - set(groups))
+        if unknown:
+            problems.append(
+                Problem(
+                    "unknown_id",
+                    f"fold {k}: {len(unknown)} ids are not in the dataset: {unknown[:5]}",
+                    path=path,
+                )
+            )
+        both = sorted(train & val)
+        if both:
+            problems.append(
+                Problem("leak", f"fold {k}: ids in both train and val: {both[:5]}", path=path)
+            )
+        in_test = sorted((train | val) & test)
+        if in_test:
+            problems.append(
+                Problem("leak", f"fold {k}: ids also in the test set: {in_test[:5]}", path=path)
+            )
+        g_train = {groups[i] for i in train if i in groups}
+        g_other = {groups[i] for i in val | test if i in groups}
+        split = sorted(g_train & g_other)
+        if split:
+            members = {g: sorted(i for i in groups if groups[i] == g) for g in split[:3]}
+            problems.append(
+                Problem(
+                    "group_split",
+                    f"fold {k}: {len(split)} duplicate/patient groups are split between train "
+                    f"and val/test, e.g. {members}",
+                    path=path,
+                )
+            )
+    if problems:
+        raise DataError(problems)
+
+
+def fold_ids(doc: Mapping[str, Any], fold: int) -> tuple[list[str], list[str]]:
+    """Return ``(train_ids, val_ids)`` of fold ``fold``.
+
+    Raises:
+        ValueError: If ``fold`` is outside ``0..len(folds)-1``.
+    """
+    n = len(doc["folds"])
+    if not 0 <= fold < n:
+        raise ValueError(f"`fold` must be in 0..{n - 1}. Received: fold={fold}")
+    f = doc["folds"][fold]
+    return list(f["train"]), list(f["val"])
+
+
+def save_splits(path: str | Path, doc: Mapping[str, Any]) -> Path:
+    """Atomically write a splits document."""
+    return write_json(path, dict(doc))

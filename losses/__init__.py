@@ -1,0 +1,1 @@
+"""Segmentation and classification losses (see the segmentation and classification issues)."""

@@ -1,0 +1,1 @@
+"""Model builders behind one registry (see the segmentation and classification issues)."""

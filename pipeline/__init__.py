@@ -1,0 +1,1 @@
+"""tf.data input pipelines with Albumentations augmentation (see the input pipeline issue)."""

@@ -1,0 +1,73 @@
+"""Shared fixtures: small datasets the tests write themselves, and the path of real BUSI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+BUSI_DIR = REPO.parent / "shared" / "datasets" / "Dataset_BUSI_with_GT"
+
+
+@pytest.fixture(scope="session")
+def busi_dir() -> Path:
+    """The real BUSI dataset; missing is a failure in CI and a skip elsewhere."""
+    if not BUSI_DIR.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"BUSI dataset not found at {BUSI_DIR} (CI must have ../shared)")
+        pytest.skip(f"BUSI dataset not found at {BUSI_DIR}")
+    return BUSI_DIR
+
+
+def textured(seed: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """A distinct random-looking uint8 gray image (different seeds are not near-duplicates)."""
+    rng = np.random.default_rng(seed)
+    low = rng.integers(0, 256, size=(h // 8, w // 8)).astype(np.float32)
+    img = np.kron(low, np.ones((8, 8), np.float32)) + rng.normal(0, 8, size=(h, w))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def disc_mask(h: int = 48, w: int = 64, cy: int = 24, cx: int = 32, r: int = 10) -> np.ndarray:
+    """A bool disc."""
+    yy, xx = np.mgrid[:h, :w]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def save_gray(path: Path, arr: np.ndarray) -> Path:
+    """Write an 8-bit gray PNG (or other format by suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def save_mask(path: Path, mask: np.ndarray) -> Path:
+    """Write a 0/255 gray mask."""
+    return save_gray(path, mask.astype(np.uint8) * 255)
+
+
+@pytest.fixture
+def make_busi(tmp_path: Path) -> Callable[..., Path]:
+    """Factory writing a small, valid BUSI-layout dataset; returns its folder.
+
+    Every class gets ``per_class`` distinct images; lesion classes get a disc mask,
+    normal images an empty mask.
+    """
+
+    def make(per_class: int = 6, name: str = "busi", seed: int = 0) -> Path:
+        root = tmp_path / name
+        k = seed * 1000
+        for label in ("normal", "benign", "malignant"):
+            for n in range(1, per_class + 1):
+                k += 1
+                img = textured(k)
+                save_gray(root / label / f"{label} ({n}).png", img)
+                mask = disc_mask() if label != "normal" else np.zeros((48, 64), bool)
+                save_mask(root / label / f"{label} ({n})_mask.png", mask)
+        return root
+
+    return make

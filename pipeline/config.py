@@ -1,0 +1,58 @@
+"""Pipeline options as one frozen dataclass of plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TASKS = ("seg", "cls", "joint")
+RESIZE_METHODS = ("bilinear", "area")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How records become batches.
+
+    Attributes:
+        img_size: Side of the square model input, in pixels.
+        channels: Channels the model takes (1 or 3); gray and colour inputs are converted.
+        batch_size: Batch size per replica; the dataset batches
+            ``batch_size * num_replicas_in_sync`` of the active strategy.
+        augment: Augmentation preset name (see :data:`pipeline.augment.PRESETS`).
+        seed: Seed of shuffling and augmentation; the same seed gives the same epochs.
+        cache: ``"memory"``, ``"none"``, or a file path prefix for a file cache
+            (for data that does not fit in memory).
+        shuffle_buffer: Largest shuffle buffer (the dataset size when smaller).
+        oversample: Draw classes equally often when training (``cls`` and ``joint``).
+        resize: ``"bilinear"`` (antialiased) or ``"area"`` filter for images;
+            masks always use nearest neighbour.
+    """
+
+    img_size: int = 256
+    channels: int = 3
+    batch_size: int = 8
+    augment: str = "light"
+    seed: int = 0
+    cache: str = "memory"
+    shuffle_buffer: int = 2048
+    oversample: bool = False
+    resize: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.img_size < 8:
+            raise ValueError(f"`img_size` must be at least 8. Received: img_size={self.img_size}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"`channels` must be 1 or 3. Received: channels={self.channels}")
+        if self.batch_size < 1:
+            raise ValueError(
+                f"`batch_size` must be at least 1. Received: batch_size={self.batch_size}"
+            )
+        if self.resize not in RESIZE_METHODS:
+            raise ValueError(
+                f"`resize` must be one of {list(RESIZE_METHODS)}. Received: resize={self.resize!r}"
+            )
+        from pipeline.augment import PRESETS  # late: augment imports albumentations
+
+        if self.augment not in PRESETS:
+            raise ValueError(
+                f"`augment` must be one of {list(PRESETS)}. Received: augment={self.augment!r}"
+            )

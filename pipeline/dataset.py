@@ -1,0 +1,190 @@
+"""Records -> batches: the one place where cases become tf.data datasets.
+
+Order of stages: decode -> channels -> resize -> cache -> (training: shuffle,
+oversample, augment) -> format for the task -> batch (global batch of the
+active strategy) -> prefetch. Decoded and resized tensors are cached, so only
+the first epoch pays for decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from data.classes import CLASS_NAMES
+from data.discover import Case
+from data.scan import merge_masks
+from pipeline.augment import Augmenter, augment_tf
+from pipeline.balance import class_frequencies
+from pipeline.config import TASKS, PipelineConfig
+from pipeline.decode import decode_image_file, preprocess, resize_mask
+
+AUTOTUNE = tf.data.AUTOTUNE
+NUM_CLASSES = len(CLASS_NAMES)
+
+
+def global_batch_size(
+    config: PipelineConfig, strategy: tf.distribute.Strategy | None = None
+) -> int:
+    """Per-replica batch size times the replicas of ``strategy`` (default: the active one)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    return config.batch_size * strategy.num_replicas_in_sync
+
+
+def _mask_loader(records: Sequence[Case]):
+    def load(index: np.int64, height: np.int32, width: np.int32) -> np.ndarray:
+        case = records[int(index)]
+        mask, _, problems = merge_masks(case, (int(height), int(width)))
+        if problems:
+            raise ValueError(str(problems[0]))
+        return mask.astype(np.uint8)[:, :, None]
+
+    return load
+
+
+def _cache_fingerprint(records: Sequence[Case], task: str, config: PipelineConfig) -> str:
+    h = hashlib.sha1()
+    h.update(repr((task, config.img_size, config.channels, config.resize)).encode())
+    for r in records:
+        for p in (r.image, *r.masks):
+            st = os.stat(p)
+            h.update(f"{r.case_id}|{p}|{st.st_size}|{st.st_mtime_ns}|{r.label}".encode())
+    return h.hexdigest()[:16]
+
+
+def _load(records: Sequence[Case], task: str, config: PipelineConfig) -> tf.data.Dataset:
+    """Decoded, converted and resized elements ``{"image", "mask"?, "label"}``."""
+    base = tf.data.Dataset.from_tensor_slices(
+        {
+            "index": np.arange(len(records), dtype=np.int64),
+            "path": [str(r.image) for r in records],
+            "label": np.array([CLASS_NAMES.index(r.label) for r in records], np.int32),
+        }
+    )
+    needs_mask = task in ("seg", "joint")
+    load_mask = _mask_loader(records)
+    size = config.img_size
+
+    def load(e):
+        raw = decode_image_file(e["path"])
+        out = {
+            "image": tf.ensure_shape(
+                preprocess(raw, size, config.channels, config.resize), [size, size, config.channels]
+            ),
+            "label": e["label"],
+        }
+        if needs_mask:
+            shape = tf.shape(raw)
+            mask = tf.numpy_function(
+                load_mask, [e["index"], shape[0], shape[1]], tf.uint8, stateful=False
+            )
+            mask = tf.ensure_shape(mask, [None, None, 1])
+            out["mask"] = tf.ensure_shape(resize_mask(mask, size), [size, size, 1])
+        return out
+
+    return base.map(load, num_parallel_calls=AUTOTUNE)
+
+
+def _cache(
+    ds: tf.data.Dataset, records: Sequence[Case], task: str, config: PipelineConfig, tag: str
+):
+    if config.cache == "none":
+        return ds
+    if config.cache == "memory":
+        return ds.cache()
+    # A file cache is keyed by the data and the preprocessing, so a stale cache
+    # from other files or another image size is never read back.
+    prefix = Path(config.cache)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    return ds.cache(f"{prefix}-{tag}-{_cache_fingerprint(records, task, config)}")
+
+
+def _format(task: str):
+    def fmt(e):
+        if task == "seg":
+            return e["image"], tf.cast(e["mask"], tf.float32)
+        one_hot = tf.one_hot(e["label"], NUM_CLASSES, dtype=tf.float32)
+        if task == "cls":
+            return e["image"], one_hot
+        return e["image"], {"mask": tf.cast(e["mask"], tf.float32), "label": one_hot}
+
+    return fmt
+
+
+def build_dataset(
+    records: Sequence[Case],
+    task: str,
+    config: PipelineConfig,
+    training: bool,
+    strategy: tf.distribute.Strategy | None = None,
+) -> tf.data.Dataset:
+    """Build the batched dataset of ``records`` for ``task``.
+
+    Args:
+        records: Cases to serve (e.g. one fold's train or val ids looked up in
+            :func:`data.discover.discover`'s result).
+        task: ``"seg"`` -> ``(image, mask)``; ``"cls"`` -> ``(image, one_hot)``;
+            ``"joint"`` -> ``(image, {"mask": mask, "label": one_hot})``.
+            Images are float32 ``(B, S, S, C)`` in [0, 255]; masks float32
+            ``(B, S, S, 1)`` of exactly 0 and 1; one-hot labels float32 ``(B, 3)``.
+        config: Pipeline options.
+        training: Shuffle, oversample (if configured) and augment; evaluation and
+            prediction datasets are never augmented and keep record order.
+        strategy: Strategy whose replicas set the global batch (default: the active one).
+
+    Returns:
+        A prefetched ``tf.data.Dataset``; one pass is one epoch.
+
+    Raises:
+        ValueError: On an unknown task or an empty record list.
+
+    Example:
+        >>> cases = discover("data_dir")
+        >>> ds = build_dataset(list(cases.values()), "seg", PipelineConfig(img_size=128), True)
+    """
+    if task not in TASKS:
+        raise ValueError(f"`task` must be one of {list(TASKS)}. Received: task={task!r}")
+    records = list(records)
+    if not records:
+        raise ValueError("`records` must not be empty")
+    n = len(records)
+    ds = _cache(
+        _load(records, task, config), records, task, config, "train" if training else "eval"
+    )
+    if training:
+        ds = ds.shuffle(
+            min(n, config.shuffle_buffer), seed=config.seed, reshuffle_each_iteration=True
+        )
+        if config.oversample and task != "seg":
+            freqs = class_frequencies(r.label for r in records)
+            present = [f > 0 for f in freqs]
+            target = [1.0 / sum(present) if p else 0.0 for p in present]
+            ds = (
+                ds.repeat()
+                .rejection_resample(
+                    lambda e: e["label"], target_dist=target, initial_dist=freqs, seed=config.seed
+                )
+                .map(lambda _, e: e)
+                .take(n)
+            )
+        if config.augment != "none":
+            augmenter = Augmenter(config.augment)
+            seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
+
+            def aug(e, seed):
+                image, mask = augment_tf(augmenter, e["image"], e.get("mask"), seed)
+                out = dict(e, image=image)
+                if mask is not None:
+                    out["mask"] = mask
+                return out
+
+            ds = tf.data.Dataset.zip(ds, seeds).map(aug, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(_format(task), num_parallel_calls=AUTOTUNE)
+    batch = global_batch_size(config, strategy)
+    ds = ds.batch(batch, drop_remainder=training and n >= batch)
+    return ds.prefetch(AUTOTUNE)

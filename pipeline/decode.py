@@ -32,8 +32,9 @@ def decode_image_bytes(contents: tf.Tensor) -> tf.Tensor:
     return tf.ensure_shape(img, [None, None, None])
 
 
-def _read_with_pillow(path: bytes) -> np.ndarray:
-    return read_image(path.decode())
+def _read_with_pillow(path: bytes | np.ndarray) -> np.ndarray:
+    raw = path.item() if isinstance(path, np.ndarray) else path  # eager passes a 0-d array
+    return read_image(raw.decode())
 
 
 def decode_image_file(path: tf.Tensor) -> tf.Tensor:

@@ -11,6 +11,23 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+N_LOGICAL_CPUS = 2
+
+
+def _split_cpu() -> None:
+    """Expose two logical CPU devices so MirroredStrategy code paths run on this machine.
+
+    Must run before TensorFlow initializes its devices, hence at conftest import.
+    """
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(N_LOGICAL_CPUS)]
+    )
+
+
+_split_cpu()
 BUSI_DIR = REPO.parent / "shared" / "datasets" / "Dataset_BUSI_with_GT"
 
 

@@ -1,0 +1,305 @@
+"""Input-pipeline throughput on BUSI against what training steps consume.
+
+Measures images/s of ``build_dataset`` (training mode: shuffle, augment, batch
+16, 3 channels, memory cache) for the ``none``, ``light`` and ``strong`` presets
+at 128, 224 and 256 pixels, for the first epoch (decode + resize + augment)
+and for cached epochs (augment only), and the training-step consumption of
+U-Net (batch 8) and ResNet-50 (batch 16, ``keras.applications``, no weights)
+at the same sizes. Each figure is measured twice, in separate processes: with
+glibc's default malloc settings, and with
+``MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184``
+(this VM pays heavily for page faults when glibc returns memory each step).
+
+Usage:
+    python benchmarks/pipeline_throughput.py
+    python benchmarks/pipeline_throughput.py --sizes 128 --min-seconds 5
+    python benchmarks/pipeline_throughput.py --variant default --json /tmp/one.json
+    python benchmarks/pipeline_throughput.py --from-json benchmarks/results/pipeline_throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+NO_TRIM_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "17179869184",
+    "MALLOC_TRIM_THRESHOLD_": "17179869184",
+}
+VARIANTS = {"default": {}, "no-trim": NO_TRIM_ENV}
+PRESETS = ("none", "light", "strong")
+MODELS = {"unet": 8, "resnet50": 16}
+SECTION = "pipeline_throughput"
+
+
+def _records(data_dir: Path):
+    from data.discover import discover
+    from data.report import InspectOptions, analyze_dataset
+
+    cases = discover(data_dir)
+    excluded = analyze_dataset(data_dir, InspectOptions()).excluded
+    return [c for cid, c in cases.items() if cid not in excluded]
+
+
+def measure_pipeline(records, preset: str, size: int, cached_epochs: int = 2) -> dict[str, float]:
+    """Images/s of the first epoch and of the following (cached) epochs."""
+    from pipeline.config import PipelineConfig
+    from pipeline.dataset import build_dataset
+
+    cfg = PipelineConfig(img_size=size, channels=3, batch_size=16, augment=preset, seed=0)
+    ds = build_dataset(records, "seg", cfg, training=True)
+
+    def epoch() -> tuple[int, float]:
+        n, t0 = 0, time.perf_counter()
+        for x, _ in ds:
+            n += int(x.shape[0])
+        return n, time.perf_counter() - t0
+
+    n, first = epoch()
+    cached = [epoch() for _ in range(cached_epochs)]
+    return {
+        "first_epoch_img_s": n / first,
+        "cached_img_s": sum(c[0] for c in cached) / sum(c[1] for c in cached),
+        "images_per_epoch": n,
+    }
+
+
+def measure_training(
+    model_name: str, size: int, batch: int, min_seconds: float
+) -> dict[str, float]:
+    """Images/s consumed by ``model.fit`` on in-memory tensors (no input cost).
+
+    After two warm-up steps, runs chunks of 4 steps until ``min_seconds`` have passed:
+    this VM's step times vary too much for a fixed handful of steps.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    if model_name == "unet":
+        from models.registry import build_model
+
+        model = build_model("unet", img_size=size, channels=3)
+        y = (np.random.default_rng(0).random((batch, size, size, 1)) > 0.5).astype("float32")
+        loss = "binary_crossentropy"
+    else:
+        model = keras.applications.ResNet50(
+            weights=None, input_shape=(size, size, 3), classes=3, classifier_activation="softmax"
+        )
+        y = np.eye(3, dtype="float32")[np.arange(batch) % 3]
+        loss = "categorical_crossentropy"
+    x = (np.random.default_rng(1).random((batch, size, size, 3)) * 255).astype("float32")
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # build, trace, warm up
+    steps, t0 = 0, time.perf_counter()
+    while steps < 8 or time.perf_counter() - t0 < min_seconds:
+        model.fit(ds, steps_per_epoch=4, epochs=1, verbose=0, shuffle=False)
+        steps += 4
+    seconds = time.perf_counter() - t0
+    keras.backend.clear_session()
+    return {"img_s": steps * batch / seconds, "batch": batch, "steps": steps}
+
+
+def run_variant(data_dir: Path, sizes: list[int], min_seconds: float) -> dict:
+    """All measurements in this process (its malloc settings are fixed at start)."""
+    records = _records(data_dir)
+    out: dict = {"pipeline": {}, "training": {}}
+    for size in sizes:
+        for preset in PRESETS:
+            r = measure_pipeline(records, preset, size)
+            out["pipeline"][f"{preset}@{size}"] = r
+            print(
+                f"  pipeline {preset:>6} @{size}: first {r['first_epoch_img_s']:7.1f} img/s, "
+                f"cached {r['cached_img_s']:7.1f} img/s",
+                flush=True,
+            )
+        for model_name, batch in MODELS.items():
+            r = measure_training(model_name, size, batch, min_seconds)
+            out["training"][f"{model_name}@{size}"] = r
+            print(f"  training {model_name:>8} @{size}: {r['img_s']:6.1f} img/s", flush=True)
+    return out
+
+
+def markdown(result: dict) -> str:
+    """The BENCHMARKS.md section for a combined result."""
+    v = result["variants"]
+    sizes = result["sizes"]
+    lines = [
+        "## Input pipeline throughput (issue: input pipeline)",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Data: {result['data_dir']} ({result['images_per_epoch']} images per epoch, "
+        "conflicting exact duplicates left out). Machine: "
+        f"{result['machine']}. Date: {result['date']}.",
+        "",
+        "Each cell is `default / no-trim`: the first figure with glibc's default malloc "
+        "settings, the second with `MALLOC_MMAP_THRESHOLD_=17179869184 "
+        "MALLOC_TRIM_THRESHOLD_=17179869184`, each in its own process.",
+        "",
+        "Pipeline (training mode: shuffle, augment, batch 16, 3 channels), images/s:",
+        "",
+        "| size | preset | first epoch (decode+resize+augment) | cached epochs |",
+        "|---|---|---|---|",
+    ]
+    for size in sizes:
+        for preset in PRESETS:
+            k = f"{preset}@{size}"
+            first = " / ".join(f"{v[n]['pipeline'][k]['first_epoch_img_s']:.0f}" for n in VARIANTS)
+            cached = " / ".join(f"{v[n]['pipeline'][k]['cached_img_s']:.0f}" for n in VARIANTS)
+            lines.append(f"| {size} | {preset} | {first} | {cached} |")
+    lines += [
+        "",
+        "Training-step consumption (`model.fit` on in-memory tensors, float32, default "
+        f"`jit_compile`; timed for at least {result['min_seconds']:.0f} s after 2 warm-up "
+        "steps), images/s:",
+        "",
+        "| size | U-Net (batch 8, 1.9M params) | ResNet-50 (batch 16) |",
+        "|---|---|---|",
+    ]
+    for size in sizes:
+        cells = [
+            " / ".join(f"{v[n]['training'][f'{m}@{size}']['img_s']:.1f}" for n in VARIANTS)
+            for m in MODELS
+        ]
+        lines.append(f"| {size} | {cells[0]} | {cells[1]} |")
+    lines += [
+        "",
+        "Headroom: pipeline rate divided by the faster consumer (U-Net) at the same size, "
+        "for cached epochs and (in brackets) the first epoch; the target is at least 5x:",
+        "",
+        "| size | none | light | strong |",
+        "|---|---|---|---|",
+    ]
+    worst = {"cached_img_s": float("inf"), "first_epoch_img_s": float("inf")}
+    for size in sizes:
+        cells = []
+        for preset in PRESETS:
+            parts = []
+            for key in ("cached_img_s", "first_epoch_img_s"):
+                ratios = []
+                for n in VARIANTS:
+                    fastest = max(v[n]["training"][f"{m}@{size}"]["img_s"] for m in MODELS)
+                    ratios.append(v[n]["pipeline"][f"{preset}@{size}"][key] / fastest)
+                worst[key] = min(worst[key], *ratios)
+                parts.append(" / ".join(f"{r:.1f}x" for r in ratios))
+            cells.append(f"{parts[0]} ({parts[1]})")
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Smallest headroom measured: {worst['cached_img_s']:.1f}x on cached epochs, "
+        f"{worst['first_epoch_img_s']:.1f}x on first epochs.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--data-dir",
+        default=str(REPO.parent / "shared" / "datasets" / "Dataset_BUSI_with_GT"),
+        help="dataset folder or manifest (default: ../shared BUSI)",
+    )
+    p.add_argument("--sizes", type=int, nargs="+", default=[128, 224, 256], help="input sizes")
+    p.add_argument(
+        "--min-seconds",
+        type=float,
+        default=10.0,
+        help="time each model's training steps for at least this long (default 10)",
+    )
+    p.add_argument("--from-json", help="re-render the BENCHMARKS.md section from saved results")
+    p.add_argument("--variant", choices=list(VARIANTS), help="measure one malloc setting only")
+    p.add_argument(
+        "--json",
+        default=str(REPO / "benchmarks" / "results" / "pipeline_throughput.json"),
+        help="where to write the JSON results",
+    )
+    p.add_argument(
+        "--markdown", default=str(REPO / "BENCHMARKS.md"), help="BENCHMARKS.md to update"
+    )
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    data_dir = Path(args.data_dir)
+    if not data_dir.exists():
+        print(f"error: `--data-dir` does not exist: {data_dir}", file=sys.stderr)
+        return 2
+    if args.from_json:
+        write_section(
+            Path(args.markdown), SECTION, markdown(json.loads(Path(args.from_json).read_text()))
+        )
+        print(f"Wrote the '{SECTION}' section of {args.markdown} from {args.from_json}")
+        return 0
+    if args.variant:  # child process: one malloc setting
+        result = run_variant(data_dir, args.sizes, args.min_seconds)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        return 0
+    variants = {}
+    for name, extra in VARIANTS.items():
+        print(f"variant {name}: {extra or 'glibc defaults'}", flush=True)
+        tmp = Path(args.json).with_suffix(f".{name}.json")
+        cmd = [
+            sys.executable,
+            __file__,
+            "--variant",
+            name,
+            "--data-dir",
+            str(data_dir),
+            "--min-seconds",
+            str(args.min_seconds),
+            "--json",
+            str(tmp),
+            "--sizes",
+            *map(str, args.sizes),
+        ]
+        env = {k: v for k, v in os.environ.items() if k not in NO_TRIM_ENV}
+        subprocess.run(cmd, env={**env, **extra}, check=True)
+        variants[name] = json.loads(tmp.read_text())
+        tmp.unlink()
+    first = next(iter(variants.values()))
+    result = {
+        "command": "python benchmarks/pipeline_throughput.py"
+        + ("" if args.sizes == [128, 224, 256] else " --sizes " + " ".join(map(str, args.sizes))),
+        "data_dir": str(data_dir),
+        "sizes": args.sizes,
+        "min_seconds": args.min_seconds,
+        "images_per_epoch": next(iter(first["pipeline"].values()))["images_per_epoch"],
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "variants": variants,
+    }
+    Path(args.json).write_text(json.dumps(result, indent=2))
+    write_section(Path(args.markdown), SECTION, markdown(result))
+    print(f"Wrote {args.json} and the '{SECTION}' section of {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

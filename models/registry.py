@@ -1,0 +1,67 @@
+"""One registry of model builders for both tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+
+TASKS = ("seg", "cls")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered builder and the task it serves."""
+
+    name: str
+    task: str
+    builder: Callable[..., keras.Model]
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+Builder = Callable[..., keras.Model]
+
+
+def register(name: str, task: str) -> Callable[[Builder], Builder]:
+    """Decorator registering a builder under ``name`` for ``task`` (``"seg"`` or ``"cls"``)."""
+    if task not in TASKS:
+        raise ValueError(f"`task` must be one of {list(TASKS)}. Received: task={task!r}")
+
+    def deco(fn: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelEntry(name, task, fn)
+        return fn
+
+    return deco
+
+
+def model_names(task: str | None = None) -> list[str]:
+    """Registered model names, optionally only those serving ``task``."""
+    _import_builders()
+    return sorted(n for n, e in _REGISTRY.items() if task is None or e.task == task)
+
+
+def get_model_entry(name: str) -> ModelEntry:
+    """Return the entry of ``name``.
+
+    Raises:
+        ValueError: If ``name`` is not registered; the message lists the valid names.
+    """
+    _import_builders()
+    if name not in _REGISTRY:
+        raise ValueError(f"`model` must be one of {model_names()}. Received: model={name!r}")
+    return _REGISTRY[name]
+
+
+def build_model(name: str, **kwargs) -> keras.Model:
+    """Build the registered model ``name`` with the builder's keyword arguments."""
+    return get_model_entry(name).builder(**kwargs)
+
+
+def _import_builders() -> None:
+    # Importing the modules runs their @register decorators.
+    from models import unet  # noqa: F401

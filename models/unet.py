@@ -1,0 +1,84 @@
+"""U-Net (Ronneberger et al., 2015) with batch norm and dropout."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from models.registry import register
+
+
+def _conv_block(x, filters: int, dropout: float, name: str):
+    for i in (1, 2):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+    if dropout > 0:
+        x = layers.SpatialDropout2D(dropout, name=f"{name}_drop")(x)
+    return x
+
+
+def check_input_size(img_size: int, depth: int) -> None:
+    """Raise a clear error when ``img_size`` does not survive ``depth`` halvings.
+
+    Raises:
+        ValueError: If ``img_size`` is not a positive multiple of ``2**depth``.
+    """
+    step = 2**depth
+    if img_size < step or img_size % step:
+        raise ValueError(
+            f"`img_size` must be a multiple of {step} (2**depth, depth={depth}). "
+            f"Received: img_size={img_size}"
+        )
+
+
+@register("unet", task="seg")
+def build_unet(
+    img_size: int = 128,
+    channels: int = 3,
+    base_filters: int = 16,
+    depth: int = 4,
+    dropout: float = 0.1,
+    num_classes: int = 1,
+) -> keras.Model:
+    """Build a U-Net taking float32 pixels in [0, 255].
+
+    Args:
+        img_size: Side of the square input; a multiple of ``2**depth``.
+        channels: Input channels.
+        base_filters: Filters of the first level; each level down doubles them.
+        depth: Number of down-sampling steps.
+        dropout: Spatial dropout after the bottleneck and the deepest levels (0 disables).
+        num_classes: Output channels; 1 gives a sigmoid lesion probability.
+
+    Returns:
+        A functional ``keras.Model`` mapping ``(B, S, S, C)`` to ``(B, S, S, num_classes)``
+        probabilities in float32, also under mixed precision.
+
+    Raises:
+        ValueError: If ``img_size`` is not a multiple of ``2**depth``.
+
+    Example:
+        >>> model = build_unet(img_size=128, base_filters=16)
+        >>> model.output_shape
+        (None, 128, 128, 1)
+    """
+    check_input_size(img_size, depth)
+    inputs = keras.Input((img_size, img_size, channels), name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    skips = []
+    for level in range(depth):
+        drop = dropout if level >= depth - 1 else 0.0
+        x = _conv_block(x, base_filters * 2**level, drop, name=f"enc{level}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+    x = _conv_block(x, base_filters * 2**depth, dropout, name="bottleneck")
+    for level in reversed(range(depth)):
+        filters = base_filters * 2**level
+        x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"dec{level}_up")(x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
+        x = _conv_block(x, filters, 0.0, name=f"dec{level}")
+    logits = layers.Conv2D(num_classes, 1, name="head_conv")(x)
+    activation = "sigmoid" if num_classes == 1 else "softmax"
+    outputs = layers.Activation(activation, dtype="float32", name="mask")(logits)
+    return keras.Model(inputs, outputs, name="unet")

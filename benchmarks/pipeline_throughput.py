@@ -72,9 +72,7 @@ def measure_pipeline(records, preset: str, size: int, cached_epochs: int = 2) ->
     }
 
 
-def measure_training(
-    model_name: str, size: int, batch: int, min_seconds: float
-) -> dict[str, float]:
+def measure_training(model_name: str, size: int, batch: int, min_seconds: float) -> dict[str, float]:
     """Images/s consumed by ``model.fit`` on in-memory tensors (no input cost).
 
     After two warm-up steps, runs chunks of 4 steps until ``min_seconds`` have passed:
@@ -166,10 +164,7 @@ def markdown(result: dict) -> str:
         "|---|---|---|",
     ]
     for size in sizes:
-        cells = [
-            " / ".join(f"{v[n]['training'][f'{m}@{size}']['img_s']:.1f}" for n in VARIANTS)
-            for m in MODELS
-        ]
+        cells = [" / ".join(f"{v[n]['training'][f'{m}@{size}']['img_s']:.1f}" for n in VARIANTS) for m in MODELS]
         lines.append(f"| {size} | {cells[0]} | {cells[1]} |")
     lines += [
         "",
@@ -237,9 +232,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=str(REPO / "benchmarks" / "results" / "pipeline_throughput.json"),
         help="where to write the JSON results",
     )
-    p.add_argument(
-        "--markdown", default=str(REPO / "BENCHMARKS.md"), help="BENCHMARKS.md to update"
-    )
+    p.add_argument("--markdown", default=str(REPO / "BENCHMARKS.md"), help="BENCHMARKS.md to update")
     return p.parse_args(argv)
 
 
@@ -250,9 +243,7 @@ def main(argv=None) -> int:
         print(f"error: `--data-dir` does not exist: {data_dir}", file=sys.stderr)
         return 2
     if args.from_json:
-        write_section(
-            Path(args.markdown), SECTION, markdown(json.loads(Path(args.from_json).read_text()))
-        )
+        write_section(Path(args.markdown), SECTION, markdown(json.loads(Path(args.from_json).read_text())))
         print(f"Wrote the '{SECTION}' section of {args.markdown} from {args.from_json}")
         return 0
     if args.variant:  # child process: one malloc setting
@@ -290,8 +281,7 @@ def main(argv=None) -> int:
         "sizes": args.sizes,
         "min_seconds": args.min_seconds,
         "images_per_epoch": next(iter(first["pipeline"].values()))["images_per_epoch"],
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
-        f"Python {platform.python_version()}",
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
         "variants": variants,
     }

@@ -23,10 +23,16 @@ from data.atomic import write_json
 from data.discover import discover
 from data.duplicates import NEAR_DUPLICATE_BITS
 from data.errors import DataError
-from data.report import InspectOptions, analyze_dataset, format_summary, write_report
+from data.report import (
+    InspectOptions,
+    analyze_dataset,
+    dataset_out_dir,
+    format_summary,
+    write_report,
+)
 from data.scan import scan
 from data.schema import check_schema
-from data.synthetic import SynthConfig, ensure_synthetic, generate_synthetic
+from data.synthetic import SynthConfig, generate_synthetic, resolve_data_dir
 
 
 def _progress(desc: str):
@@ -42,24 +48,9 @@ def _progress(desc: str):
     return update
 
 
-def resolve_data_dir(data_dir: str | None) -> Path:
-    """Return ``data_dir``, or the built-in synthetic data (generated on first use)."""
-    if data_dir:
-        return Path(data_dir)
-    path = ensure_synthetic(progress=_progress("generating built-in synthetic data"))
-    print(f"Using the built-in synthetic data: {path}")
-    return path
-
-
-def default_out_dir(data_dir: Path) -> Path:
-    """``runs/data/<dataset name>`` for a folder or a manifest CSV."""
-    name = data_dir.stem if data_dir.suffix.lower() == ".csv" else data_dir.resolve().name
-    return Path("runs") / "data" / name
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
-    data_dir = resolve_data_dir(args.data_dir)
-    out = Path(args.out) if args.out else default_out_dir(data_dir)
+    data_dir = resolve_data_dir(args.data_dir, _progress("generating built-in synthetic data"))
+    out = Path(args.out) if args.out else dataset_out_dir(data_dir)
     opts = InspectOptions(
         folds=args.folds,
         seed=args.seed,
@@ -68,10 +59,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         keep_conflicts=args.keep_conflicts,
         near_duplicate_bits=args.near_dup_bits,
     )
-    print(
-        f"inspect: data_dir={data_dir} out={out} "
-        + " ".join(f"{k}={v}" for k, v in opts.__dict__.items())
-    )
+    print(f"inspect: data_dir={data_dir} out={out} " + " ".join(f"{k}={v}" for k, v in opts.__dict__.items()))
     t0 = time.perf_counter()
     analysis = analyze_dataset(
         data_dir,
@@ -91,14 +79,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     schema_path = Path(args.schema)
     if not schema_path.is_file():
-        raise FileNotFoundError(
-            f"`--schema` must be an existing schema JSON file. Received: {schema_path}"
-        )
+        raise FileNotFoundError(f"`--schema` must be an existing schema JSON file. Received: {schema_path}")
     try:
         schema = json.loads(schema_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{schema_path}: not valid JSON: {e}") from e
-    data_dir = resolve_data_dir(args.data_dir)
+    data_dir = resolve_data_dir(args.data_dir, _progress("generating built-in synthetic data"))
     cases = discover(data_dir)
     result = scan(cases, progress=_progress("reading images"))
     if result.errors:
@@ -144,13 +130,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "inspect",
         help="validate a dataset, find duplicates, write stats, schema, report and splits",
     )
-    i.add_argument(
-        "--data-dir", help="BUSI-layout folder or manifest .csv (default: built-in synthetic data)"
-    )
+    i.add_argument("--data-dir", help="BUSI-layout folder or manifest .csv (default: built-in synthetic data)")
     i.add_argument("--out", help="output folder (default: runs/data/<dataset name>)")
-    i.add_argument(
-        "--folds", type=int, default=5, help="number of cross-validation folds (default 5)"
-    )
+    i.add_argument("--folds", type=int, default=5, help="number of cross-validation folds (default 5)")
     i.add_argument("--seed", type=int, default=0, help="seed of the split shuffle (default 0)")
     i.add_argument(
         "--test-fraction",
@@ -158,12 +140,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="share of groups held out as a test set before the folds (default 0: none)",
     )
-    i.add_argument(
-        "--splits", help="use this splits JSON file instead of making one (it is validated)"
-    )
-    i.add_argument(
-        "--strict", action="store_true", help="treat warnings (empty lesion masks, ...) as errors"
-    )
+    i.add_argument("--splits", help="use this splits JSON file instead of making one (it is validated)")
+    i.add_argument("--strict", action="store_true", help="treat warnings (empty lesion masks, ...) as errors")
     i.add_argument(
         "--keep-conflicts",
         action="store_true",
@@ -178,12 +156,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     i.set_defaults(func=cmd_inspect)
 
-    c = sub.add_parser(
-        "check", help="validate a dataset against a saved schema; exit 1 on anomalies"
-    )
-    c.add_argument(
-        "--data-dir", help="BUSI-layout folder or manifest .csv (default: built-in synthetic data)"
-    )
+    c = sub.add_parser("check", help="validate a dataset against a saved schema; exit 1 on anomalies")
+    c.add_argument("--data-dir", help="BUSI-layout folder or manifest .csv (default: built-in synthetic data)")
     c.add_argument("--schema", required=True, help="schema.json written by `inspect`")
     c.add_argument("--out", help="also write the anomalies to this JSON file")
     c.set_defaults(func=cmd_check)
@@ -196,9 +170,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=SynthConfig.per_class,
         help="images per class (default 100)",
     )
-    s.add_argument(
-        "--size", type=int, default=SynthConfig.size, help="image height in pixels (default 256)"
-    )
+    s.add_argument("--size", type=int, default=SynthConfig.size, help="image height in pixels (default 256)")
     s.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     s.set_defaults(func=cmd_synth)
     return p.parse_args(argv)

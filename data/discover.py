@@ -58,14 +58,11 @@ def discover(data: str | Path) -> dict[str, Case]:
     path = Path(data)
     if not path.exists():
         raise FileNotFoundError(
-            f"`--data-dir` must be a dataset folder or a .csv manifest. Received: {path} "
-            "(no such file or folder)"
+            f"`--data-dir` must be a dataset folder or a .csv manifest. Received: {path} (no such file or folder)"
         )
     if path.is_file():
         if path.suffix.lower() != ".csv":
-            raise DataError(
-                Problem("bad_data_dir", "expected a folder or a .csv manifest", path=path)
-            )
+            raise DataError(Problem("bad_data_dir", "expected a folder or a .csv manifest", path=path))
         return read_manifest(path)
     return discover_folder(path)
 
@@ -104,8 +101,7 @@ def discover_folder(root: str | Path) -> dict[str, Case]:
                 problems.append(
                     Problem(
                         "unknown_class_folder",
-                        f"folder {entry.name!r} is not a class; expected one of "
-                        f"{list(CLASS_NAMES)}",
+                        f"folder {entry.name!r} is not a class; expected one of {list(CLASS_NAMES)}",
                         path=entry,
                     )
                 )
@@ -163,10 +159,7 @@ def discover_folder(root: str | Path) -> dict[str, Case]:
     if not cases and not problems:
         hint = ""
         if stray_images:
-            hint = (
-                f"; it holds {stray_images} image files directly, so it may be one class "
-                "folder: pass its parent"
-            )
+            hint = f"; it holds {stray_images} image files directly, so it may be one class folder: pass its parent"
         problems.append(
             Problem(
                 "empty_dataset",
@@ -195,9 +188,7 @@ def read_manifest(csv_path: str | Path) -> dict[str, Case]:
     try:
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(
-            Problem("bad_manifest", f"cannot parse manifest: {e}", path=csv_path)
-        ) from e
+        raise DataError(Problem("bad_manifest", f"cannot parse manifest: {e}", path=csv_path)) from e
     table.columns = [str(c).strip().lower() for c in table.columns]
     missing = [c for c in MANIFEST_REQUIRED if c not in table.columns]
     if missing:
@@ -218,9 +209,7 @@ def read_manifest(csv_path: str | Path) -> dict[str, Case]:
         if not image_rel:
             problems.append(Problem("bad_manifest", f"row {line}: empty `image`", path=csv_path))
             continue
-        image = (
-            (base / image_rel).resolve() if not Path(image_rel).is_absolute() else Path(image_rel)
-        )
+        image = (base / image_rel).resolve() if not Path(image_rel).is_absolute() else Path(image_rel)
         label = normalize_label(row["label"])
         if label is None:
             problems.append(

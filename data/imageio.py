@@ -192,9 +192,7 @@ def canonical_pixels(image: np.ndarray) -> np.ndarray:
     stored as RGB with R=G=B) have the same canonical pixels.
     """
     if image.ndim == 3 and image.shape[2] == 3:
-        if np.array_equal(image[:, :, 0], image[:, :, 1]) and np.array_equal(
-            image[:, :, 0], image[:, :, 2]
-        ):
+        if np.array_equal(image[:, :, 0], image[:, :, 1]) and np.array_equal(image[:, :, 0], image[:, :, 2]):
             return image[:, :, 0]
     if image.ndim == 3 and image.shape[2] == 1:
         return image[:, :, 0]

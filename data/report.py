@@ -28,6 +28,13 @@ SCHEMA_NAME = "schema.json"
 REPORT_NAME = "report.json"
 
 
+def dataset_out_dir(data_dir: Path, project: str | Path = "runs") -> Path:
+    """``<project>/data/<dataset name>``, where a dataset's report and splits live."""
+    data_dir = Path(data_dir)
+    name = data_dir.stem if data_dir.suffix.lower() == ".csv" else data_dir.resolve().name
+    return Path(project) / "data" / name
+
+
 @dataclass(frozen=True)
 class InspectOptions:
     """How a dataset is inspected and split (plain values, saved with the report)."""
@@ -76,9 +83,7 @@ def _conflicting_exact(pairs: list[DuplicatePair]) -> dict[str, str]:
     out: dict[str, str] = {}
     for p in pairs:
         if p.exact and p.cross_class:
-            reason = (
-                f"exact duplicate filed under two classes ({p.a}: {p.label_a}, {p.b}: {p.label_b})"
-            )
+            reason = f"exact duplicate filed under two classes ({p.a}: {p.label_a}, {p.b}: {p.label_b})"
             out.setdefault(p.a, reason)
             out.setdefault(p.b, reason)
     return out
@@ -175,10 +180,7 @@ def analyze_dataset(
         raise DataError(result.errors)
     if opts.strict and result.warnings:
         raise DataError(
-            [
-                Problem(w.kind, f"{w.message} (an error under --strict)", w.path, w.case_id)
-                for w in result.warnings
-            ]
+            [Problem(w.kind, f"{w.message} (an error under --strict)", w.path, w.case_id) for w in result.warnings]
         )
     stats = result.stats
     ids = stats["id"].tolist()
@@ -242,9 +244,7 @@ def report_dict(a: DatasetAnalysis, outputs: dict[str, str]) -> dict[str, Any]:
             "empty_masks": int((part["mask_area_fraction"] == 0).sum()),
         }
     group_sizes = Counter(a.groups.values())
-    multi = {
-        g: sorted(i for i in a.groups if a.groups[i] == g) for g, n in group_sizes.items() if n > 1
-    }
+    multi = {g: sorted(i for i in a.groups if a.groups[i] == g) for g, n in group_sizes.items() if n > 1}
     return {
         "data_dir": str(a.data_dir),
         "options": a.options.__dict__,

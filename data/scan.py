@@ -130,8 +130,7 @@ def scan_case(case: Case) -> tuple[dict[str, object] | None, list[Problem], list
         components = 0
     area = float(mask.mean())
     is_gray = image.shape[2] == 1 or (
-        np.array_equal(image[:, :, 0], image[:, :, 1])
-        and np.array_equal(image[:, :, 0], image[:, :, 2])
+        np.array_equal(image[:, :, 0], image[:, :, 1]) and np.array_equal(image[:, :, 0], image[:, :, 2])
     )
     row: dict[str, object] = {
         "id": case.case_id,

@@ -83,13 +83,9 @@ def infer_schema(stats: pd.DataFrame, has_masks: bool) -> dict[str, Any]:
             "max_drift": LABEL_DRIFT_MAX,
         },
         "categorical": {
-            f: sorted({_plain(v) for v in stats[f].dropna().tolist()}, key=str)
-            for f in CATEGORICAL_FIELDS
+            f: sorted({_plain(v) for v in stats[f].dropna().tolist()}, key=str) for f in CATEGORICAL_FIELDS
         },
-        "numeric": {
-            f: {"min": _plain(stats[f].min()), "max": _plain(stats[f].max())}
-            for f in NUMERIC_FIELDS
-        },
+        "numeric": {f: {"min": _plain(stats[f].min()), "max": _plain(stats[f].max())} for f in NUMERIC_FIELDS},
         "has_masks": bool(has_masks),
     }
 
@@ -131,9 +127,7 @@ def check_schema(stats: pd.DataFrame, schema: dict[str, Any], has_masks: bool) -
         out.append(Anomaly("label", "missing_value", f"label {label!r} has no case"))
     if len(stats):
         frac = stats["label"].value_counts(normalize=True)
-        drift = max(
-            abs(float(frac.get(c, 0.0)) - labels["fractions"].get(c, 0.0)) for c in CLASS_NAMES
-        )
+        drift = max(abs(float(frac.get(c, 0.0)) - labels["fractions"].get(c, 0.0)) for c in CLASS_NAMES)
         if drift > labels["max_drift"]:
             out.append(
                 Anomaly(
@@ -175,7 +169,5 @@ def check_schema(stats: pd.DataFrame, schema: dict[str, Any], has_masks: bool) -
                 )
             )
     if schema.get("has_masks") and not has_masks:
-        out.append(
-            Anomaly("masks", "masks_missing", "the schema's dataset has masks; this one has none")
-        )
+        out.append(Anomaly("masks", "masks_missing", "the schema's dataset has masks; this one has none"))
     return out

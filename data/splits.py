@@ -34,8 +34,7 @@ def _grouped_folds(
         raise DataError(
             Problem(
                 "too_few_groups",
-                f"{n_folds} folds need at least {n_folds} independent groups of cases; "
-                f"the dataset has {n_groups}",
+                f"{n_folds} folds need at least {n_folds} independent groups of cases; the dataset has {n_groups}",
             )
         )
     y = np.array([CLASS_NAMES.index(label) for label in labels])
@@ -82,9 +81,7 @@ def make_splits(
         DataError: When there are fewer groups than folds.
     """
     if not 0.0 <= test_fraction < 0.5:
-        raise ValueError(
-            f"`test_fraction` must be in [0, 0.5). Received: test_fraction={test_fraction}"
-        )
+        raise ValueError(f"`test_fraction` must be in [0, 0.5). Received: test_fraction={test_fraction}")
     skip = set(excluded)
     keep = [i for i, cid in enumerate(ids) if cid not in skip]
     ids_k = [ids[i] for i in keep]
@@ -139,24 +136,14 @@ def load_splits(path: str | Path) -> dict[str, Any]:
             )
         )
     for k, fold in enumerate(folds):
-        if not (
-            isinstance(fold, dict)
-            and isinstance(fold.get("train"), list)
-            and isinstance(fold.get("val"), list)
-        ):
-            raise DataError(
-                Problem(
-                    "bad_splits", f'fold {k} must be {{"train": [...], "val": [...]}}', path=path
-                )
-            )
+        if not (isinstance(fold, dict) and isinstance(fold.get("train"), list) and isinstance(fold.get("val"), list)):
+            raise DataError(Problem("bad_splits", f'fold {k} must be {{"train": [...], "val": [...]}}', path=path))
     doc.setdefault("test", [])
     doc.setdefault("excluded", [])
     return doc
 
 
-def validate_splits(
-    doc: Mapping[str, Any], groups: Mapping[str, str], source: str | Path | None = None
-) -> None:
+def validate_splits(doc: Mapping[str, Any], groups: Mapping[str, str], source: str | Path | None = None) -> None:
     """Check a splits document against the dataset's cases and groups.
 
     Args:
@@ -184,14 +171,10 @@ def validate_splits(
             )
         both = sorted(train & val)
         if both:
-            problems.append(
-                Problem("leak", f"fold {k}: ids in both train and val: {both[:5]}", path=path)
-            )
+            problems.append(Problem("leak", f"fold {k}: ids in both train and val: {both[:5]}", path=path))
         in_test = sorted((train | val) & test)
         if in_test:
-            problems.append(
-                Problem("leak", f"fold {k}: ids also in the test set: {in_test[:5]}", path=path)
-            )
+            problems.append(Problem("leak", f"fold {k}: ids also in the test set: {in_test[:5]}", path=path))
         g_train = {groups[i] for i in train if i in groups}
         g_other = {groups[i] for i in val | test if i in groups}
         split = sorted(g_train & g_other)

@@ -57,9 +57,7 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if self.per_class < 1:
-            raise ValueError(
-                f"`per_class` must be at least 1. Received: per_class={self.per_class}"
-            )
+            raise ValueError(f"`per_class` must be at least 1. Received: per_class={self.per_class}")
         if not 64 <= self.size <= 2048:
             raise ValueError(f"`size` must be in 64..2048. Received: size={self.size}")
 
@@ -74,11 +72,7 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
 def _wavy_line(rng: np.random.Generator, w: int, y0: float, amp: float) -> np.ndarray:
     x = np.arange(w, dtype=np.float32)
     phase, period = rng.uniform(0, 2 * np.pi), rng.uniform(0.6, 1.6) * w
-    return (
-        y0
-        + amp * np.sin(2 * np.pi * x / period + phase)
-        + amp * 0.5 * _smooth_noise(rng, (1, w), sigma=w / 12)[0]
-    )
+    return y0 + amp * np.sin(2 * np.pi * x / period + phase) + amp * 0.5 * _smooth_noise(rng, (1, w), sigma=w / 12)[0]
 
 
 def _tissue(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -139,9 +133,7 @@ def _lesion_mask(
     theta = np.linspace(0, 2 * np.pi, 360, endpoint=False)
     radius = np.ones_like(theta)
     for k in range(2 if label == "benign" else 3, 9):
-        radius += (
-            amp / (k - 1) * np.sin(k * theta + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.5, 1.5)
-        )
+        radius += amp / (k - 1) * np.sin(k * theta + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.5, 1.5)
     for _ in range(spikes):
         centre, width = rng.uniform(0, 2 * np.pi), rng.uniform(0.04, 0.09)
         d = np.angle(np.exp(1j * (theta - centre)))
@@ -173,9 +165,7 @@ def _lesion_mask(
     return mask.astype(bool), desc
 
 
-def _add_lesion(
-    rng: np.random.Generator, e: np.ndarray, mask: np.ndarray, label: str
-) -> np.ndarray:
+def _add_lesion(rng: np.random.Generator, e: np.ndarray, mask: np.ndarray, label: str) -> np.ndarray:
     """Paint a hypoechoic lesion and its posterior acoustic features into ``e``."""
     h, w = e.shape
     m = mask.astype(np.float32)
@@ -194,9 +184,7 @@ def _add_lesion(
     fade = cols * (1 - depth) * (1 - soft)
     if label == "benign":
         if rng.random() < 0.5:  # thin echogenic capsule
-            ring = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) - mask.astype(
-                np.uint8
-            )
+            ring = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) - mask.astype(np.uint8)
             out = np.maximum(out, ring * rng.uniform(0.7, 0.9))
         if rng.random() < 0.6:
             out = out * (1 + rng.uniform(0.2, 0.5) * fade)  # posterior enhancement
@@ -206,9 +194,7 @@ def _add_lesion(
         if rng.random() < 0.65:
             out = out * (1 - rng.uniform(0.35, 0.65) * fade)  # posterior shadowing
         if rng.random() < 0.3:  # thick echogenic halo
-            halo = cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)) - mask.astype(
-                np.uint8
-            )
+            halo = cv2.dilate(mask.astype(np.uint8), np.ones((7, 7), np.uint8)) - mask.astype(np.uint8)
             out = np.maximum(out, cv2.GaussianBlur(halo.astype(np.float32), (0, 0), 1.5) * 0.75)
     return np.clip(out, 0, 1.2)
 
@@ -320,9 +306,7 @@ def generate_synthetic(
                 rng = np.random.default_rng([cfg.seed, ci, n])
                 if prev is not None and rng.random() < cfg.reacquired_rate:
                     img, masks = prev[0].copy(), prev[1]
-                    img = np.clip(img.astype(np.int16) + int(rng.integers(-6, 7)), 0, 255).astype(
-                        np.uint8
-                    )
+                    img = np.clip(img.astype(np.int16) + int(rng.integers(-6, 7)), 0, 255).astype(np.uint8)
                     _draw_calipers(rng, img, np.any(masks, axis=0) if masks else None)
                 else:
                     width = int(round(cfg.size * rng.uniform(1.0, 1.3)))
@@ -390,3 +374,12 @@ def ensure_synthetic(
         if (path / "synthetic.json").is_file():  # another process finished it first
             return path
         raise
+
+
+def resolve_data_dir(data_dir: str | Path | None, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Return ``data_dir``, or the built-in synthetic data (generated on first use, announced)."""
+    if data_dir:
+        return Path(data_dir)
+    path = ensure_synthetic(progress=progress)
+    print(f"Using the built-in synthetic data: {path}")
+    return path

@@ -27,8 +27,7 @@ def check_input_size(img_size: int, depth: int) -> None:
     step = 2**depth
     if img_size < step or img_size % step:
         raise ValueError(
-            f"`img_size` must be a multiple of {step} (2**depth, depth={depth}). "
-            f"Received: img_size={img_size}"
+            f"`img_size` must be a multiple of {step} (2**depth, depth={depth}). Received: img_size={img_size}"
         )
 
 

@@ -12,9 +12,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from data.__main__ import resolve_data_dir
 from data.discover import discover
 from data.errors import DataError
+from data.synthetic import resolve_data_dir
 from pipeline.augment import PRESETS
 from pipeline.config import PipelineConfig
 
@@ -29,9 +29,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     sub = p.add_subparsers(dest="command", required=True)
     v = sub.add_parser("preview", help="save a grid of augmented images with mask outlines")
-    v.add_argument(
-        "--data-dir", help="BUSI-layout folder or manifest .csv (default: built-in synthetic data)"
-    )
+    v.add_argument("--data-dir", help="BUSI-layout folder or manifest .csv (default: built-in synthetic data)")
     v.add_argument(
         "--task",
         choices=["seg", "cls"],
@@ -44,12 +42,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="strong",
         help="augmentation preset (default strong)",
     )
-    v.add_argument(
-        "--img-size", type=int, default=256, help="side of the model input in pixels (default 256)"
-    )
-    v.add_argument(
-        "--seed", type=int, default=0, help="seed of sampling and augmentation (default 0)"
-    )
+    v.add_argument("--img-size", type=int, default=256, help="side of the model input in pixels (default 256)")
+    v.add_argument("--seed", type=int, default=0, help="seed of sampling and augmentation (default 0)")
     v.add_argument("--out", default="preview.png", help="PNG file to write (default preview.png)")
     return p.parse_args(argv)
 
@@ -62,9 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         data_dir = resolve_data_dir(args.data_dir)
         cases = list(discover(data_dir).values())
-        cfg = PipelineConfig(
-            img_size=args.img_size, augment=args.augment, seed=args.seed, channels=3
-        )
+        cfg = PipelineConfig(img_size=args.img_size, augment=args.augment, seed=args.seed, channels=3)
         out = save_preview(cases, args.task, cfg, args.out)
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

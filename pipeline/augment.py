@@ -26,9 +26,7 @@ _BORDER = {"border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": 0}
 def _light() -> list[A.BasicTransform]:
     return [
         A.HorizontalFlip(p=0.5),
-        A.Affine(
-            scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-10, 10), p=0.5, **_BORDER
-        ),
+        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.05, 0.05), rotate=(-10, 10), p=0.5, **_BORDER),
         A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
         A.RandomGamma(gamma_limit=(85, 115), p=0.3),
     ]
@@ -108,9 +106,7 @@ class Augmenter:
             self._local.compose = compose
         return compose
 
-    def __call__(
-        self, image: np.ndarray, mask: np.ndarray | None, seed: int
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Augment ``uint8`` image ``(H, W, C)`` and optional ``uint8`` mask ``(H, W, 1)``."""
         compose = self._compose()
         compose.set_random_seed(int(seed) % (2**32))
@@ -136,9 +132,7 @@ def augment_tf(
     """
     img_u8 = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
     if mask is None:
-        out = tf.numpy_function(
-            lambda i, s: augmenter(i, None, s)[0], [img_u8, seed], tf.uint8, stateful=False
-        )
+        out = tf.numpy_function(lambda i, s: augmenter(i, None, s)[0], [img_u8, seed], tf.uint8, stateful=False)
         out_mask = None
     else:
         out, out_mask = tf.numpy_function(

@@ -43,16 +43,10 @@ class PipelineConfig:
         if self.channels not in (1, 3):
             raise ValueError(f"`channels` must be 1 or 3. Received: channels={self.channels}")
         if self.batch_size < 1:
-            raise ValueError(
-                f"`batch_size` must be at least 1. Received: batch_size={self.batch_size}"
-            )
+            raise ValueError(f"`batch_size` must be at least 1. Received: batch_size={self.batch_size}")
         if self.resize not in RESIZE_METHODS:
-            raise ValueError(
-                f"`resize` must be one of {list(RESIZE_METHODS)}. Received: resize={self.resize!r}"
-            )
+            raise ValueError(f"`resize` must be one of {list(RESIZE_METHODS)}. Received: resize={self.resize!r}")
         from pipeline.augment import PRESETS  # late: augment imports albumentations
 
         if self.augment not in PRESETS:
-            raise ValueError(
-                f"`augment` must be one of {list(PRESETS)}. Received: augment={self.augment!r}"
-            )
+            raise ValueError(f"`augment` must be one of {list(PRESETS)}. Received: augment={self.augment!r}")

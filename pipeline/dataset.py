@@ -22,15 +22,13 @@ from data.scan import merge_masks
 from pipeline.augment import Augmenter, augment_tf
 from pipeline.balance import class_frequencies
 from pipeline.config import TASKS, PipelineConfig
-from pipeline.decode import decode_image_file, preprocess, resize_mask
+from pipeline.decode import decode_image_file, merge_mask_files, preprocess, resize_mask
 
 AUTOTUNE = tf.data.AUTOTUNE
 NUM_CLASSES = len(CLASS_NAMES)
 
 
-def global_batch_size(
-    config: PipelineConfig, strategy: tf.distribute.Strategy | None = None
-) -> int:
+def global_batch_size(config: PipelineConfig, strategy: tf.distribute.Strategy | None = None) -> int:
     """Per-replica batch size times the replicas of ``strategy`` (default: the active one)."""
     strategy = strategy or tf.distribute.get_strategy()
     return config.batch_size * strategy.num_replicas_in_sync
@@ -59,14 +57,20 @@ def _cache_fingerprint(records: Sequence[Case], task: str, config: PipelineConfi
 
 def _load(records: Sequence[Case], task: str, config: PipelineConfig) -> tf.data.Dataset:
     """Decoded, converted and resized elements ``{"image", "mask"?, "label"}``."""
-    base = tf.data.Dataset.from_tensor_slices(
-        {
-            "index": np.arange(len(records), dtype=np.int64),
-            "path": [str(r.image) for r in records],
-            "label": np.array([CLASS_NAMES.index(r.label) for r in records], np.int32),
-        }
-    )
     needs_mask = task in ("seg", "joint")
+    columns = {
+        "index": np.arange(len(records), dtype=np.int64),
+        "path": [str(r.image) for r in records],
+        "label": np.array([CLASS_NAMES.index(r.label) for r in records], np.int32),
+    }
+    if needs_mask:
+        # PNG/JPEG masks are decoded in-graph (no Python, so no GIL in the hot path);
+        # a case with a BMP mask is read by the data layer's reader instead.
+        columns["masks"] = tf.ragged.constant([[str(m) for m in r.masks] for r in records], dtype=tf.string)
+        columns["mask_in_graph"] = np.array(
+            [all(m.suffix.lower() != ".bmp" for m in r.masks) for r in records], dtype=bool
+        )
+    base = tf.data.Dataset.from_tensor_slices(columns)
     load_mask = _mask_loader(records)
     size = config.img_size
 
@@ -80,9 +84,7 @@ def _load(records: Sequence[Case], task: str, config: PipelineConfig) -> tf.data
         }
         if needs_mask:
             shape = tf.shape(raw)
-            mask = tf.numpy_function(
-                load_mask, [e["index"], shape[0], shape[1]], tf.uint8, stateful=False
-            )
+            mask = tf.numpy_function(load_mask, [e["index"], shape[0], shape[1]], tf.uint8, stateful=False)
             mask = tf.ensure_shape(mask, [None, None, 1])
             out["mask"] = tf.ensure_shape(resize_mask(mask, size), [size, size, 1])
         return out
@@ -90,9 +92,7 @@ def _load(records: Sequence[Case], task: str, config: PipelineConfig) -> tf.data
     return base.map(load, num_parallel_calls=AUTOTUNE)
 
 
-def _cache(
-    ds: tf.data.Dataset, records: Sequence[Case], task: str, config: PipelineConfig, tag: str
-):
+def _cache(ds: tf.data.Dataset, records: Sequence[Case], task: str, config: PipelineConfig, tag: str):
     if config.cache == "none":
         return ds
     if config.cache == "memory":
@@ -153,22 +153,16 @@ def build_dataset(
     if not records:
         raise ValueError("`records` must not be empty")
     n = len(records)
-    ds = _cache(
-        _load(records, task, config), records, task, config, "train" if training else "eval"
-    )
+    ds = _cache(_load(records, task, config), records, task, config, "train" if training else "eval")
     if training:
-        ds = ds.shuffle(
-            min(n, config.shuffle_buffer), seed=config.seed, reshuffle_each_iteration=True
-        )
+        ds = ds.shuffle(min(n, config.shuffle_buffer), seed=config.seed, reshuffle_each_iteration=True)
         if config.oversample and task != "seg":
             freqs = class_frequencies(r.label for r in records)
             present = [f > 0 for f in freqs]
             target = [1.0 / sum(present) if p else 0.0 for p in present]
             ds = (
                 ds.repeat()
-                .rejection_resample(
-                    lambda e: e["label"], target_dist=target, initial_dist=freqs, seed=config.seed
-                )
+                .rejection_resample(lambda e: e["label"], target_dist=target, initial_dist=freqs, seed=config.seed)
                 .map(lambda _, e: e)
                 .take(n)
             )

@@ -26,9 +26,7 @@ def decode_image_bytes(contents: tf.Tensor) -> tf.Tensor:
     img = tf.io.decode_image(contents, channels=0, dtype=tf.uint8, expand_animations=False)
     c = tf.shape(img)[-1]
     # 2 channels = gray + alpha, 4 = RGB + alpha: keep the colour channels.
-    img = tf.cond(
-        tf.logical_or(tf.equal(c, 2), tf.equal(c, 4)), lambda: img[:, :, : c - 1], lambda: img
-    )
+    img = tf.cond(tf.logical_or(tf.equal(c, 2), tf.equal(c, 4)), lambda: img[:, :, : c - 1], lambda: img)
     return tf.ensure_shape(img, [None, None, None])
 
 
@@ -80,6 +78,39 @@ def resize_image(image: tf.Tensor, size: int, method: str = "bilinear") -> tf.Te
 def preprocess(contents_or_image: tf.Tensor, size: int, channels: int, method: str) -> tf.Tensor:
     """Decoded ``uint8`` image -> float32 ``(size, size, channels)`` in [0, 255]."""
     return resize_image(to_channels(contents_or_image, channels), size, method)
+
+
+def binarize_mask_bytes(contents: tf.Tensor) -> tf.Tensor:
+    """Decode a PNG/JPEG mask to ``uint8`` ``(H, W, 1)`` of 0/1 by the data layer's rule.
+
+    Alpha is composited over black, colour channels are reduced by their maximum,
+    and a pixel is lesion when it exceeds half of the mask's largest value.
+    """
+    raw = tf.io.decode_image(contents, channels=0, dtype=tf.uint8, expand_animations=False)
+    x = tf.cast(raw, tf.int32)
+    c = tf.shape(x)[-1]
+    has_alpha = tf.logical_or(tf.equal(c, 2), tf.equal(c, 4))
+    x = tf.cond(has_alpha, lambda: x[:, :, : c - 1] * x[:, :, c - 1 :] // 255, lambda: x)
+    levels = tf.reduce_max(x, axis=-1, keepdims=True)
+    top = tf.reduce_max(levels)
+    return tf.cast(tf.logical_and(levels * 2 > top, top > 0), tf.uint8)
+
+
+def merge_mask_files(paths: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """OR-merge PNG/JPEG mask files into ``uint8`` ``(height, width, 1)``; none gives zeros."""
+
+    def body(i, acc):
+        m = binarize_mask_bytes(tf.io.read_file(paths[i]))
+        return i + 1, tf.maximum(acc, tf.ensure_shape(m, [None, None, 1]))
+
+    zeros = tf.zeros(tf.stack([height, width, 1]), tf.uint8)
+    _, merged = tf.while_loop(
+        lambda i, _: i < tf.size(paths),
+        body,
+        [tf.constant(0), zeros],
+        shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, None, 1])],
+    )
+    return merged
 
 
 def resize_mask(mask: tf.Tensor, size: int) -> tf.Tensor:

@@ -25,9 +25,7 @@ def _outline(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         rgb = np.repeat(rgb, 3, axis=2)
     rgb = np.ascontiguousarray(rgb)
     if mask is not None and mask.any():
-        contours, _ = cv2.findContours(
-            mask[:, :, 0].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
-        )
+        contours, _ = cv2.findContours(mask[:, :, 0].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(rgb, contours, -1, (40, 255, 80), 1)
     return rgb
 
@@ -55,9 +53,7 @@ def save_preview(
     """
     n = rows * cols
     cfg = PipelineConfig(**{**config.__dict__, "batch_size": n, "cache": "none"})
-    x, y = next(
-        iter(build_dataset(records, "joint" if task != "cls" else "cls", cfg, training=True))
-    )
+    x, y = next(iter(build_dataset(records, "joint" if task != "cls" else "cls", cfg, training=True)))
     images = x.numpy()
     masks = y["mask"].numpy() if isinstance(y, dict) else None
     labels = (y["label"] if isinstance(y, dict) else y).numpy().argmax(axis=1)

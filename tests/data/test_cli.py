@@ -108,10 +108,7 @@ def test_process_exits_2_without_traceback(make_busi, tmp_path) -> None:
 def test_inspect_writes_stats_schema_report_and_splits(make_busi, tmp_path, capsys) -> None:
     root = make_busi(per_class=5)
     out = tmp_path / "out"
-    assert (
-        main(["inspect", "--data-dir", str(root), "--out", str(out), "--folds", "3", "--seed", "1"])
-        == 0
-    )
+    assert main(["inspect", "--data-dir", str(root), "--out", str(out), "--folds", "3", "--seed", "1"]) == 0
     printed = capsys.readouterr().out
     for name in ("stats.csv", "schema.json", "splits.json", "report.json"):
         assert (out / name).is_file() and str(out / name) in printed
@@ -121,10 +118,7 @@ def test_inspect_writes_stats_schema_report_and_splits(make_busi, tmp_path, caps
     assert report["num_cases"] == 15 and report["classes"]["benign"]["mask_files"] == 5
     assert not list(out.glob(".*.tmp"))  # no temporary files left behind
     # A second run reuses the splits and says so.
-    assert (
-        main(["inspect", "--data-dir", str(root), "--out", str(out), "--folds", "3", "--seed", "1"])
-        == 0
-    )
+    assert main(["inspect", "--data-dir", str(root), "--out", str(out), "--folds", "3", "--seed", "1"]) == 0
     assert "reused" in capsys.readouterr().out
 
 
@@ -164,9 +158,7 @@ def test_check_missing_schema_is_a_clear_error(make_busi, tmp_path, capsys) -> N
 
 def test_synth_command(tmp_path, capsys) -> None:
     out = tmp_path / "s"
-    assert (
-        main(["synth", "--out", str(out), "--per-class", "2", "--size", "64", "--seed", "3"]) == 0
-    )
+    assert main(["synth", "--out", str(out), "--per-class", "2", "--size", "64", "--seed", "3"]) == 0
     assert len(list((out / "malignant").glob("malignant (?).png"))) == 2
     assert main(["synth", "--out", str(out), "--per-class", "2"]) == 2
     assert "new or empty folder" in capsys.readouterr().err

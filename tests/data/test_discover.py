@@ -139,9 +139,7 @@ def test_manifest_id_column_is_used(tmp_path: Path) -> None:
 
 def test_manifest_missing_file_names_row_and_file(tmp_path: Path) -> None:
     d = _manifest_data(tmp_path)
-    (d / "m.csv").write_text(
-        "image,label,mask\nimg/a.png,benign,mask/nope.png\nimg/zz.png,benign,\n"
-    )
+    (d / "m.csv").write_text("image,label,mask\nimg/a.png,benign,mask/nope.png\nimg/zz.png,benign,\n")
     with pytest.raises(DataError) as err:
         discover(d / "m.csv")
     text = str(err.value)

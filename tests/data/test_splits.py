@@ -119,9 +119,7 @@ def _dataset_with_duplicates(root: Path) -> Path:
         for k, label in enumerate(("normal", "benign", "malignant")):
             img = textured(100 * k + n)
             save_gray(root / label / f"{label} ({n}).png", img)
-            save_mask(
-                root / label / f"{label} ({n})_mask.png", img > (255 if label == "normal" else 200)
-            )
+            save_mask(root / label / f"{label} ({n})_mask.png", img > (255 if label == "normal" else 200))
     # benign (9) is benign (1) with a caliper-like mark: a near-duplicate.
     img = textured(101)
     img[5:7, 5:15] = 255

@@ -45,9 +45,7 @@ def test_every_transform_of_every_preset_keeps_mask_aligned(preset: str) -> None
         for seed in range(4):
             compose.set_random_seed(seed)
             out = compose(image=img, mask=mask[:, :, 0])
-            _assert_aligned(
-                out["image"], out["mask"][:, :, None], f"{preset}/{type(t).__name__}/{seed}"
-            )
+            _assert_aligned(out["image"], out["mask"][:, :, None], f"{preset}/{type(t).__name__}/{seed}")
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))

@@ -81,9 +81,7 @@ def test_same_seed_gives_the_same_augmented_epochs(records) -> None:
         np.testing.assert_array_equal(ya, yb)
     # Epochs differ from each other, and another seed gives other epochs.
     assert not all(np.array_equal(p[0], q[0]) for p, q in zip(a1, a2, strict=True))
-    other = _epoch(
-        build_dataset(records, "seg", PipelineConfig(**{**cfg.__dict__, "seed": 8}), True)
-    )
+    other = _epoch(build_dataset(records, "seg", PipelineConfig(**{**cfg.__dict__, "seed": 8}), True))
     assert not np.array_equal(other[0][0], a1[0][0])
 
 
@@ -107,9 +105,7 @@ def test_global_batch_is_per_replica_times_replicas_under_mirrored_strategy(reco
         assert global_batch_size(cfg) == 6
         x, _ = next(iter(build_dataset(records, "seg", cfg, training=True)))
     assert x.shape[0] == 6
-    dist = strategy.experimental_distribute_dataset(
-        build_dataset(records, "seg", cfg, True, strategy)
-    )
+    dist = strategy.experimental_distribute_dataset(build_dataset(records, "seg", cfg, True, strategy))
     per_replica = next(iter(dist))[0]
     assert [t.shape[0] for t in strategy.experimental_local_results(per_replica)] == [3, 3]
 
@@ -117,11 +113,7 @@ def test_global_batch_is_per_replica_times_replicas_under_mirrored_strategy(reco
 def test_oversampling_draws_classes_about_equally(make_busi) -> None:
     root = make_busi(per_class=12)
     cases = discover(root)
-    keep = [
-        c
-        for c in cases.values()
-        if c.label == "benign" or c.case_id.endswith(("(1)", "(2)", "(3)"))
-    ]
+    keep = [c for c in cases.values() if c.label == "benign" or c.case_id.endswith(("(1)", "(2)", "(3)"))]
     assert Counter(c.label for c in keep) == {"benign": 12, "normal": 3, "malignant": 3}
     cfg = PipelineConfig(img_size=16, batch_size=6, augment="none", oversample=True)
     ds = build_dataset(keep, "cls", cfg, training=True)
@@ -170,20 +162,39 @@ def test_class_weights_hand_computed() -> None:
         class_weights([])
 
 
-@pytest.mark.parametrize("task,oversample", [("seg", False), ("joint", True)])
-def test_files_are_read_only_in_the_first_epoch(records, monkeypatch, task, oversample) -> None:
-    import pipeline.dataset as dataset_module
-
-    calls = Counter()
-    real = dataset_module.merge_masks
-
-    def counting(case, shape):
-        calls[case.case_id] += 1
-        return real(case, shape)
-
-    monkeypatch.setattr(dataset_module, "merge_masks", counting)
+@pytest.mark.parametrize(
+    "task,oversample,training", [("seg", False, True), ("joint", True, True), ("seg", False, False)]
+)
+def test_files_are_read_only_in_the_first_epoch(records, task, oversample, training) -> None:
     cfg = PipelineConfig(img_size=SIZE, batch_size=4, augment="light", oversample=oversample)
-    ds = build_dataset(records, task, cfg, training=True)
-    for _ in range(3):
-        _epoch(ds)
-    assert sum(calls.values()) == len(records) and max(calls.values()) == 1
+    ds = build_dataset(records, task, cfg, training=training)
+    first = _epoch(ds)
+    for r in records:  # later epochs must come from the cache alone
+        for p in (r.image, *r.masks):
+            p.unlink()
+    for _ in range(2):
+        again = _epoch(ds)
+        assert sum(len(x) for x, _ in again) == sum(len(x) for x, _ in first)
+    if not training:
+        for (xa, ya), (xb, yb) in zip(first, again, strict=True):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+
+
+def test_bmp_masks_and_extra_masks_are_merged(make_busi) -> None:
+    root = make_busi(per_class=2)
+    from tests.conftest import disc_mask, save_mask
+
+    save_mask(root / "benign" / "benign (1)_mask_1.png", disc_mask(cx=10, r=4))
+    (root / "malignant" / "malignant (1)_mask.png").unlink()
+    save_mask(root / "malignant" / "malignant (1)_mask.bmp", disc_mask(cx=50, r=5))
+    cases = discover(root)
+    cfg = PipelineConfig(img_size=64, batch_size=6, augment="none", resize="bilinear")
+    _, masks = next(iter(build_dataset(list(cases.values()), "seg", cfg, training=False)))
+    ids = list(cases)
+    from data.scan import merge_masks
+
+    for k, cid in enumerate(ids):
+        expected, _, _ = merge_masks(cases[cid], (48, 64))
+        got = tf.image.resize(tf.constant(expected[:, :, None].astype(np.uint8)), [64, 64], method="nearest")
+        np.testing.assert_array_equal(masks[k].numpy(), got.numpy().astype(np.float32), err_msg=cid)

@@ -100,3 +100,50 @@ def test_preprocess_shape_range_and_constant_image(method: str) -> None:
     out = preprocess(flat, 32, 3, method).numpy()
     assert out.shape == (32, 32, 3) and out.dtype == np.float32
     np.testing.assert_allclose(out, 120.0, atol=1e-3)
+
+
+MASK_KINDS = ["0_255", "0_1", "1bit", "rgb", "rgba_transparent", "16bit", "jpeg"]
+
+
+def _write_mask(path: Path, kind: str, disc: np.ndarray) -> None:
+    if kind == "0_255":
+        Image.fromarray(disc.astype(np.uint8) * 255).save(path)
+    elif kind == "0_1":
+        Image.fromarray(disc.astype(np.uint8)).save(path)
+    elif kind == "1bit":
+        Image.fromarray(disc).save(path)
+    elif kind == "rgb":
+        rgb = np.zeros((*disc.shape, 3), np.uint8)
+        rgb[disc] = (255, 0, 0)
+        Image.fromarray(rgb).save(path)
+    elif kind == "rgba_transparent":
+        rgba = np.full((*disc.shape, 4), 255, np.uint8)
+        rgba[..., 3] = np.where(disc, 255, 0)
+        Image.fromarray(rgba).save(path)
+    elif kind == "16bit":
+        cv2.imwrite(str(path), disc.astype(np.uint16) * 65535)
+    elif kind == "jpeg":
+        Image.fromarray(disc.astype(np.uint8) * 255).save(path, quality=80)
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_in_graph_mask_rule_matches_data_layer(tmp_path: Path, kind: str) -> None:
+    from data.imageio import read_mask
+    from pipeline.decode import binarize_mask_bytes
+
+    disc = disc_mask(64, 80, 30, 40, 18)
+    p = tmp_path / ("m.jpg" if kind == "jpeg" else "m.png")
+    _write_mask(p, kind, disc)
+    got = binarize_mask_bytes(tf.io.read_file(str(p))).numpy()[:, :, 0].astype(bool)
+    ref = read_mask(p)
+    if kind == "jpeg":  # two JPEG decoders may disagree on a few edge pixels
+        assert (got != ref).mean() < 0.005
+    else:
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_merge_of_no_mask_files_is_empty() -> None:
+    from pipeline.decode import merge_mask_files
+
+    out = merge_mask_files(tf.constant([], tf.string), tf.constant(5), tf.constant(7)).numpy()
+    assert out.shape == (5, 7, 1) and not out.any()

@@ -1,0 +1,1 @@
+"""Evaluation metrics: segmentation overlap (Dice, IoU) and, later, classification reports."""

@@ -1,0 +1,75 @@
+"""ResUNet (Zhang, Liu and Wang, 2018): a U-Net built from pre-activation residual units."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from models.registry import register
+from models.unet import check_input_size
+
+
+def _residual_unit(x, filters: int, stride: int, name: str, first: bool = False):
+    shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+    shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = x
+    if not first:  # the stem's first conv sees raw pixels, not a pre-activation
+        y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+        y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.Activation("relu", name=f"{name}_relu2")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    return layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+@register("resunet", task="seg")
+def build_resunet(
+    img_size: int = 128,
+    channels: int = 3,
+    base_filters: int = 16,
+    depth: int = 4,
+    dropout: float = 0.1,
+    num_classes: int = 1,
+) -> keras.Model:
+    """Build a ResUNet taking float32 pixels in [0, 255].
+
+    Args:
+        img_size: Side of the square input; a multiple of ``2**depth``.
+        channels: Input channels.
+        base_filters: Filters of the first level; each level down doubles them.
+        depth: Number of down-sampling residual units (the paper uses 3 and a bridge).
+        dropout: Spatial dropout on the bridge (0 disables).
+        num_classes: Output channels; 1 gives a sigmoid lesion probability.
+
+    Returns:
+        A functional ``keras.Model`` with float32 probabilities ``(B, S, S, num_classes)``.
+
+    Raises:
+        ValueError: If ``img_size`` is not a multiple of ``2**depth``.
+
+    Example:
+        >>> build_resunet(img_size=128).output_shape
+        (None, 128, 128, 1)
+    """
+    check_input_size(img_size, depth)
+    inputs = keras.Input((img_size, img_size, channels), name="image")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = _residual_unit(x, base_filters, 1, "enc0", first=True)
+    skips = [x]
+    for level in range(1, depth + 1):
+        x = _residual_unit(x, base_filters * 2**level, 2, f"enc{level}")
+        if level < depth:
+            skips.append(x)
+    if dropout > 0:
+        x = layers.SpatialDropout2D(dropout, name="bridge_drop")(x)
+    for level in reversed(range(depth)):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
+        x = _residual_unit(x, base_filters * 2**level, 1, f"dec{level}")
+    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.Activation("relu", name="head_relu")(x)
+    logits = layers.Conv2D(num_classes, 1, name="head_conv")(x)
+    activation = "sigmoid" if num_classes == 1 else "softmax"
+    outputs = layers.Activation(activation, dtype="float32", name="mask")(logits)
+    return keras.Model(inputs, outputs, name="resunet")

@@ -1,0 +1,1 @@
+"""Reports of a trained model: metrics tables, bootstrap intervals and plots."""

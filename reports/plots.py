@@ -1,0 +1,99 @@
+"""Plots a person would rather look at than read: curves, histograms, overlays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from data.atomic import atomic_write  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def learning_curves(rows: Sequence[dict[str, float]], path: Path, metric: str) -> Path:
+    """Training and validation loss and ``metric`` per epoch, with the best epoch marked."""
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key in zip(axes, ("loss", metric), strict=True):
+        if key in rows[0]:
+            ax.plot(epochs, [r[key] for r in rows], "o-", ms=3, label=f"train {key}")
+        if f"val_{key}" in rows[0]:
+            vals = [r[f"val_{key}"] for r in rows]
+            ax.plot(epochs, vals, "o-", ms=3, label=f"val {key}")
+            best = int(np.argmin(vals) if key == "loss" else np.argmax(vals))
+            ax.axvline(epochs[best], color="gray", ls=":", lw=1)
+            ax.annotate(
+                f"best {vals[best]:.3f}",
+                (epochs[best], vals[best]),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=8,
+            )
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def score_histogram(scores: np.ndarray, labels: Sequence[str], path: Path, name: str = "Dice") -> Path:
+    """Histogram of per-image scores, stacked by class, with the mean marked."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    classes = sorted(set(labels))
+    data = [scores[np.array(labels) == c] for c in classes]
+    ax.hist(data, bins=np.linspace(0, 1, 21), stacked=True, label=classes)
+    ax.axvline(scores.mean(), color="k", ls="--", lw=1, label=f"mean {scores.mean():.3f}")
+    ax.set_xlabel(f"per-image {name}")
+    ax.set_ylabel("images")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{name} over {len(scores)} validation images")
+    return _save(fig, path)
+
+
+def _overlay(image: np.ndarray, truth: np.ndarray, prob: np.ndarray) -> np.ndarray:
+    rgb = np.clip(image, 0, 255).astype(np.uint8)
+    if rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    rgb = np.ascontiguousarray(rgb)
+    for m, color in ((truth[..., 0] > 0.5, (40, 255, 80)), (prob[..., 0] >= 0.5, (255, 60, 60))):
+        contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(rgb, contours, -1, color, 1)
+    return rgb
+
+
+def overlay_grid(
+    images: np.ndarray,
+    truths: np.ndarray,
+    probs: np.ndarray,
+    ids: Sequence[str],
+    scores: np.ndarray,
+    path: Path,
+    k: int = 6,
+) -> Path:
+    """The ``k`` best and ``k`` worst images by score: truth in green, prediction in red."""
+    order = np.argsort(scores)
+    worst, best = order[:k], order[::-1][:k]
+    rows = [("best", best), ("worst", worst)]
+    fig, axes = plt.subplots(2, k, figsize=(2.2 * k, 5.0), squeeze=False)
+    for r, (title, idx) in enumerate(rows):
+        for c in range(k):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(idx):
+                i = idx[c]
+                ax.imshow(_overlay(images[i], truths[i], probs[i]))
+                ax.set_title(f"{title}: {ids[i]}\nDice {scores[i]:.2f}", fontsize=7)
+    fig.suptitle("green: ground truth, red: prediction (threshold 0.5)", fontsize=9)
+    return _save(fig, path)

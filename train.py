@@ -1,0 +1,173 @@
+"""Train a breast ultrasound model: lesion segmentation (classification follows).
+
+Usage:
+    python train.py --task seg
+    python train.py --task seg --model resunet --img-size 128 --epochs 30
+    python train.py --task seg --data-dir ../shared/datasets/Dataset_BUSI_with_GT --classes benign malignant
+    python train.py --task seg --fold all --name cv
+    python train.py --resume runs/seg/exp
+
+Every run writes runs/<task>/<name>/ (name incremented, never overwritten):
+config.json, splits.json, weights/best.keras and last.keras, history.csv,
+metrics.json, plots/, tensorboard/ and saved_model/ (best weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from data.classes import CLASS_NAMES
+from data.errors import DataError
+from training.config import MIXED_PRECISION, STRATEGIES, TrainConfig
+from training.runs import increment_run_dir
+
+DEFAULTS = TrainConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser (kebab-case flags, help on each)."""
+    from losses.segmentation import SEG_LOSSES
+    from models.registry import model_names
+    from pipeline.augment import PRESETS
+
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    p.add_argument("--task", choices=["seg"], default="seg", help="seg: lesion segmentation")
+    p.add_argument("--model", choices=model_names(), default=DEFAULTS.model, help="model to train")
+    p.add_argument(
+        "--data-dir",
+        default="",
+        help="BUSI-layout folder or manifest .csv (default: built-in synthetic data)",
+    )
+    p.add_argument("--splits", default="", help="splits JSON to use (default: the dataset's own, made once)")
+    p.add_argument("--fold", default="0", help="fold index, or 'all' for cross-validation (default 0)")
+    p.add_argument("--img-size", type=int, default=DEFAULTS.img_size, help="side of the square model input")
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="number of epochs")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="batch size per replica")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=DEFAULTS.lr,
+        help="learning rate for one replica's batch; scaled linearly with replicas",
+    )
+    p.add_argument("--loss", choices=list(SEG_LOSSES), default=DEFAULTS.loss, help="training loss")
+    p.add_argument("--augment", choices=list(PRESETS), default=DEFAULTS.augment, help="augmentation preset")
+    p.add_argument(
+        "--mixed-precision",
+        choices=MIXED_PRECISION,
+        default=DEFAULTS.mixed_precision,
+        help="auto: bf16 on GPUs >= 8.0, fp16 on older GPUs, off on CPU",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default=DEFAULTS.strategy,
+        help="auto/mirrored: local GPUs or CPU; multiworker: several machines from TF_CONFIG",
+    )
+    p.add_argument(
+        "--classes",
+        nargs="+",
+        choices=CLASS_NAMES,
+        default=list(DEFAULTS.classes),
+        help="classes to train and validate on (default all three)",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=DEFAULTS.patience,
+        help="early-stopping patience in epochs (0: off)",
+    )
+    p.add_argument("--base-filters", type=int, default=DEFAULTS.base_filters, help="filters of the first level")
+    p.add_argument("--project", default=DEFAULTS.project, help="root folder of runs")
+    p.add_argument("--name", default=DEFAULTS.name, help="run name (incremented if taken)")
+    p.add_argument("--exist-ok", action="store_true", help="reuse runs/<task>/<name> instead of incrementing")
+    p.add_argument("--resume", default="", help="run folder to continue from its last completed epoch")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of shuffling, augmentation and init")
+    p.add_argument("--max-samples", type=int, default=0, help="debug: use at most this many cases per split")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` (default: the command line)."""
+    return build_parser().parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Turn parsed flags into the run's frozen config."""
+    fold = args.fold.strip().lower()
+    if fold != "all" and not fold.lstrip("-").isdigit():
+        raise ValueError(f"`--fold` must be a fold index or 'all'. Received: --fold {args.fold}")
+    return TrainConfig(
+        task=args.task,
+        model=args.model,
+        data_dir=args.data_dir,
+        splits=args.splits,
+        fold=-1 if fold == "all" else int(fold),
+        img_size=args.img_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        loss=args.loss,
+        augment=args.augment,
+        mixed_precision=args.mixed_precision,
+        strategy=args.strategy,
+        project=args.project,
+        name=args.name,
+        seed=args.seed,
+        max_samples=args.max_samples,
+        classes=tuple(args.classes),
+        patience=args.patience,
+        base_filters=args.base_filters,
+    )
+
+
+def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train as ``args`` say; return the metrics (or the cross-validation summary)."""
+    import keras
+
+    from training.trainer import format_metrics, task_spec, train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.json").is_file():
+            raise FileNotFoundError(f"`--resume` must be a run folder with config.json. Received: {run_dir}")
+        cfg = TrainConfig.load(run_dir / "config.json")
+    else:
+        cfg = config_from_args(args)
+        run_dir = Path(cfg.project) / cfg.task / cfg.name
+        if not args.exist_ok:
+            run_dir = increment_run_dir(cfg.project, cfg.task, cfg.name)
+    keras.utils.set_random_seed(cfg.seed)
+    print("train: " + " ".join(f"{k}={v}" for k, v in cfg.to_dict().items()))
+    print(f"run folder: {run_dir}")
+    result = train(cfg, run_dir, resume=bool(args.resume), devices=devices)
+    if result:
+        print(f"Results: {format_metrics(result, task_spec(cfg.task).summary_keys)}")
+        print(f"Wrote {run_dir}: config.json, splits.json, weights/, history.csv, metrics.json, plots/, saved_model/")
+    result["run_dir"] = str(run_dir)
+    return result
+
+
+def run(devices: Sequence[str] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Train from Python, e.g. ``run(task="seg", epochs=1, max_samples=8)``; flags' defaults apply."""
+    args = parse_args([])
+    for key, value in overrides.items():
+        if not hasattr(args, key):
+            raise ValueError(f"unknown option {key!r}; valid: {sorted(vars(args))}")
+        setattr(args, key, str(value) if key == "fold" else value)
+    return main(args, devices=devices)
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Training: configuration, run folders, distribution strategy, checkpoints and the fit loop."""

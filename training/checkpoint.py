@@ -1,0 +1,151 @@
+"""Checkpoints, history and early stopping that survive a killed process.
+
+After every epoch the callback writes, each atomically (temporary name, then
+rename): ``weights/last.keras`` (model and optimizer state), ``weights/best.keras``
+when the monitored metric improved, ``history.csv``, and last ``state.json``,
+which records the completed epoch and is what ``--resume`` trusts. A process
+killed at any moment leaves the previous epoch's files whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from data.atomic import atomic_write, write_json, write_text
+
+STATE_NAME = "state.json"
+HISTORY_NAME = "history.csv"
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    """Save ``model`` as ``.keras`` under a temporary name, then rename it onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")  # keras wants the suffix
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_state(run_dir: Path) -> dict[str, Any] | None:
+    """The saved training state of a run folder, or None if no epoch completed."""
+    p = Path(run_dir) / STATE_NAME
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+
+
+def read_history(run_dir: Path, epochs: int | None = None) -> list[dict[str, float]]:
+    """Rows of ``history.csv`` (the first ``epochs`` of them when given)."""
+    p = Path(run_dir) / HISTORY_NAME
+    if not p.is_file():
+        return []
+    with open(p, newline="", encoding="utf-8") as f:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return rows if epochs is None else rows[:epochs]
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Per-epoch checkpoints, history, state and early stopping for one run folder.
+
+    Args:
+        run_dir: The run (or fold) folder.
+        monitor: Metric deciding the best epoch, e.g. ``"val_dice"``.
+        mode: ``"max"`` or ``"min"``.
+        patience: Epochs without improvement before training stops (0 disables).
+        state: State read back on resume (None for a new run).
+        history: History rows read back on resume.
+        is_chief: Only the chief writes into ``run_dir``; other workers of a
+            multi-worker run still save (saving is collective) into a temporary folder.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        monitor: str,
+        mode: str = "max",
+        patience: int = 10,
+        state: dict[str, Any] | None = None,
+        history: list[dict[str, float]] | None = None,
+        is_chief: bool = True,
+    ) -> None:
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"`mode` must be 'max' or 'min'. Received: mode={mode!r}")
+        self.run_dir = Path(run_dir)
+        self.monitor, self.mode, self.patience = monitor, mode, patience
+        state = state or {}
+        self.best = state.get("best", -math.inf if mode == "max" else math.inf)
+        self.best_epoch = state.get("best_epoch", 0)
+        self.wait = state.get("wait", 0)
+        self.rows: list[dict[str, float]] = list(history or [])
+        self.is_chief = is_chief
+
+    def _improved(self, value: float) -> bool:
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def _lr(self) -> float:
+        lr = self.model.optimizer.learning_rate
+        return float(keras.ops.convert_to_numpy(lr))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        logs = dict(logs or {})
+        if self.monitor not in logs:
+            raise KeyError(f"monitored metric {self.monitor!r} is not in the epoch logs {sorted(logs)}")
+        value = float(logs[self.monitor])
+        done = epoch + 1
+        improved = self._improved(value)
+        if improved:
+            self.best, self.best_epoch, self.wait = value, done, 0
+        else:
+            self.wait += 1
+        self.rows.append({"epoch": done, **{k: float(v) for k, v in logs.items()}, "lr": self._lr()})
+        weights = self.run_dir / "weights"
+        if self.is_chief:
+            save_model_atomic(self.model, weights / "last.keras")
+            if improved:
+                atomic_write(weights / "best.keras", lambda p: shutil.copyfile(weights / "last.keras", p))
+            write_text(self.run_dir / HISTORY_NAME, self._history_csv())
+            write_json(
+                self.run_dir / STATE_NAME,
+                {
+                    "epoch": done,
+                    "best": self.best,
+                    "best_epoch": self.best_epoch,
+                    "wait": self.wait,
+                    "monitor": self.monitor,
+                    "mode": self.mode,
+                },
+            )
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix="worker_ckpt_"))
+            try:
+                self.model.save(tmp / "last.keras")
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        if self.patience and self.wait >= self.patience:
+            print(
+                f"Early stopping: {self.monitor} has not improved for {self.patience} epochs "
+                f"(best {self.best:.4f} at epoch {self.best_epoch})"
+            )
+            self.model.stop_training = True
+
+    def _history_csv(self) -> str:
+        keys: list[str] = []
+        for row in self.rows:
+            keys.extend(k for k in row if k not in keys)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(self.rows)
+        return buf.getvalue()

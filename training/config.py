@@ -1,0 +1,90 @@
+"""Training options as one frozen dataclass of plain values, saved with every run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from data.classes import CLASS_NAMES
+
+MIXED_PRECISION = ("auto", "off", "fp16", "bf16")
+STRATEGIES = ("auto", "mirrored", "multiworker")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run.
+
+    ``fold`` is a fold index, or -1 for every fold (``--fold all``). ``lr`` is the
+    learning rate for one replica's batch; it is scaled linearly with the number
+    of replicas (Goyal et al., 2017), since the global batch grows with them.
+    """
+
+    task: str = "seg"
+    model: str = "unet"
+    data_dir: str = ""
+    splits: str = ""
+    fold: int = 0
+    img_size: int = 128
+    channels: int = 3
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
+    loss: str = "bce_dice"
+    augment: str = "light"
+    mixed_precision: str = "auto"
+    strategy: str = "auto"
+    project: str = "runs"
+    name: str = "exp"
+    seed: int = 0
+    max_samples: int = 0
+    classes: tuple[str, ...] = CLASS_NAMES
+    patience: int = 10
+    base_filters: int = 16
+    folds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.task not in ("seg", "cls"):
+            raise ValueError(f"`task` must be 'seg' or 'cls'. Received: task={self.task!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(
+                f"`mixed_precision` must be one of {list(MIXED_PRECISION)}. "
+                f"Received: mixed_precision={self.mixed_precision!r}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"`strategy` must be one of {list(STRATEGIES)}. Received: strategy={self.strategy!r}")
+        for name in ("epochs", "batch_size", "img_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be at least 1. Received: {name}={getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"`lr` must be positive. Received: lr={self.lr}")
+        bad = [c for c in self.classes if c not in CLASS_NAMES]
+        if bad or not self.classes:
+            raise ValueError(
+                f"`classes` must be a non-empty subset of {list(CLASS_NAMES)}. Received: {list(self.classes)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-friendly values."""
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config saved by :meth:`to_dict`; unknown keys raise."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; expected some of {sorted(known)}")
+        d = dict(d)
+        if "classes" in d:
+            d["classes"] = tuple(d["classes"])
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read ``config.json`` of a run."""
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

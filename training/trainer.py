@@ -1,0 +1,296 @@
+"""The training loop shared by both tasks.
+
+A task contributes a :class:`TaskSpec` (how to build its model, loss and
+metrics, which metric picks the best epoch, how to evaluate); everything else
+(data and splits, strategy, precision, schedule, checkpoints, resume, export,
+cross-validation) is the same code for segmentation and classification.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from data.atomic import write_json
+from data.discover import Case
+from data.report import InspectOptions, analyze_dataset, dataset_out_dir, write_report
+from data.splits import fold_ids
+from data.synthetic import resolve_data_dir
+from pipeline.config import PipelineConfig
+from pipeline.dataset import build_dataset, global_batch_size
+from training.checkpoint import RunCheckpoint, read_history, read_state
+from training.config import TrainConfig
+from training.strategy import make_strategy, resolve_precision, set_precision
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What differs between tasks."""
+
+    monitor: str
+    mode: str
+    build_model: Callable[[TrainConfig], keras.Model]
+    loss: Callable[[TrainConfig, Sequence[Case]], keras.losses.Loss]
+    metrics: Callable[[TrainConfig], list[keras.metrics.Metric]]
+    evaluate: Callable[[keras.Model, Sequence[Case], TrainConfig, Path, list[dict]], dict[str, Any]]
+    summary_keys: tuple[str, ...]
+
+
+def task_spec(task: str) -> TaskSpec:
+    """The :class:`TaskSpec` of ``task``.
+
+    Raises:
+        ValueError: If the task has no training support yet.
+    """
+    if task == "seg":
+        from training.seg import SEG_SPEC
+
+        return SEG_SPEC
+    raise ValueError(f"`task` must be 'seg' (classification lands with its issue). Received: {task!r}")
+
+
+@dataclass
+class PreparedData:
+    """Cases and the splits a run uses."""
+
+    data_dir: Path
+    cases: dict[str, Case]
+    splits: dict[str, Any]
+
+
+def prepare_data(cfg: TrainConfig) -> PreparedData:
+    """Find and validate the data, and make (or reuse, or read) its grouped splits.
+
+    The splits live with the dataset's report in ``<project>/data/<dataset>/`` and
+    are made once; ``cfg.splits`` names a user's own file instead.
+    """
+    data_dir = resolve_data_dir(cfg.data_dir or None)
+    out = dataset_out_dir(data_dir, cfg.project)
+    analysis = analyze_dataset(
+        data_dir,
+        InspectOptions(folds=cfg.folds),
+        splits_file=cfg.splits or None,
+        existing_splits=None if cfg.splits else out / "splits.json",
+    )
+    if analysis.splits_source == "new":
+        write_report(analysis, out)
+        print(f"Wrote the dataset report and splits to {out}")
+    return PreparedData(data_dir, analysis.cases, analysis.splits)
+
+
+def fold_records(data: PreparedData, cfg: TrainConfig, fold: int) -> tuple[list[Case], list[Case]]:
+    """Train and validation cases of ``fold``, limited to ``cfg.classes`` and ``cfg.max_samples``."""
+    train_ids, val_ids = fold_ids(data.splits, fold)
+
+    def pick(ids: list[str]) -> list[Case]:
+        cases = [data.cases[i] for i in ids if data.cases[i].label in cfg.classes]
+        return cases[: cfg.max_samples] if cfg.max_samples else cases
+
+    train, val = pick(train_ids), pick(val_ids)
+    if not train or not val:
+        raise ValueError(
+            f"fold {fold} has {len(train)} training and {len(val)} validation cases of classes "
+            f"{list(cfg.classes)}; both must be non-empty"
+        )
+    return train, val
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this process is a non-chief worker of a multi-worker run."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def _export_saved_model(model: keras.Model, path: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        shutil.rmtree(tmp)
+        model.export(str(tmp), format="tf_saved_model", verbose=False)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def train_fold(
+    cfg: TrainConfig,
+    data: PreparedData,
+    fold: int,
+    fold_dir: Path,
+    strategy: tf.distribute.Strategy,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train (or resume) one fold in ``fold_dir``; evaluate its best weights.
+
+    Returns:
+        The fold's metrics (also written to ``fold_dir/metrics.json``).
+    """
+    spec = task_spec(cfg.task)
+    chief = is_chief(strategy)
+    metrics_path = fold_dir / "metrics.json"
+    state = read_state(fold_dir) if resume else None
+    if resume and metrics_path.is_file():
+        print(f"fold {fold}: already complete, {metrics_path}")
+        return json.loads(metrics_path.read_text())
+    train_records, val_records = fold_records(data, cfg, fold)
+    pcfg = PipelineConfig(
+        img_size=cfg.img_size,
+        channels=cfg.channels,
+        batch_size=cfg.batch_size,
+        augment=cfg.augment,
+        seed=cfg.seed,
+    )
+    replicas = strategy.num_replicas_in_sync
+    batch = global_batch_size(pcfg, strategy)
+    steps = max(1, len(train_records) // batch) if len(train_records) >= batch else 1
+    lr = cfg.lr * replicas  # linear scaling rule: the global batch grows with the replicas
+    print(
+        f"fold {fold}: {len(train_records)} train / {len(val_records)} val cases, "
+        f"{replicas} replica(s), global batch {batch}, lr {lr:g}, {steps} steps/epoch"
+    )
+    train_ds = build_dataset(train_records, cfg.task, pcfg, training=True, strategy=strategy)
+    val_ds = build_dataset(val_records, cfg.task, pcfg, training=False, strategy=strategy)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        opts = tf.data.Options()
+        opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train_ds, val_ds = train_ds.with_options(opts), val_ds.with_options(opts)
+    initial_epoch = 0
+    with strategy.scope():
+        if state is not None:
+            model = keras.models.load_model(fold_dir / "weights" / "last.keras")
+            initial_epoch = int(state["epoch"])
+            print(f"fold {fold}: resuming after epoch {initial_epoch} of {cfg.epochs}")
+        else:
+            model = spec.build_model(cfg)
+            schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=cfg.epochs * steps, alpha=0.05)
+            model.compile(
+                optimizer=keras.optimizers.Adam(schedule),
+                loss=spec.loss(cfg, train_records),
+                metrics=spec.metrics(cfg),
+            )
+    checkpoint = RunCheckpoint(
+        fold_dir,
+        monitor=spec.monitor,
+        mode=spec.mode,
+        patience=cfg.patience,
+        state=state,
+        history=read_history(fold_dir, initial_epoch) if state else None,
+        is_chief=chief,
+    )
+    callbacks: list[keras.callbacks.Callback] = [checkpoint]
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(str(fold_dir / "tensorboard")))
+    if initial_epoch < cfg.epochs and not (state and cfg.patience and state["wait"] >= cfg.patience):
+        t0 = time.perf_counter()
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        seconds = time.perf_counter() - t0
+        epochs_run = len(checkpoint.rows) - initial_epoch
+        print(f"fold {fold}: {epochs_run} epochs in {seconds:.0f}s")
+    if not chief:
+        return {}
+    best = keras.models.load_model(fold_dir / "weights" / "best.keras")
+    result = spec.evaluate(best, val_records, cfg, fold_dir, checkpoint.rows)
+    result.update(
+        fold=fold,
+        best_epoch=checkpoint.best_epoch,
+        epochs_completed=len(checkpoint.rows),
+        monitor=spec.monitor,
+        train_cases=len(train_records),
+        val_cases=len(val_records),
+    )
+    _export_saved_model(best, fold_dir / "saved_model")
+    write_json(metrics_path, result)
+    return result
+
+
+def cv_summary(results: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
+    """Mean, standard deviation and 95% bootstrap CI over folds of each metric."""
+    from reports.stats import bootstrap_ci
+
+    out: dict[str, Any] = {"folds": len(results)}
+    for k in keys:
+        vals = np.array([r[k] for r in results], dtype=float)
+        lo, hi = bootstrap_ci(vals)
+        out[k] = {
+            "mean": float(vals.mean()),
+            "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+            "ci95": [lo, hi],
+            "per_fold": vals.tolist(),
+        }
+    return out
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    devices: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Train every fold the config asks for into ``run_dir``.
+
+    Returns:
+        The single fold's metrics, or the cross-validation summary for ``fold=-1``.
+    """
+    policy = resolve_precision(cfg.mixed_precision)
+    set_precision(policy)
+    print(f"mixed precision {cfg.mixed_precision!r}: dtype policy {policy}")
+    strategy = make_strategy(cfg.strategy, devices)
+    data = prepare_data(cfg)
+    chief = is_chief(strategy)
+    if chief:
+        write_json(run_dir / "config.json", cfg.to_dict())
+        write_json(run_dir / "splits.json", data.splits)
+    n_folds = len(data.splits["folds"])
+    if cfg.fold != -1 and not 0 <= cfg.fold < n_folds:
+        raise ValueError(f"`--fold` must be 0..{n_folds - 1} or 'all'. Received: fold={cfg.fold}")
+    if cfg.fold != -1:
+        return train_fold(cfg, data, cfg.fold, run_dir, strategy, resume)
+    results = []
+    for k in range(n_folds):
+        results.append(train_fold(cfg, data, k, run_dir / f"fold{k}", strategy, resume))
+        keras.backend.clear_session()
+    if not chief:
+        return {}
+    summary = cv_summary(results, task_spec(cfg.task).summary_keys)
+    write_json(run_dir / "cv_summary.json", summary)
+    return summary
+
+
+def format_metrics(result: dict[str, Any], keys: Sequence[str]) -> str:
+    """One line of the main metrics, with CIs when present."""
+    parts = []
+    for k in keys:
+        v = result.get(k)
+        if isinstance(v, dict):
+            parts.append(f"{k} {v['mean']:.4f} +- {v['std']:.4f} (95% CI {v['ci95'][0]:.4f}-{v['ci95'][1]:.4f})")
+        elif isinstance(v, float) and not math.isnan(v):
+            ci = result.get(f"{k}_ci95")
+            parts.append(f"{k} {v:.4f}" + (f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""))
+    return ", ".join(parts)

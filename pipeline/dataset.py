@@ -22,7 +22,7 @@ from data.scan import merge_masks
 from pipeline.augment import Augmenter, augment_tf
 from pipeline.balance import class_frequencies
 from pipeline.config import TASKS, PipelineConfig
-from pipeline.decode import decode_image_file, merge_mask_files, preprocess, resize_mask
+from pipeline.decode import decode_image_file, preprocess, resize_mask
 
 AUTOTUNE = tf.data.AUTOTUNE
 NUM_CLASSES = len(CLASS_NAMES)

@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="early-stopping patience in epochs (0: off)",
     )
     p.add_argument("--base-filters", type=int, default=DEFAULTS.base_filters, help="filters of the first level")
+    p.add_argument("--dropout", type=float, default=DEFAULTS.dropout, help="spatial dropout rate (0: off)")
     p.add_argument("--project", default=DEFAULTS.project, help="root folder of runs")
     p.add_argument("--name", default=DEFAULTS.name, help="run name (incremented if taken)")
     p.add_argument("--exist-ok", action="store_true", help="reuse runs/<task>/<name> instead of incrementing")
@@ -125,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         classes=tuple(args.classes),
         patience=args.patience,
         base_filters=args.base_filters,
+        dropout=args.dropout,
     )
 
 

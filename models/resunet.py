@@ -11,13 +11,13 @@ from models.unet import check_input_size
 
 def _residual_unit(x, filters: int, stride: int, name: str, first: bool = False):
     shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
-    shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    shortcut = layers.BatchNormalization(synchronized=True, name=f"{name}_proj_bn")(shortcut)
     y = x
     if not first:  # the stem's first conv sees raw pixels, not a pre-activation
-        y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+        y = layers.BatchNormalization(synchronized=True, name=f"{name}_bn1")(y)
         y = layers.Activation("relu", name=f"{name}_relu1")(y)
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.BatchNormalization(synchronized=True, name=f"{name}_bn2")(y)
     y = layers.Activation("relu", name=f"{name}_relu2")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
     return layers.Add(name=f"{name}_add")([shortcut, y])
@@ -67,7 +67,7 @@ def build_resunet(
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
         x = _residual_unit(x, base_filters * 2**level, 1, f"dec{level}")
-    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.BatchNormalization(synchronized=True, name="head_bn")(x)
     x = layers.Activation("relu", name="head_relu")(x)
     logits = layers.Conv2D(num_classes, 1, name="head_conv")(x)
     activation = "sigmoid" if num_classes == 1 else "softmax"

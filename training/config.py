@@ -43,6 +43,7 @@ class TrainConfig:
     classes: tuple[str, ...] = CLASS_NAMES
     patience: int = 10
     base_filters: int = 16
+    dropout: float = 0.1
     folds: int = 5
 
     def __post_init__(self) -> None:

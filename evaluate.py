@@ -1,0 +1,95 @@
+"""Evaluate a trained run again: its validation split, or another dataset (external validation).
+
+Usage:
+    python evaluate.py --run runs/seg/exp
+    python evaluate.py --run runs/seg/exp --split all
+    python evaluate.py --run runs/seg/exp --data-dir ../shared/datasets/Dataset_BUSI_with_GT --split all
+
+Writes <run>/eval/<dataset>-<split>/metrics.json and plots/ (for a --fold all
+run, one folder per fold), and prints the main metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from data.atomic import write_json
+from data.errors import DataError
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Build the parser and parse ``argv``."""
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    p.add_argument("--run", required=True, help="run folder written by train.py")
+    p.add_argument("--data-dir", default="", help="another dataset (default: the run's own data)")
+    p.add_argument(
+        "--split",
+        choices=["val", "all"],
+        default="",
+        help="val: the run's validation fold (own data only); all: every case (default: val on own data, all on other)",
+    )
+    return p.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate as ``args`` say; return the metrics of each evaluated fold."""
+    import keras
+
+    from data.discover import discover
+    from data.report import InspectOptions, analyze_dataset
+    from data.splits import fold_ids, load_splits
+    from training.config import TrainConfig
+    from training.trainer import format_metrics, task_spec
+
+    run_dir = Path(args.run)
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"`--run` must be a run folder with config.json. Received: {run_dir}")
+    cfg = TrainConfig.load(run_dir / "config.json")
+    spec = task_spec(cfg.task)
+    own = not args.data_dir
+    split = args.split or ("val" if own else "all")
+    if split == "val" and not own:
+        raise ValueError("`--split val` needs the run's own data; another dataset is evaluated with --split all")
+    if own:
+        from data.synthetic import resolve_data_dir
+
+        data_dir = resolve_data_dir(cfg.data_dir or None)
+        cases = discover(data_dir)
+    else:
+        data_dir = Path(args.data_dir)
+        cases = analyze_dataset(data_dir, InspectOptions(folds=2)).cases  # validates every file first
+    splits = load_splits(run_dir / "splits.json")
+    fold_dirs = (
+        [(cfg.fold, run_dir)] if cfg.fold != -1 else [(k, run_dir / f"fold{k}") for k in range(len(splits["folds"]))]
+    )
+    name = f"{'own' if own else data_dir.stem if data_dir.suffix == '.csv' else data_dir.resolve().name}-{split}"
+    results = {}
+    for k, fold_dir in fold_dirs:
+        ids = fold_ids(splits, k)[1] if split == "val" else [i for i in cases if i not in set(splits["excluded"])]
+        records = [cases[i] for i in ids if i in cases and cases[i].label in cfg.classes]
+        if not records:
+            raise DataError(f"no cases of classes {list(cfg.classes)} to evaluate in {data_dir}")
+        model = keras.models.load_model(fold_dir / "weights" / "best.keras")
+        out = fold_dir / "eval" / name
+        result = spec.evaluate(model, records, cfg, out, [])
+        result.update(fold=k, data_dir=str(data_dir), split=split)
+        write_json(out / "metrics.json", result)
+        print(f"fold {k} on {data_dir} ({split}, {len(records)} cases): {format_metrics(result, spec.summary_keys)}")
+        print(f"Wrote {out}/metrics.json and {out}/plots/")
+        results[f"fold{k}"] = result
+        keras.backend.clear_session()
+    return results
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

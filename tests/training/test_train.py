@@ -1,0 +1,207 @@
+"""`train.py --task seg`: run folder, resume after SIGKILL, distribution, mixed precision."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import train
+from data.synthetic import SynthConfig, generate_synthetic
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+TINY = {"img_size": 32, "base_filters": 4, "batch_size": 4, "augment": "none"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """A small synthetic dataset (8 cases per class, 64 px high)."""
+    return generate_synthetic(tmp_path_factory.mktemp("d") / "synth", SynthConfig(per_class=8, size=64, seed=1))
+
+
+def _args(data: Path, project: Path, **extra) -> list[str]:
+    out = ["--task", "seg", "--data-dir", str(data), "--project", str(project)]
+    for k, v in {**TINY, **extra}.items():
+        out += [f"--{k.replace('_', '-')}", str(v)]
+    return out
+
+
+def test_smoke_run_writes_every_artifact(tiny_data, tmp_path) -> None:
+    result = train.run(task="seg", epochs=1, max_samples=8, data_dir=str(tiny_data), project=str(tmp_path), **TINY)
+    run_dir = Path(result["run_dir"])
+    assert run_dir == tmp_path / "seg" / "exp"
+    for name in ("config.json", "splits.json", "history.csv", "metrics.json", "state.json"):
+        assert (run_dir / name).is_file(), name
+    for name in ("best.keras", "last.keras"):
+        assert (run_dir / "weights" / name).is_file()
+    for name in ("learning_curves.png", "dice_histogram.png", "best_worst.png"):
+        assert (run_dir / "plots" / name).is_file()
+    assert (run_dir / "saved_model" / "saved_model.pb").is_file()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["dice"] <= 1.0 and metrics["val_cases"] == 8
+    assert metrics["dice_ci95"][0] <= metrics["dice"] <= metrics["dice_ci95"][1]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["epochs"] == 1 and config["img_size"] == 32
+    # A second run with the same name goes to exp2, never over exp.
+    again = train.run(task="seg", epochs=1, max_samples=4, data_dir=str(tiny_data), project=str(tmp_path), **TINY)
+    assert Path(again["run_dir"]).name == "exp2"
+
+
+def test_bad_size_and_model_are_clear_errors(tiny_data, tmp_path) -> None:
+    with pytest.raises(ValueError, match="multiple of 16"):
+        train.run(epochs=1, max_samples=4, data_dir=str(tiny_data), project=str(tmp_path), img_size=40)
+    proc = subprocess.run(
+        [sys.executable, "train.py", *_args(tiny_data, tmp_path, fold=9, epochs=1)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "--fold" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _history_epochs(run_dir: Path) -> list[int]:
+    with open(run_dir / "history.csv", newline="") as f:
+        return [int(float(r["epoch"])) for r in csv.DictReader(f)]
+
+
+def test_sigkill_then_resume_continues_at_the_next_epoch(tiny_data, tmp_path) -> None:
+    epochs = 8
+    cmd = [sys.executable, "train.py", *_args(tiny_data, tmp_path, epochs=epochs, name="r", patience=0)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = tmp_path / "seg" / "r"
+    state_path = run_dir / "state.json"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if state_path.is_file() and json.loads(state_path.read_text())["epoch"] >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "training finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    k = json.loads(state_path.read_text())["epoch"]
+    assert 2 <= k < epochs
+    # Nothing corrupt: both checkpoints load, history has exactly the completed epochs.
+    keras.models.load_model(run_dir / "weights" / "last.keras")
+    keras.models.load_model(run_dir / "weights" / "best.keras")
+    assert _history_epochs(run_dir) == list(range(1, k + 1))
+    config_before = (run_dir / "config.json").read_text()
+    resumed = subprocess.run(
+        [sys.executable, "train.py", "--resume", str(run_dir)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming after epoch {k} of {epochs}" in resumed.stdout
+    assert _history_epochs(run_dir) == list(range(1, epochs + 1))
+    assert (run_dir / "config.json").read_text() == config_before
+    assert json.loads((run_dir / "state.json").read_text())["epoch"] == epochs
+    assert (run_dir / "metrics.json").is_file()
+    assert not list(run_dir.rglob("*.tmp*"))
+
+
+def test_mirrored_two_devices_matches_single_device(tiny_data, tmp_path) -> None:
+    common = dict(
+        task="seg", epochs=1, max_samples=16, data_dir=str(tiny_data), dropout=0.0, seed=3, **{**TINY, "batch_size": 2}
+    )
+    two = train.run(devices=["/cpu:0", "/cpu:1"], project=str(tmp_path / "two"), **common)
+    # One device with the same global batch (2 x 2) and the same scaled learning rate.
+    one = train.run(devices=["/cpu:0"], project=str(tmp_path / "one"), **{**common, "batch_size": 4, "lr": 2e-3})
+    loss = {}
+    for name, res in (("two", two), ("one", one)):
+        with open(Path(res["run_dir"]) / "history.csv", newline="") as f:
+            loss[name] = float(next(csv.DictReader(f))["loss"])
+    assert np.isfinite(loss["two"]) and loss["two"] == pytest.approx(loss["one"], rel=0.02)
+
+
+def test_bf16_run_has_float32_outputs_and_finite_loss(tiny_data, tmp_path) -> None:
+    res = train.run(
+        task="seg",
+        epochs=1,
+        max_samples=8,
+        data_dir=str(tiny_data),
+        project=str(tmp_path),
+        mixed_precision="bf16",
+        **TINY,
+    )
+    run_dir = Path(res["run_dir"])
+    with open(run_dir / "history.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert np.isfinite(float(row["loss"])) and np.isfinite(float(row["val_loss"]))
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = keras.models.load_model(run_dir / "weights" / "best.keras")
+        assert model.get_layer("enc0_conv1").compute_dtype == "bfloat16"
+        out = model(np.zeros((1, 32, 32, 3), "float32"))
+        assert keras.ops.convert_to_numpy(out).dtype == np.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_two_local_workers_train_one_epoch_with_multiworker(tiny_data, tmp_path) -> None:
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        cmd = [
+            sys.executable,
+            "train.py",
+            *_args(tiny_data, tmp_path, epochs=1, max_samples=8, name="mw", strategy="multiworker"),
+            "--exist-ok",
+        ]
+        procs.append(
+            subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=600)[0])
+        finally:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    assert all("2 replica(s)" in o for o in outs)
+    run_dir = tmp_path / "seg" / "mw"
+    assert (run_dir / "metrics.json").is_file() and _history_epochs(run_dir) == [1]
+
+
+def test_evaluate_run_on_own_and_external_data(tiny_data, tmp_path) -> None:
+    import evaluate
+
+    res = train.run(task="seg", epochs=1, max_samples=8, data_dir=str(tiny_data), project=str(tmp_path), **TINY)
+    run_dir = Path(res["run_dir"])
+    own = evaluate.main(evaluate.parse_args(["--run", str(run_dir)]))
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    assert own["fold0"]["dice"] == pytest.approx(trained["dice"], abs=1e-6)  # same weights, same cases
+    assert (run_dir / "eval" / "own-val" / "plots" / "dice_histogram.png").is_file()
+    other = generate_synthetic(tmp_path / "site2", SynthConfig(per_class=3, size=64, seed=9))
+    ext = evaluate.main(evaluate.parse_args(["--run", str(run_dir), "--data-dir", str(other)]))
+    assert ext["fold0"]["n_images"] == 9
+    assert (run_dir / "eval" / "site2-all" / "metrics.json").is_file()
+    with pytest.raises(ValueError, match="--split val"):
+        evaluate.main(evaluate.parse_args(["--run", str(run_dir), "--data-dir", str(other), "--split", "val"]))

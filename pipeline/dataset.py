@@ -122,6 +122,7 @@ def build_dataset(
     config: PipelineConfig,
     training: bool,
     strategy: tf.distribute.Strategy | None = None,
+    drop_remainder: bool | None = None,
 ) -> tf.data.Dataset:
     """Build the batched dataset of ``records`` for ``task``.
 
@@ -136,6 +137,8 @@ def build_dataset(
         training: Shuffle, oversample (if configured) and augment; evaluation and
             prediction datasets are never augmented and keep record order.
         strategy: Strategy whose replicas set the global batch (default: the active one).
+        drop_remainder: Drop the last partial batch (default: when training, if there
+            is at least one full batch).
 
     Returns:
         A prefetched ``tf.data.Dataset``; one pass is one epoch.
@@ -180,5 +183,7 @@ def build_dataset(
             ds = tf.data.Dataset.zip(ds, seeds).map(aug, num_parallel_calls=AUTOTUNE)
     ds = ds.map(_format(task), num_parallel_calls=AUTOTUNE)
     batch = global_batch_size(config, strategy)
-    ds = ds.batch(batch, drop_remainder=training and n >= batch)
+    if drop_remainder is None:
+        drop_remainder = training and n >= batch
+    ds = ds.batch(batch, drop_remainder=drop_remainder)
     return ds.prefetch(AUTOTUNE)

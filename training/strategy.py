@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import keras
 import tensorflow as tf
@@ -20,10 +21,23 @@ def make_strategy(kind: str, devices: Sequence[str] | None = None) -> tf.distrib
         ValueError: On an unknown kind.
     """
     if kind in ("auto", "mirrored"):
-        return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+        return _mirrored(tuple(devices) if devices else None)
     if kind == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multiworker()
     raise ValueError(f"`strategy` must be auto, mirrored or multiworker. Received: strategy={kind!r}")
+
+
+# One strategy per device set and process: a second MirroredStrategy restarts the
+# collective instance keys that TensorFlow's collective executor has already cached
+# with the first run's shapes (synchronized batch norm then fails on a shape mismatch).
+@lru_cache(maxsize=None)
+def _mirrored(devices: tuple[str, ...] | None) -> tf.distribute.Strategy:
+    return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+
+
+@lru_cache(maxsize=None)
+def _multiworker() -> tf.distribute.Strategy:
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def resolve_precision(choice: str) -> str:

@@ -108,6 +108,28 @@ def fold_records(data: PreparedData, cfg: TrainConfig, fold: int) -> tuple[list[
     return train, val
 
 
+def eval_batch_plan(n: int, replicas: int, max_per_replica: int) -> tuple[int, bool]:
+    """Per-replica batch for evaluating ``n`` cases on ``replicas`` replicas without empty replicas.
+
+    Keras 3.15 builds a distributed model from the first batch reduced across
+    replicas (it must split evenly), and TensorFlow's CPU convolutions fail on a
+    replica given an empty batch. So the first batch must be full and the last one
+    must hold no fewer cases than replicas. Picks the largest batch up to
+    ``max_per_replica`` that allows this, else drops the remainder.
+
+    Returns:
+        ``(per_replica_batch, drop_remainder)``.
+    """
+    if replicas == 1:
+        return max(1, min(max_per_replica, n)), False
+    top = max(1, min(max_per_replica, n // replicas))
+    for b in range(top, 0, -1):
+        rest = n % (b * replicas)
+        if rest == 0 or rest >= replicas:
+            return b, False
+    return top, True
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True unless this process is a non-chief worker of a multi-worker run."""
     resolver = getattr(strategy, "cluster_resolver", None)
@@ -169,7 +191,14 @@ def train_fold(
         f"{replicas} replica(s), global batch {batch}, lr {lr:g}, {steps} steps/epoch"
     )
     train_ds = build_dataset(train_records, cfg.task, pcfg, training=True, strategy=strategy)
-    val_ds = build_dataset(val_records, cfg.task, pcfg, training=False, strategy=strategy)
+    val_per_replica, val_drop = eval_batch_plan(len(val_records), replicas, cfg.batch_size)
+    if val_drop:
+        print(
+            f"fold {fold}: in-training validation skips {len(val_records) % (val_per_replica * replicas)} "
+            "case(s) so no replica gets an empty batch; the final metrics use every case"
+        )
+    val_cfg = PipelineConfig(**{**pcfg.__dict__, "batch_size": val_per_replica})
+    val_ds = build_dataset(val_records, cfg.task, val_cfg, training=False, strategy=strategy, drop_remainder=val_drop)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         opts = tf.data.Options()
         opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -209,6 +238,7 @@ def train_fold(
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             verbose=1 if sys.stdout.isatty() else 2,
+            shuffle=False,  # the dataset shuffles itself
         )
         seconds = time.perf_counter() - t0
         epochs_run = len(checkpoint.rows) - initial_epoch

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--strategy",
         choices=STRATEGIES,
         default=DEFAULTS.strategy,
-        help="auto/mirrored: local GPUs or CPU; multiworker: several machines from TF_CONFIG",
+        help="auto/mirrored: all local GPUs (or the CPU); multiworker: not yet supported (Keras 3.15 bug)",
     )
     p.add_argument(
         "--classes",

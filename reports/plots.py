@@ -86,7 +86,7 @@ def overlay_grid(
     order = np.argsort(scores)
     worst, best = order[:k], order[::-1][:k]
     rows = [("best", best), ("worst", worst)]
-    fig, axes = plt.subplots(2, k, figsize=(2.2 * k, 5.0), squeeze=False)
+    fig, axes = plt.subplots(2, k, figsize=(2.2 * k, 5.8), squeeze=False)
     for r, (title, idx) in enumerate(rows):
         for c in range(k):
             ax = axes[r, c]

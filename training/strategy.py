@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 import keras
 import tensorflow as tf
@@ -14,30 +13,34 @@ def make_strategy(kind: str, devices: Sequence[str] | None = None) -> tf.distrib
 
     Args:
         kind: ``"auto"``/``"mirrored"``: ``MirroredStrategy`` over all local GPUs
-            (or the CPU); ``"multiworker"``: ``MultiWorkerMirroredStrategy`` from ``TF_CONFIG``.
+            (or the CPU); ``"multiworker"`` (``MultiWorkerMirroredStrategy`` from ``TF_CONFIG``)
+            raises for now: Keras 3.15's ``fit`` cannot run under it.
         devices: Explicit devices for ``MirroredStrategy`` (tests use two logical CPUs).
 
     Raises:
-        ValueError: On an unknown kind.
+        ValueError: On an unknown kind, and for ``"multiworker"`` (see above).
     """
     if kind in ("auto", "mirrored"):
         return _mirrored(tuple(devices) if devices else None)
     if kind == "multiworker":
-        return _multiworker()
+        raise ValueError(
+            "`--strategy multiworker` does not work yet: Keras 3.15's fit() cannot run under "
+            "MultiWorkerMirroredStrategy (it reduces scalar logs with strategy.reduce('MEAN', axis=0); "
+            "tensorflow/tensorflow#72388). Use --strategy mirrored for the GPUs of one machine."
+        )
     raise ValueError(f"`strategy` must be auto, mirrored or multiworker. Received: strategy={kind!r}")
 
 
 # One strategy per device set and process: a second MirroredStrategy restarts the
 # collective instance keys that TensorFlow's collective executor has already cached
 # with the first run's shapes (synchronized batch norm then fails on a shape mismatch).
-@lru_cache(maxsize=None)
+_MIRRORED: dict[tuple[str, ...], tf.distribute.Strategy] = {}
+
+
 def _mirrored(devices: tuple[str, ...] | None) -> tf.distribute.Strategy:
-    return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
-
-
-@lru_cache(maxsize=None)
-def _multiworker() -> tf.distribute.Strategy:
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    strategy = tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+    key = tuple(sorted(tf.DeviceSpec.from_string(d).to_string() for d in strategy.extended.worker_devices))
+    return _MIRRORED.setdefault(key, strategy)
 
 
 def resolve_precision(choice: str) -> str:

@@ -212,3 +212,22 @@ def test_evaluate_run_on_own_and_external_data(tiny_data, tmp_path) -> None:
     assert (run_dir / "eval" / "site2-all" / "metrics.json").is_file()
     with pytest.raises(ValueError, match="--split val"):
         evaluate.main(evaluate.parse_args(["--run", str(run_dir), "--data-dir", str(other), "--split", "val"]))
+
+
+def test_fold_all_trains_every_fold_and_summarizes(tiny_data, tmp_path) -> None:
+    res = train.run(
+        task="seg", epochs=1, max_samples=6, fold="all", data_dir=str(tiny_data), project=str(tmp_path), **TINY
+    )
+    run_dir = Path(res["run_dir"])
+    summary = json.loads((run_dir / "cv_summary.json").read_text())
+    assert summary["folds"] == 5
+    per_fold = [json.loads((run_dir / f"fold{k}" / "metrics.json").read_text())["dice"] for k in range(5)]
+    assert summary["dice"]["per_fold"] == pytest.approx(per_fold)
+    assert summary["dice"]["mean"] == pytest.approx(float(np.mean(per_fold)))
+    assert summary["dice"]["std"] == pytest.approx(float(np.std(per_fold, ddof=1)))
+    lo, hi = summary["dice"]["ci95"]
+    assert min(per_fold) <= lo <= summary["dice"]["mean"] <= hi <= max(per_fold)
+    for k in range(5):
+        assert (run_dir / f"fold{k}" / "weights" / "best.keras").is_file()
+    val_sets = [set(json.loads((run_dir / "splits.json").read_text())["folds"][k]["val"]) for k in range(5)]
+    assert all(not (a & b) for i, a in enumerate(val_sets) for b in val_sets[i + 1 :])

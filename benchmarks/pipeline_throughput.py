@@ -135,7 +135,7 @@ def markdown(result: dict) -> str:
         "## Input pipeline throughput (issue: input pipeline)",
         "",
         f"Command: `{result['command']}`  ",
-        f"Data: {result['data_dir']} ({result['images_per_epoch']} images per epoch, "
+        f"Data: {os.path.relpath(result['data_dir'], REPO)} ({result['images_per_epoch']} images per epoch, "
         "conflicting exact duplicates left out). Machine: "
         f"{result['machine']}. Date: {result['date']}.",
         "",

@@ -73,6 +73,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     for k, fold_dir in fold_dirs:
         ids = fold_ids(splits, k)[1] if split == "val" else [i for i in cases if i not in set(splits["excluded"])]
         records = [cases[i] for i in ids if i in cases and cases[i].label in cfg.classes]
+        if own and split == "val" and cfg.max_samples:  # the same cases the run validated on
+            records = records[: cfg.max_samples]
         if not records:
             raise DataError(f"no cases of classes {list(cfg.classes)} to evaluate in {data_dir}")
         model = keras.models.load_model(fold_dir / "weights" / "best.keras")

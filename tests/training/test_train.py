@@ -200,10 +200,11 @@ def test_two_local_workers_train_one_epoch_with_multiworker(tiny_data, tmp_path)
 def test_evaluate_run_on_own_and_external_data(tiny_data, tmp_path) -> None:
     import evaluate
 
-    res = train.run(task="seg", epochs=1, max_samples=8, data_dir=str(tiny_data), project=str(tmp_path), **TINY)
+    res = train.run(task="seg", epochs=1, max_samples=4, data_dir=str(tiny_data), project=str(tmp_path), **TINY)
     run_dir = Path(res["run_dir"])
     own = evaluate.main(evaluate.parse_args(["--run", str(run_dir)]))
     trained = json.loads((run_dir / "metrics.json").read_text())
+    assert own["fold0"]["n_images"] == trained["val_cases"] == 4  # the cases the run validated on
     assert own["fold0"]["dice"] == pytest.approx(trained["dice"], abs=1e-6)  # same weights, same cases
     assert (run_dir / "eval" / "own-val" / "plots" / "dice_histogram.png").is_file()
     other = generate_synthetic(tmp_path / "site2", SynthConfig(per_class=3, size=64, seed=9))

@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="early-stopping patience in epochs (0: off)",
     )
     p.add_argument("--base-filters", type=int, default=DEFAULTS.base_filters, help="filters of the first level")
+    p.add_argument(
+        "--schedule",
+        choices=["cosine", "constant"],
+        default=DEFAULTS.schedule,
+        help="learning-rate schedule: cosine decay to 5%% over the run, or constant",
+    )
     p.add_argument("--dropout", type=float, default=DEFAULTS.dropout, help="spatial dropout rate (0: off)")
     p.add_argument("--project", default=DEFAULTS.project, help="root folder of runs")
     p.add_argument("--name", default=DEFAULTS.name, help="run name (incremented if taken)")
@@ -127,6 +133,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         patience=args.patience,
         base_filters=args.base_filters,
         dropout=args.dropout,
+        schedule=args.schedule,
     )
 
 

@@ -28,13 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import BUSI, REPO, VARIANTS, variant_env, write_section
 
-NO_TRIM_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "17179869184",
-    "MALLOC_TRIM_THRESHOLD_": "17179869184",
-}
-VARIANTS = {"default": {}, "no-trim": NO_TRIM_ENV}
 PRESETS = ("none", "light", "strong")
 MODELS = {"unet": 8, "resnet50": 16}
 SECTION = "pipeline_throughput"
@@ -207,25 +202,11 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, name: str, body: str) -> None:
-    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    block = f"{start}\n{body}\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--data-dir",
-        default=str(REPO.parent / "shared" / "datasets" / "Dataset_BUSI_with_GT"),
+        default=str(BUSI),
         help="dataset folder or manifest (default: ../shared BUSI)",
     )
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 224, 256], help="input sizes")
@@ -279,8 +260,7 @@ def main(argv=None) -> int:
             "--sizes",
             *map(str, args.sizes),
         ]
-        env = {k: v for k, v in os.environ.items() if k not in NO_TRIM_ENV}
-        subprocess.run(cmd, env={**env, **extra}, check=True)
+        subprocess.run(cmd, env=variant_env(name), check=True)
         variants[name] = json.loads(tmp.read_text())
         tmp.unlink()
     first = next(iter(variants.values()))

@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,14 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.rows: list[dict[str, float]] = list(history or [])
         self.is_chief = is_chief
 
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self._t_epoch = time.perf_counter()
+        self._t_val: float | None = None
+
+    def on_test_begin(self, logs: dict[str, float] | None = None) -> None:
+        if getattr(self, "_t_val", 0) is None:  # validation inside fit: the training part is over
+            self._t_val = time.perf_counter()
+
     def _improved(self, value: float) -> bool:
         return value > self.best if self.mode == "max" else value < self.best
 
@@ -109,7 +118,11 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.best, self.best_epoch, self.wait = value, done, 0
         else:
             self.wait += 1
-        self.rows.append({"epoch": done, **{k: float(v) for k, v in logs.items()}, "lr": self._lr()})
+        now = time.perf_counter()
+        t0 = getattr(self, "_t_epoch", now)
+        t_val = getattr(self, "_t_val", None) or now
+        timing = {"epoch_seconds": now - t0, "train_seconds": t_val - t0}
+        self.rows.append({"epoch": done, **{k: float(v) for k, v in logs.items()}, "lr": self._lr(), **timing})
         weights = self.run_dir / "weights"
         if self.is_chief:
             save_model_atomic(self.model, weights / "last.keras")

@@ -11,6 +11,7 @@ from data.classes import CLASS_NAMES
 
 MIXED_PRECISION = ("auto", "off", "fp16", "bf16")
 STRATEGIES = ("auto", "mirrored", "multiworker")
+SCHEDULES = ("cosine", "constant")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class TrainConfig:
     patience: int = 10
     base_filters: int = 16
     dropout: float = 0.1
+    schedule: str = "cosine"
     folds: int = 5
 
     def __post_init__(self) -> None:
@@ -59,6 +61,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "img_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1. Received: {name}={getattr(self, name)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}. Received: schedule={self.schedule!r}")
         if self.lr <= 0:
             raise ValueError(f"`lr` must be positive. Received: lr={self.lr}")
         bad = [c for c in self.classes if c not in CLASS_NAMES]

@@ -211,7 +211,11 @@ def train_fold(
             print(f"fold {fold}: resuming after epoch {initial_epoch} of {cfg.epochs}")
         else:
             model = spec.build_model(cfg)
-            schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=cfg.epochs * steps, alpha=0.05)
+            schedule = (
+                keras.optimizers.schedules.CosineDecay(lr, decay_steps=cfg.epochs * steps, alpha=0.05)
+                if cfg.schedule == "cosine"
+                else lr
+            )
             model.compile(
                 optimizer=keras.optimizers.Adam(schedule),
                 loss=spec.loss(cfg, train_records),

@@ -1,0 +1,35 @@
+"""Shared by the benchmark scripts: malloc settings and BENCHMARKS.md sections."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BUSI = REPO.parent / "shared" / "datasets" / "Dataset_BUSI_with_GT"
+NO_TRIM_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "17179869184",
+    "MALLOC_TRIM_THRESHOLD_": "17179869184",
+}
+VARIANTS = {"default": {}, "no-trim": NO_TRIM_ENV}
+"""Each benchmark runs once per entry, in its own process: glibc's defaults, and no trimming."""
+
+
+def variant_env(name: str) -> dict[str, str]:
+    """This process's environment with exactly the malloc settings of variant ``name``."""
+    env = {k: v for k, v in os.environ.items() if k not in NO_TRIM_ENV}
+    return {**env, **VARIANTS[name]}
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

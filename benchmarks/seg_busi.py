@@ -13,6 +13,7 @@ fold flatters it), seconds per epoch and training images/s.
 Usage:
     python benchmarks/seg_busi.py
     python benchmarks/seg_busi.py --epochs 2 --models unet --precisions off --variants default --no-markdown
+    python benchmarks/seg_busi.py --from-json benchmarks/results/seg_busi.json
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ def markdown(result: dict) -> str:
             f"{r['last']['iou']:.3f} | {r['best']['dice']:.3f} ({r['best']['epoch']}) | "
             f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} |"
         )
+    done = {(r["model"], r["precision"], r["variant"]) for r in result["runs"]}
+    missing = [
+        f"{m} {PRECISIONS[p]} ({v})" for m in MODELS for p in PRECISIONS for v in VARIANTS if (m, p, v) not in done
+    ]
+    if missing:
+        lines += ["", f"Not yet measured with this protocol: {', '.join(missing)}."]
     lines += [
         "",
         "Reference measured on this machine with the same protocol (from the issue): MONAI 1.6 "
@@ -128,11 +135,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md", help="BENCHMARKS.md to update")
     p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md (smoke runs)")
+    p.add_argument("--from-json", type=Path, help="re-render the BENCHMARKS.md section from saved results")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        write_section(args.markdown, SECTION, markdown(json.loads(args.from_json.read_text())))
+        print(f"Wrote the '{SECTION}' section of {args.markdown} from {args.from_json}")
+        return 0
     if not args.data_dir.is_dir():
         print(f"error: `--data-dir` does not exist: {args.data_dir}", file=sys.stderr)
         return 2

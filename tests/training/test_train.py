@@ -56,6 +56,9 @@ def test_smoke_run_writes_every_artifact(tiny_data, tmp_path) -> None:
     assert metrics["dice_ci95"][0] <= metrics["dice"] <= metrics["dice_ci95"][1]
     config = json.loads((run_dir / "config.json").read_text())
     assert config["epochs"] == 1 and config["img_size"] == 32
+    with open(run_dir / "history.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert 0 < float(row["train_seconds"]) <= float(row["epoch_seconds"])
     # A second run with the same name goes to exp2, never over exp.
     again = train.run(task="seg", epochs=1, max_samples=4, data_dir=str(tiny_data), project=str(tmp_path), **TINY)
     assert Path(again["run_dir"]).name == "exp2"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from data.atomic import write_json
-from data.errors import DataError
+from data.errors import DataError, exit_on_user_error
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -90,8 +90,4 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except (DataError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(exit_on_user_error(lambda: main(parse_args())))

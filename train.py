@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from data.classes import CLASS_NAMES
-from data.errors import DataError
+from data.errors import exit_on_user_error
 from training.config import MIXED_PRECISION, STRATEGIES, TrainConfig
 from training.runs import increment_run_dir
 
@@ -175,8 +175,4 @@ def run(devices: Sequence[str] | None = None, **overrides: Any) -> dict[str, Any
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except (DataError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(exit_on_user_error(lambda: main(parse_args())))

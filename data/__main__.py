@@ -22,7 +22,7 @@ from tqdm import tqdm
 from data.atomic import write_json
 from data.discover import discover
 from data.duplicates import NEAR_DUPLICATE_BITS
-from data.errors import DataError
+from data.errors import DataError, exit_on_user_error
 from data.report import (
     InspectOptions,
     analyze_dataset,
@@ -179,11 +179,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (2 on a data error, shown without traceback)."""
     args = parse_args(argv)
-    try:
-        return args.func(args)
-    except (DataError, FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return exit_on_user_error(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from data.discover import discover
-from data.errors import DataError
+from data.errors import exit_on_user_error
 from data.synthetic import resolve_data_dir
 from pipeline.augment import PRESETS
 from pipeline.config import PipelineConfig
@@ -51,18 +51,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (2 on bad data, shown without traceback)."""
     args = parse_args(argv)
-    try:
+
+    def work() -> None:
         from pipeline.preview import save_preview  # late: imports TensorFlow
 
         data_dir = resolve_data_dir(args.data_dir)
         cases = list(discover(data_dir).values())
         cfg = PipelineConfig(img_size=args.img_size, augment=args.augment, seed=args.seed, channels=3)
-        out = save_preview(cases, args.task, cfg, args.out)
-    except (DataError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"Wrote {out}")
-    return 0
+        print(f"Wrote {save_preview(cases, args.task, cfg, args.out)}")
+
+    return exit_on_user_error(work)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,3 +36,24 @@ def write_section(path: Path, name: str, body: str) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def add_output_args(parser: argparse.ArgumentParser, section: str) -> None:
+    """``--json``, ``--markdown`` and ``--from-json`` for a benchmark writing ``section``."""
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=REPO / "benchmarks" / "results" / f"{section}.json",
+        help="where to write the JSON results",
+    )
+    parser.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md", help="BENCHMARKS.md to update")
+    parser.add_argument("--from-json", type=Path, help="re-render the BENCHMARKS.md section from saved results")
+
+
+def render_from_json(args: argparse.Namespace, section: str, markdown: Callable[[dict], str]) -> bool:
+    """If ``--from-json`` was given, re-render ``section`` from it and return True."""
+    if not args.from_json:
+        return False
+    write_section(args.markdown, section, markdown(json.loads(args.from_json.read_text())))
+    print(f"Wrote the '{section}' section of {args.markdown} from {args.from_json}")
+    return True

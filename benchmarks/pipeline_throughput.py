@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import BUSI, REPO, VARIANTS, variant_env, write_section
+from _common import BUSI, REPO, VARIANTS, add_output_args, render_from_json, variant_env, write_section
 
 PRESETS = ("none", "light", "strong")
 MODELS = {"unet": 8, "resnet50": 16}
@@ -216,14 +216,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=10.0,
         help="time each model's training steps for at least this long (default 10)",
     )
-    p.add_argument("--from-json", help="re-render the BENCHMARKS.md section from saved results")
     p.add_argument("--variant", choices=list(VARIANTS), help="measure one malloc setting only")
-    p.add_argument(
-        "--json",
-        default=str(REPO / "benchmarks" / "results" / "pipeline_throughput.json"),
-        help="where to write the JSON results",
-    )
-    p.add_argument("--markdown", default=str(REPO / "BENCHMARKS.md"), help="BENCHMARKS.md to update")
+    add_output_args(p, SECTION)
     return p.parse_args(argv)
 
 
@@ -233,9 +227,7 @@ def main(argv=None) -> int:
     if not data_dir.exists():
         print(f"error: `--data-dir` does not exist: {data_dir}", file=sys.stderr)
         return 2
-    if args.from_json:
-        write_section(Path(args.markdown), SECTION, markdown(json.loads(Path(args.from_json).read_text())))
-        print(f"Wrote the '{SECTION}' section of {args.markdown} from {args.from_json}")
+    if render_from_json(args, SECTION, markdown):
         return 0
     if args.variant:  # child process: one malloc setting
         result = run_variant(data_dir, args.sizes, args.min_seconds)

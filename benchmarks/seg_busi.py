@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import BUSI, REPO, VARIANTS, variant_env, write_section
+from _common import BUSI, REPO, VARIANTS, add_output_args, render_from_json, variant_env, write_section
 
 SECTION = "seg_busi"
 MODELS = ("unet", "resunet")
@@ -127,23 +127,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="malloc settings to run under"
     )
     p.add_argument("--project", type=Path, default=REPO / "benchmarks" / "runs", help="where the runs go")
-    p.add_argument(
-        "--json",
-        type=Path,
-        default=REPO / "benchmarks" / "results" / "seg_busi.json",
-        help="where to write the JSON results",
-    )
-    p.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md", help="BENCHMARKS.md to update")
+    add_output_args(p, SECTION)
     p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md (smoke runs)")
-    p.add_argument("--from-json", type=Path, help="re-render the BENCHMARKS.md section from saved results")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.from_json:
-        write_section(args.markdown, SECTION, markdown(json.loads(args.from_json.read_text())))
-        print(f"Wrote the '{SECTION}' section of {args.markdown} from {args.from_json}")
+    if render_from_json(args, SECTION, markdown):
         return 0
     if not args.data_dir.is_dir():
         print(f"error: `--data-dir` does not exist: {args.data_dir}", file=sys.stderr)

@@ -33,7 +33,6 @@ from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 
-_GRAY_MODES = {"1", "L", "I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 _ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
 
 

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--strategy",
         choices=STRATEGIES,
         default=DEFAULTS.strategy,
-        help="auto/mirrored: all local GPUs (or the CPU); multiworker: not yet supported (Keras 3.15 bug)",
+        help="auto/mirrored: all local GPUs (or the CPU); multiworker: MultiWorkerMirroredStrategy over the machines in TF_CONFIG (run the same command on each)",
     )
     p.add_argument(
         "--classes",
@@ -151,7 +151,8 @@ def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict
     else:
         cfg = config_from_args(args)
         run_dir = Path(cfg.project) / cfg.task / cfg.name
-        if not args.exist_ok:
+        # Workers of a multi-worker run must agree on the folder, so it is not incremented.
+        if not args.exist_ok and cfg.strategy != "multiworker":
             run_dir = increment_run_dir(cfg.project, cfg.task, cfg.name)
     keras.utils.set_random_seed(cfg.seed)
     print("train: " + " ".join(f"{k}={v}" for k, v in cfg.to_dict().items()))

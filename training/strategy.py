@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 
 import keras
@@ -13,21 +15,23 @@ def make_strategy(kind: str, devices: Sequence[str] | None = None) -> tf.distrib
 
     Args:
         kind: ``"auto"``/``"mirrored"``: ``MirroredStrategy`` over all local GPUs
-            (or the CPU); ``"multiworker"`` (``MultiWorkerMirroredStrategy`` from ``TF_CONFIG``)
-            raises for now: Keras 3.15's ``fit`` cannot run under it.
+            (or the CPU); ``"multiworker"``: ``MultiWorkerMirroredStrategy`` from ``TF_CONFIG``
+            (trained by :func:`training.loop.fit_distributed`, as Keras 3.15's ``fit`` cannot).
         devices: Explicit devices for ``MirroredStrategy`` (tests use two logical CPUs).
 
     Raises:
-        ValueError: On an unknown kind, and for ``"multiworker"`` (see above).
+        ValueError: On an unknown kind, or ``"multiworker"`` without ``TF_CONFIG``.
     """
     if kind in ("auto", "mirrored"):
         return _mirrored(tuple(devices) if devices else None)
     if kind == "multiworker":
-        raise ValueError(
-            "`--strategy multiworker` does not work yet: Keras 3.15's fit() cannot run under "
-            "MultiWorkerMirroredStrategy (it reduces scalar logs with strategy.reduce('MEAN', axis=0); "
-            "tensorflow/tensorflow#72388). Use --strategy mirrored for the GPUs of one machine."
-        )
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "`--strategy multiworker` needs the TF_CONFIG environment variable describing the cluster "
+                '(e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
+                '"index": 0}}); start the same command on every machine with its own task index'
+            )
+        return _multiworker()
     raise ValueError(f"`strategy` must be auto, mirrored or multiworker. Received: strategy={kind!r}")
 
 
@@ -41,6 +45,20 @@ def _mirrored(devices: tuple[str, ...] | None) -> tf.distribute.Strategy:
     strategy = tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
     key = tuple(sorted(tf.DeviceSpec.from_string(d).to_string() for d in strategy.extended.worker_devices))
     return _MIRRORED.setdefault(key, strategy)
+
+
+_MULTIWORKER: list[tf.distribute.Strategy] = []
+
+
+def _multiworker() -> tf.distribute.Strategy:
+    """The process's one ``MultiWorkerMirroredStrategy`` (it can only be created once)."""
+    if not _MULTIWORKER:
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as e:
+            raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from None
+        _MULTIWORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
+    return _MULTIWORKER[0]
 
 
 def resolve_precision(choice: str) -> str:

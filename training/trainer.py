@@ -33,6 +33,7 @@ from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset, global_batch_size
 from training.checkpoint import RunCheckpoint, read_history, read_state
 from training.config import TrainConfig
+from training.loop import fit_distributed
 from training.strategy import make_strategy, resolve_precision, set_precision
 
 
@@ -235,15 +236,17 @@ def train_fold(
         callbacks.append(keras.callbacks.TensorBoard(str(fold_dir / "tensorboard")))
     if initial_epoch < cfg.epochs and not (state and cfg.patience and state["wait"] >= cfg.patience):
         t0 = time.perf_counter()
-        model.fit(
-            train_ds,
+        fit_args = dict(
             validation_data=val_ds,
             epochs=cfg.epochs,
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             verbose=1 if sys.stdout.isatty() else 2,
-            shuffle=False,  # the dataset shuffles itself
         )
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            fit_distributed(model, train_ds, strategy=strategy, **fit_args)  # Keras' fit fails here
+        else:
+            model.fit(train_ds, shuffle=False, **fit_args)  # the dataset shuffles itself
         seconds = time.perf_counter() - t0
         epochs_run = len(checkpoint.rows) - initial_epoch
         print(f"fold {fold}: {epochs_run} epochs in {seconds:.0f}s")

@@ -167,11 +167,6 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Keras 3.15's TF trainer cannot fit under MultiWorkerMirroredStrategy: it reduces scalar "
-    "logs with strategy.reduce('MEAN', axis=0) (tensorflow/tensorflow#72388); needs our own step",
-)
 def test_two_local_workers_train_one_epoch_with_multiworker(tiny_data, tmp_path) -> None:
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -182,7 +177,6 @@ def test_two_local_workers_train_one_epoch_with_multiworker(tiny_data, tmp_path)
             sys.executable,
             "train.py",
             *_args(tiny_data, tmp_path, epochs=1, max_samples=8, name="mw", strategy="multiworker"),
-            "--exist-ok",
         ]
         procs.append(
             subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--strategy",
         choices=STRATEGIES,
         default=DEFAULTS.strategy,
-        help="auto/mirrored: all local GPUs (or the CPU); multiworker: MultiWorkerMirroredStrategy over the machines in TF_CONFIG (run the same command on each)",
+        help="auto/mirrored: all local GPUs (or the CPU); "
+        "multiworker: MultiWorkerMirroredStrategy over the machines in TF_CONFIG (same command on each)",
     )
     p.add_argument(
         "--classes",

@@ -1,7 +1,10 @@
-"""Train a breast ultrasound model: lesion segmentation (classification follows).
+"""Train a breast ultrasound model: lesion segmentation or normal/benign/malignant classification.
 
 Usage:
     python train.py --task seg
+    python train.py --task cls
+    python train.py --task cls --model resnet50_se --loss weighted_ce --img-size 224 --batch-size 16
+    python train.py --task cls --weights imagenet --freeze-epochs 3
     python train.py --task seg --model resunet --img-size 128 --epochs 30
     python train.py --task seg --data-dir ../shared/datasets/Dataset_BUSI_with_GT --classes benign malignant
     python train.py --task seg --fold all --name cv
@@ -30,6 +33,7 @@ DEFAULTS = TrainConfig()
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (kebab-case flags, help on each)."""
+    from losses.classification import CLS_LOSSES
     from losses.segmentation import SEG_LOSSES
     from models.registry import model_names
     from pipeline.augment import PRESETS
@@ -39,8 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    p.add_argument("--task", choices=["seg"], default="seg", help="seg: lesion segmentation")
-    p.add_argument("--model", choices=model_names(), default=DEFAULTS.model, help="model to train")
+    p.add_argument("--task", choices=["seg", "cls"], default="seg", help="seg: lesion segmentation; cls: 3 classes")
+    p.add_argument(
+        "--model",
+        choices=model_names(),
+        default="",
+        help=f"seg: {', '.join(model_names('seg'))} (default unet); "
+        f"cls: {', '.join(model_names('cls'))} (default efficientnet_b0)",
+    )
     p.add_argument(
         "--data-dir",
         default="",
@@ -57,7 +67,30 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.lr,
         help="learning rate for one replica's batch; scaled linearly with replicas",
     )
-    p.add_argument("--loss", choices=list(SEG_LOSSES), default=DEFAULTS.loss, help="training loss")
+    p.add_argument(
+        "--loss",
+        choices=[*SEG_LOSSES, *CLS_LOSSES],
+        default="",
+        help=f"seg: {', '.join(SEG_LOSSES)} (default bce_dice); cls: {', '.join(CLS_LOSSES)} (default focal, "
+        "alpha from the training split's class frequencies)",
+    )
+    p.add_argument(
+        "--weights",
+        default=DEFAULTS.weights,
+        help="cls: none (random init), imagenet (downloads; frozen backbone for --freeze-epochs, then all "
+        "layers at lr/10), or a .keras / .weights.h5 file of the same model",
+    )
+    p.add_argument(
+        "--freeze-epochs",
+        type=int,
+        default=DEFAULTS.freeze_epochs,
+        help="cls with --weights imagenet: epochs with the backbone frozen",
+    )
+    p.add_argument("--gamma", type=float, default=DEFAULTS.gamma, help="cls: focal loss gamma")
+    p.add_argument("--label-smoothing", type=float, default=DEFAULTS.label_smoothing, help="cls: label smoothing")
+    p.add_argument(
+        "--oversample", action="store_true", help="cls: draw the classes equally often in training (instead of weights)"
+    )
     p.add_argument("--augment", choices=list(PRESETS), default=DEFAULTS.augment, help="augmentation preset")
     p.add_argument(
         "--mixed-precision",
@@ -92,7 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.schedule,
         help="learning-rate schedule: cosine decay to 5%% over the run, or constant",
     )
-    p.add_argument("--dropout", type=float, default=DEFAULTS.dropout, help="spatial dropout rate (0: off)")
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=DEFAULTS.dropout,
+        help="seg: spatial dropout in the deepest levels; cls: dropout before the last layer (0: off)",
+    )
     p.add_argument("--project", default=DEFAULTS.project, help="root folder of runs")
     p.add_argument("--name", default=DEFAULTS.name, help="run name (incremented if taken)")
     p.add_argument("--exist-ok", action="store_true", help="reuse runs/<task>/<name> instead of incrementing")
@@ -135,6 +173,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         base_filters=args.base_filters,
         dropout=args.dropout,
         schedule=args.schedule,
+        weights=args.weights,
+        freeze_epochs=args.freeze_epochs,
+        gamma=args.gamma,
+        label_smoothing=args.label_smoothing,
+        oversample=args.oversample,
     )
 
 

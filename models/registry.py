@@ -64,4 +64,4 @@ def build_model(name: str, **kwargs) -> keras.Model:
 
 def _import_builders() -> None:
     # Importing the modules runs their @register decorators.
-    from models import resunet, unet  # noqa: F401
+    from models import convnext_tiny, efficientnet_b0, resnet50, resnet50_se, resunet, unet  # noqa: F401

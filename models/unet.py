@@ -11,8 +11,8 @@ from models.registry import register
 def _conv_block(x, filters: int, dropout: float, name: str):
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
-        x = layers.BatchNormalization(synchronized=True, name=f"{name}_bn{i}")(x)
-        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+        x = layers.GroupNormalization(groups=-1, name=f"{name}_bn{i}")(x)
+        x = layers.LeakyReLU(0.1, name=f"{name}_relu{i}")(x)
     if dropout > 0:
         x = layers.SpatialDropout2D(dropout, name=f"{name}_drop")(x)
     return x

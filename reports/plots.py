@@ -97,3 +97,72 @@ def overlay_grid(
                 ax.set_title(f"{title}: {ids[i]}\nDice {scores[i]:.2f}", fontsize=7)
     fig.suptitle("green: ground truth, red: prediction (threshold 0.5)", fontsize=9)
     return _save(fig, path)
+
+
+def confusion_plot(report: dict, class_names: Sequence[str], path: Path) -> Path:
+    """Confusion matrix as counts and row-normalized (recall on the diagonal), side by side."""
+    counts = np.array(report["confusion"])
+    norm = np.array(report["confusion_normalized"])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, mat, title, fmt in ((axes[0], counts, "counts", "{:d}"), (axes[1], norm, "row-normalized", "{:.2f}")):
+        im = ax.imshow(mat, cmap="Blues", vmin=0, vmax=mat.max() if mat.max() > 0 else 1)
+        for (i, j), v in np.ndenumerate(mat):
+            color = "white" if v > 0.6 * (mat.max() or 1) else "black"
+            ax.text(j, i, fmt.format(int(v) if fmt == "{:d}" else v), ha="center", va="center", color=color)
+        ax.set_xticks(range(len(class_names)), class_names)
+        ax.set_yticks(range(len(class_names)), class_names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"confusion matrix ({title})")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def roc_plot(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], path: Path) -> Path:
+    """One-vs-rest ROC curve of each class present, AUC in the legend."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.8))
+    for c, name in enumerate(class_names):
+        pos = y_true == c
+        if pos.all() or not pos.any():
+            continue
+        fpr, tpr, _ = roc_curve(pos, probs[:, c])
+        ax.plot(fpr, tpr, lw=1.5, label=f"{name} (AUC {roc_auc_score(pos, probs[:, c]):.3f}, n={int(pos.sum())})")
+    ax.plot([0, 1], [0, 1], color="gray", ls=":", lw=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC, one class vs the rest")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def confident_wrong_grid(
+    images: np.ndarray,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    ids: Sequence[str],
+    class_names: Sequence[str],
+    path: Path,
+    k: int = 12,
+) -> Path:
+    """The ``k`` misclassified images the model was most sure about."""
+    pred = probs.argmax(-1)
+    wrong = np.flatnonzero(pred != y_true)
+    order = wrong[np.argsort(-probs[wrong, pred[wrong]])][:k]
+    cols = 6
+    rows = max(1, -(-len(order) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), order, strict=False):
+        img = np.clip(images[i], 0, 255).astype(np.uint8)
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray")
+        ax.set_title(
+            f"{ids[i]}\ntrue {class_names[y_true[i]]}, said {class_names[pred[i]]} {probs[i, pred[i]]:.2f}",
+            fontsize=7,
+        )
+    title = "most confident mistakes" if len(order) else "no misclassified images"
+    fig.suptitle(f"{title} ({len(wrong)} wrong of {len(y_true)})", fontsize=9)
+    return _save(fig, path)

@@ -12,6 +12,8 @@ from data.classes import CLASS_NAMES
 MIXED_PRECISION = ("auto", "off", "fp16", "bf16")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 SCHEDULES = ("cosine", "constant")
+# Model and loss when --model / --loss are not given.
+TASK_DEFAULTS = {"seg": {"model": "unet", "loss": "bce_dice"}, "cls": {"model": "efficientnet_b0", "loss": "focal"}}
 
 
 @dataclass(frozen=True)
@@ -21,10 +23,13 @@ class TrainConfig:
     ``fold`` is a fold index, or -1 for every fold (``--fold all``). ``lr`` is the
     learning rate for one replica's batch; it is scaled linearly with the number
     of replicas (Goyal et al., 2017), since the global batch grows with them.
+    An empty ``model`` or ``loss`` takes the task's default (:data:`TASK_DEFAULTS`).
+    ``weights``, ``freeze_epochs``, ``gamma``, ``label_smoothing`` and ``oversample``
+    apply to classification only.
     """
 
     task: str = "seg"
-    model: str = "unet"
+    model: str = ""
     data_dir: str = ""
     splits: str = ""
     fold: int = 0
@@ -33,7 +38,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 8
     lr: float = 1e-3
-    loss: str = "bce_dice"
+    loss: str = ""
     augment: str = "light"
     mixed_precision: str = "auto"
     strategy: str = "auto"
@@ -47,10 +52,20 @@ class TrainConfig:
     dropout: float = 0.1
     schedule: str = "cosine"
     folds: int = 5
+    weights: str = "none"
+    freeze_epochs: int = 3
+    gamma: float = 2.0
+    label_smoothing: float = 0.0
+    oversample: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in ("seg", "cls"):
             raise ValueError(f"`task` must be 'seg' or 'cls'. Received: task={self.task!r}")
+        for key in ("model", "loss"):
+            if not getattr(self, key):
+                object.__setattr__(self, key, TASK_DEFAULTS[self.task][key])
+        if self.freeze_epochs < 0:
+            raise ValueError(f"`freeze_epochs` must be >= 0. Received: freeze_epochs={self.freeze_epochs}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(
                 f"`mixed_precision` must be one of {list(MIXED_PRECISION)}. "

@@ -38,6 +38,25 @@ from training.strategy import make_strategy, resolve_precision, set_precision
 
 
 @dataclass(frozen=True)
+class Phase:
+    """A stretch of epochs trained with one optimizer.
+
+    Attributes:
+        end_epoch: Epochs completed when the phase ends.
+        lr_scale: Factor on the run's (replica-scaled) learning rate.
+        backbone_trainable: Set the ``"backbone"`` layer's ``trainable`` (None: leave it).
+    """
+
+    end_epoch: int
+    lr_scale: float = 1.0
+    backbone_trainable: bool | None = None
+
+
+def _single_phase(cfg: TrainConfig) -> list[Phase]:
+    return [Phase(cfg.epochs)]
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """What differs between tasks."""
 
@@ -48,6 +67,7 @@ class TaskSpec:
     metrics: Callable[[TrainConfig], list[keras.metrics.Metric]]
     evaluate: Callable[[keras.Model, Sequence[Case], TrainConfig, Path, list[dict]], dict[str, Any]]
     summary_keys: tuple[str, ...]
+    phases: Callable[[TrainConfig], list[Phase]] = _single_phase
 
 
 def task_spec(task: str) -> TaskSpec:
@@ -60,7 +80,11 @@ def task_spec(task: str) -> TaskSpec:
         from training.seg import SEG_SPEC
 
         return SEG_SPEC
-    raise ValueError(f"`task` must be 'seg' (classification lands with its issue). Received: {task!r}")
+    if task == "cls":
+        from training.cls import CLS_SPEC
+
+        return CLS_SPEC
+    raise ValueError(f"`task` must be 'seg' or 'cls'. Received: {task!r}")
 
 
 @dataclass
@@ -182,6 +206,7 @@ def train_fold(
         batch_size=cfg.batch_size,
         augment=cfg.augment,
         seed=cfg.seed,
+        oversample=cfg.oversample and cfg.task == "cls",
     )
     replicas = strategy.num_replicas_in_sync
     batch = global_batch_size(pcfg, strategy)
@@ -212,16 +237,7 @@ def train_fold(
             print(f"fold {fold}: resuming after epoch {initial_epoch} of {cfg.epochs}")
         else:
             model = spec.build_model(cfg)
-            schedule = (
-                keras.optimizers.schedules.CosineDecay(lr, decay_steps=cfg.epochs * steps, alpha=0.05)
-                if cfg.schedule == "cosine"
-                else lr
-            )
-            model.compile(
-                optimizer=keras.optimizers.Adam(schedule),
-                loss=spec.loss(cfg, train_records),
-                metrics=spec.metrics(cfg),
-            )
+    loss = spec.loss(cfg, train_records)
     checkpoint = RunCheckpoint(
         fold_dir,
         monitor=spec.monitor,
@@ -234,12 +250,20 @@ def train_fold(
     callbacks: list[keras.callbacks.Callback] = [checkpoint]
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(str(fold_dir / "tensorboard")))
-    if initial_epoch < cfg.epochs and not (state and cfg.patience and state["wait"] >= cfg.patience):
-        t0 = time.perf_counter()
+    stopped = bool(state and cfg.patience and state["wait"] >= cfg.patience)
+    t0 = time.perf_counter()
+    start = 0
+    for phase in spec.phases(cfg):
+        if stopped or phase.end_epoch <= initial_epoch:
+            start = phase.end_epoch
+            continue
+        # A run resumed inside a phase keeps its loaded optimizer; a phase that starts here gets a new one.
+        if initial_epoch <= start:
+            _compile_phase(model, phase, strategy, lr, steps * (phase.end_epoch - start), cfg, loss, spec)
         fit_args = dict(
             validation_data=val_ds,
-            epochs=cfg.epochs,
-            initial_epoch=initial_epoch,
+            epochs=phase.end_epoch,
+            initial_epoch=max(initial_epoch, start),
             callbacks=callbacks,
             verbose=1 if sys.stdout.isatty() else 2,
         )
@@ -247,9 +271,11 @@ def train_fold(
             fit_distributed(model, train_ds, strategy=strategy, **fit_args)  # Keras' fit fails here
         else:
             model.fit(train_ds, shuffle=False, **fit_args)  # the dataset shuffles itself
-        seconds = time.perf_counter() - t0
-        epochs_run = len(checkpoint.rows) - initial_epoch
-        print(f"fold {fold}: {epochs_run} epochs in {seconds:.0f}s")
+        stopped = bool(cfg.patience and checkpoint.wait >= cfg.patience)
+        start = phase.end_epoch
+    epochs_run = len(checkpoint.rows) - initial_epoch
+    if epochs_run:
+        print(f"fold {fold}: {epochs_run} epochs in {time.perf_counter() - t0:.0f}s")
     if not chief:
         return {}
     best = keras.models.load_model(fold_dir / "weights" / "best.keras")
@@ -265,6 +291,30 @@ def train_fold(
     _export_saved_model(best, fold_dir / "saved_model")
     write_json(metrics_path, result)
     return result
+
+
+def _compile_phase(
+    model: keras.Model,
+    phase: Phase,
+    strategy: tf.distribute.Strategy,
+    lr: float,
+    phase_steps: int,
+    cfg: TrainConfig,
+    loss: keras.losses.Loss,
+    spec: TaskSpec,
+) -> None:
+    """(Re)compile ``model`` for ``phase`` in the strategy scope: trainable backbone, optimizer, schedule."""
+    with strategy.scope():
+        if phase.backbone_trainable is not None:
+            model.get_layer("backbone").trainable = phase.backbone_trainable
+            print(f"backbone {'trainable' if phase.backbone_trainable else 'frozen'} until epoch {phase.end_epoch}")
+        rate = lr * phase.lr_scale
+        schedule = (
+            keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, phase_steps), alpha=0.05)
+            if cfg.schedule == "cosine"
+            else rate
+        )
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=spec.metrics(cfg))
 
 
 def cv_summary(results: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:

@@ -1,0 +1,168 @@
+"""Classification metrics: Keras metrics for training, and the evaluation report.
+
+The report computes every metric from confusion matrices and class ranks in
+numpy, vectorized over bootstrap resamples, so 95% intervals for a dozen
+metrics over 2000 resamples take well under a second (the tests check the
+point estimates against scikit-learn).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+from scipy.stats import rankdata
+
+N_BOOT = 2000
+
+
+def cls_metrics(num_classes: int = 3) -> list[keras.metrics.Metric]:
+    """Metrics logged while training: accuracy, macro F1 (``f1``) and macro one-vs-rest AUC (``auc``)."""
+    return [
+        keras.metrics.CategoricalAccuracy(name="accuracy"),
+        keras.metrics.F1Score(average="macro", name="f1"),
+        keras.metrics.AUC(multi_label=True, num_labels=num_classes, name="auc"),
+    ]
+
+
+def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    """Confusion matrices ``[..., true, predicted]`` of label arrays shaped ``(..., N)``."""
+    lead = y_true.shape[:-1]
+    flat = (y_true * k + y_pred).reshape(-1, y_true.shape[-1])
+    offsets = np.arange(flat.shape[0])[:, None] * k * k
+    counts = np.bincount((flat + offsets).ravel(), minlength=flat.shape[0] * k * k)
+    return counts.reshape(*lead, k, k)
+
+
+def _from_confusion(cm: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics of confusion matrices ``(..., k, k)``; macro averages over ``present`` classes."""
+    tp = np.diagonal(cm, axis1=-2, axis2=-1).astype(float)
+    support = cm.sum(-1).astype(float)
+    predicted = cm.sum(-2).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        row_norm = np.where(support[..., None] > 0, cm / support[..., None], 0.0)
+    return {
+        "accuracy": tp.sum(-1) / cm.sum((-2, -1)),
+        "balanced_accuracy": recall[..., present].mean(-1),
+        "macro_f1": f1[..., present].mean(-1),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "confusion_normalized": row_norm,
+    }
+
+
+def _ovr_auc(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """One-vs-rest AUC per class (Mann-Whitney, ties averaged), shaped ``(..., len(classes))``.
+
+    Args:
+        y_true: Labels ``(..., N)``.
+        probs: Probabilities ``(..., N, k)``.
+    """
+    out = []
+    for c in classes:
+        pos = y_true == c
+        n_pos = pos.sum(-1).astype(float)
+        n_neg = pos.shape[-1] - n_pos
+        ranks = rankdata(probs[..., c], axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            auc = ((ranks * pos).sum(-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+        out.append(np.where((n_pos > 0) & (n_neg > 0), auc, np.nan))
+    return np.stack(out, axis=-1)
+
+
+def _ci(samples: np.ndarray, level: float = 0.95) -> list:
+    """Percentile interval over the first axis, ignoring resamples where the metric is undefined."""
+    a = (1 - level) / 2
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanquantile(samples, a, axis=0), np.nanquantile(samples, 1 - a, axis=0)
+    return np.stack([lo, hi], axis=-1).tolist()
+
+
+def classification_report(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every classification metric with a 95% percentile-bootstrap interval over images.
+
+    Args:
+        y_true: Integer labels ``(N,)``.
+        probs: Predicted probabilities ``(N, k)``; the prediction is the arg-max.
+        class_names: Names of the ``k`` classes.
+        n_boot: Bootstrap resamples.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``macro_auc`` (each with ``*_ci95``),
+        ``per_class`` (precision, recall, F1, one-vs-rest AUC with intervals, support),
+        ``confusion`` (counts) and ``confusion_normalized`` (rows sum to 1) with per-cell intervals.
+        Macro averages run over the classes present in ``y_true``.
+
+    Raises:
+        ValueError: On empty input or mismatched shapes.
+    """
+    y_true = np.asarray(y_true, dtype=int)
+    probs = np.asarray(probs, dtype=float)
+    k = len(class_names)
+    if len(y_true) == 0 or probs.shape != (len(y_true), k):
+        raise ValueError(f"need labels (N,) and probabilities (N, {k}); got {y_true.shape} and {probs.shape}")
+    present = np.unique(y_true)
+    y_pred = probs.argmax(-1)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y_true), size=(n_boot, len(y_true)))
+    point_cm = confusion_matrices(y_true, y_pred, k)
+    point = _from_confusion(point_cm, present)
+    boot = _from_confusion(confusion_matrices(y_true[idx], y_pred[idx], k), present)
+    auc = _ovr_auc(y_true, probs, present)
+    boot_auc = _ovr_auc(y_true[idx], probs[idx], present)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample may hold one class only: no AUC
+        boot_macro_auc = np.nanmean(boot_auc, axis=-1)
+    out: dict[str, Any] = {"n_images": int(len(y_true))}
+    for name in ("accuracy", "balanced_accuracy", "macro_f1"):
+        out[name] = float(point[name])
+        out[f"{name}_ci95"] = _ci(boot[name])
+    out["macro_auc"] = float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
+    out["macro_auc_ci95"] = _ci(boot_macro_auc)
+    auc_by_class = dict(zip(present.tolist(), auc.tolist(), strict=True))
+    auc_ci = dict(zip(present.tolist(), _ci(boot_auc), strict=True))
+    out["per_class"] = {}
+    for c, name in enumerate(class_names):
+        entry = {"support": int(point_cm[c].sum())}
+        for m in ("precision", "recall", "f1"):
+            entry[m] = float(point[m][c])
+            entry[f"{m}_ci95"] = _ci(boot[m][:, c])
+        entry["auc"] = auc_by_class.get(c, float("nan"))
+        entry["auc_ci95"] = auc_ci.get(c, [float("nan")] * 2)
+        out["per_class"][name] = entry
+    out["confusion"] = point_cm.tolist()
+    out["confusion_normalized"] = point["confusion_normalized"].tolist()
+    out["confusion_normalized_ci95"] = _ci(boot["confusion_normalized"])
+    return out
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a plain-text table (per class, then the overall metrics)."""
+    lines = [f"{'class':<12}{'support':>8}{'precision':>20}{'recall':>20}{'F1':>20}{'AUC':>20}"]
+
+    def cell(v: float, ci: Sequence[float]) -> str:
+        return f"{v:.3f} ({ci[0]:.2f}-{ci[1]:.2f})"
+
+    for name, e in report["per_class"].items():
+        lines.append(
+            f"{name:<12}{e['support']:>8}"
+            + "".join(f"{cell(e[m], e[f'{m}_ci95']):>20}" for m in ("precision", "recall", "f1", "auc"))
+        )
+    for m in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"):
+        lines.append(f"{m:<20}{cell(report[m], report[f'{m}_ci95'])}")
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""What the four classifiers share: ImageNet input normalization, the head, weights.
+
+Every classifier is ``image (float32 pixels in [0, 255]) -> normalization ->
+backbone (a nested model named "backbone") -> global average pooling ->
+dropout -> Dense(num_classes) -> softmax in float32``. The normalization the
+ImageNet weights were trained with is inside the model, so the pipeline and
+serving feed raw pixels to every backbone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+from keras import layers
+
+WEIGHTS_CHOICES = ("none", "imagenet")
+# ImageNet channel means in BGR order, as Caffe (and keras.applications' ResNet) expects.
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="busi")
+class CaffePreprocess(layers.Layer):
+    """RGB pixels in [0, 255] to BGR minus the ImageNet means (``keras.applications.resnet`` style)."""
+
+    def call(self, inputs):
+        bgr = keras.ops.flip(inputs, axis=-1)
+        return bgr - keras.ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=bgr.dtype)
+
+
+def check_weights(weights: str) -> str:
+    """Validate ``--weights`` (``none``, ``imagenet`` or an existing ``.keras``/``.weights.h5`` file).
+
+    Raises:
+        ValueError: On an unknown keyword or a file of another kind.
+        FileNotFoundError: If the file does not exist.
+    """
+    if weights in WEIGHTS_CHOICES:
+        return weights
+    path = Path(weights)
+    if not (path.name.endswith(".keras") or path.name.endswith(".weights.h5")):
+        raise ValueError(
+            f"`weights` must be none, imagenet, or a .keras / .weights.h5 file. Received: weights={weights!r}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"`weights` file not found: {path}")
+    return weights
+
+
+def check_channels(channels: int, name: str) -> None:
+    """Classifier backbones take RGB (the pipeline converts gray images to 3 channels)."""
+    if channels != 3:
+        raise ValueError(f"`{name}` takes 3-channel input (gray images are converted). Received: channels={channels}")
+
+
+def assemble(
+    backbone: keras.Model,
+    img_size: int,
+    num_classes: int,
+    dropout: float,
+    name: str,
+    preprocess: layers.Layer | None = None,
+    frozen_bn: bool = False,
+) -> keras.Model:
+    """Wrap ``backbone`` (named ``"backbone"``) with the input, normalization and head.
+
+    Args:
+        frozen_bn: Call the backbone in inference mode, so its batch norm keeps the
+            pretrained statistics also once it is unfrozen (fine-tuning from ImageNet).
+    """
+    inputs = keras.Input((img_size, img_size, 3), name="image")
+    x = preprocess(inputs) if preprocess is not None else inputs
+    x = backbone(x, training=False) if frozen_bn else backbone(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout > 0:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.Dense(num_classes, name="logits")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def load_weights_file(model: keras.Model, weights: str) -> None:
+    """Load ``weights`` into ``model`` when it names a file (``none``/``imagenet`` do nothing)."""
+    if weights not in WEIGHTS_CHOICES:
+        model.load_weights(weights)
+
+
+def transfer_by_name(src: keras.Model, dst: keras.Model) -> list[str]:
+    """Copy the weights of every layer of ``src`` into the layer of ``dst`` with the same name.
+
+    Returns:
+        Names of ``dst``'s layers with weights that ``src`` has no layer for.
+
+    Raises:
+        ValueError: If a layer of the same name has weights of other shapes.
+    """
+    by_name = {layer.name: layer for layer in src.layers}
+    missing = []
+    for layer in dst.layers:
+        if not layer.weights:
+            continue
+        other = by_name.get(layer.name)
+        if other is None:
+            missing.append(layer.name)
+            continue
+        shapes = [tuple(w.shape) for w in layer.weights], [tuple(w.shape) for w in other.weights]
+        if shapes[0] != shapes[1]:
+            raise ValueError(f"layer {layer.name!r}: weight shapes {shapes[1]} cannot go into {shapes[0]}")
+        layer.set_weights(other.get_weights())
+    return missing

@@ -1,0 +1,79 @@
+"""Classification report against scikit-learn; bootstrap interval behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+from metrics.classification import classification_report, format_report
+
+NAMES = ["normal", "benign", "malignant"]
+
+
+def _fixed(n: int, seed: int = 0, signal: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    logits = rng.normal(size=(n, 3))
+    logits[np.arange(n), y] += signal
+    p = np.exp(logits)
+    return y, p / p.sum(1, keepdims=True)
+
+
+def test_point_estimates_match_scikit_learn() -> None:
+    y, p = _fixed(120)
+    pred = p.argmax(1)
+    r = classification_report(y, p, NAMES)
+    assert r["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert r["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert r["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert r["macro_auc"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro"))
+    assert r["confusion"] == confusion_matrix(y, pred).tolist()
+    prec, rec, f1, support = precision_recall_fscore_support(y, pred)
+    for c, name in enumerate(NAMES):
+        e = r["per_class"][name]
+        got = (e["precision"], e["recall"], e["f1"], e["support"])
+        assert got == pytest.approx((prec[c], rec[c], f1[c], support[c]))
+        assert e["auc"] == pytest.approx(roc_auc_score(y == c, p[:, c]))
+    assert np.allclose(np.array(r["confusion_normalized"]).sum(1), 1)
+
+
+def test_ties_in_probabilities_are_ranked_like_scikit_learn() -> None:
+    y = np.array([0, 1, 2, 0, 1, 2, 1, 1])
+    p = np.array([[0.5, 0.25, 0.25]] * 4 + [[0.2, 0.6, 0.2]] * 4)
+    r = classification_report(y, p, NAMES)
+    for c, name in enumerate(NAMES):
+        assert r["per_class"][name]["auc"] == pytest.approx(roc_auc_score(y == c, p[:, c]))
+
+
+def test_interval_contains_the_estimate_and_narrows_with_more_samples() -> None:
+    widths = []
+    for n in (60, 600):
+        y, p = _fixed(n, seed=3)
+        r = classification_report(y, p, NAMES)
+        for m in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"):
+            lo, hi = r[f"{m}_ci95"]
+            assert lo <= r[m] <= hi, m
+        widths.append(r["macro_f1_ci95"][1] - r["macro_f1_ci95"][0])
+    assert widths[1] < widths[0] / 2  # ten times the data: about a third of the width
+
+
+def test_missing_class_is_left_out_of_macro_averages() -> None:
+    y = np.array([1, 1, 2, 2, 1, 2])
+    p = np.array([[0.1, 0.8, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7], [0.1, 0.6, 0.3], [0.3, 0.4, 0.3], [0, 0.1, 0.9]])
+    r = classification_report(y, p, NAMES)
+    assert r["macro_f1"] == pytest.approx(f1_score(y, p.argmax(1), labels=[1, 2], average="macro"))
+    assert r["per_class"]["normal"]["support"] == 0 and np.isnan(r["per_class"]["normal"]["auc"])
+    assert "macro_f1" in format_report(r)
+
+
+def test_bad_shapes_raise() -> None:
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        classification_report(np.array([0, 1]), np.zeros((2, 2)), NAMES)

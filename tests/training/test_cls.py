@@ -1,0 +1,141 @@
+"""`train.py --task cls`: run folder, metrics and plots, two-phase fine-tuning, evaluate, ensemble."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import ensemble
+import evaluate
+import train
+from data.atomic import write_json, write_text
+from data.classes import CLASS_NAMES
+from data.discover import discover
+from data.synthetic import SynthConfig, generate_synthetic
+from training import trainer
+from training.cls import CLS_SPEC, cls_phases, predictions_csv
+from training.config import TrainConfig
+from training.trainer import Phase
+
+pytestmark = pytest.mark.slow
+
+TINY = {"img_size": 32, "batch_size": 4, "augment": "none"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return generate_synthetic(tmp_path_factory.mktemp("d") / "synth", SynthConfig(per_class=8, size=64, seed=1))
+
+
+def _rows(run_dir: Path) -> list[dict[str, float]]:
+    with open(run_dir / "history.csv", newline="") as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def test_defaults_pick_the_classification_model_and_loss() -> None:
+    cfg = TrainConfig(task="cls")
+    assert (cfg.model, cfg.loss) == ("efficientnet_b0", "focal")
+    assert (TrainConfig().model, TrainConfig().loss) == ("unet", "bce_dice")
+    args = train.parse_args(["--task", "cls", "--loss", "weighted_ce", "--oversample"])
+    cfg = train.config_from_args(args)
+    assert (cfg.model, cfg.loss, cfg.oversample) == ("efficientnet_b0", "weighted_ce", True)
+
+
+def test_imagenet_weights_train_in_two_phases() -> None:
+    phases = cls_phases(TrainConfig(task="cls", weights="imagenet", epochs=10, freeze_epochs=3))
+    assert phases == [Phase(3, 1.0, False), Phase(10, 0.1, True)]
+    assert cls_phases(TrainConfig(task="cls", epochs=10)) == [Phase(10)]
+
+
+def test_smoke_run_writes_metrics_predictions_and_plots(tiny_data, tmp_path) -> None:
+    res = train.run(task="cls", epochs=1, max_samples=8, data_dir=str(tiny_data), project=str(tmp_path), **TINY)
+    run_dir = Path(res["run_dir"])
+    assert run_dir == tmp_path / "cls" / "exp"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"):
+        assert f"{key}_ci95" in metrics
+    assert set(metrics["per_class"]) == {"normal", "benign", "malignant"}
+    fold0 = json.loads((run_dir / "splits.json").read_text())["folds"][0]
+    n_val = min(8, len(fold0["val"]))
+    assert sum(map(sum, metrics["confusion"])) == metrics["val_cases"] == n_val
+    with open(run_dir / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == n_val and set(rows[0]) == {
+        "case_id",
+        "label",
+        "pred",
+        "prob_normal",
+        "prob_benign",
+        "prob_malignant",
+    }
+    for name in ("learning_curves.png", "confusion_matrix.png", "roc.png", "confident_wrong.png"):
+        assert (run_dir / "plots" / name).is_file(), name
+    assert (run_dir / "saved_model" / "saved_model.pb").is_file()
+    assert {"val_f1", "val_auc", "val_accuracy"} <= set(_rows(run_dir)[0])
+    model = keras.models.load_model(run_dir / "weights" / "best.keras")
+    assert model.name == "efficientnet_b0" and model.output_shape == (None, 3)
+    # evaluate.py handles classification runs too, also on another dataset.
+    own = evaluate.main(evaluate.parse_args(["--run", str(run_dir)]))
+    assert own["fold0"]["macro_f1"] == pytest.approx(metrics["macro_f1"], abs=1e-6)
+    other = generate_synthetic(tmp_path / "site2", SynthConfig(per_class=2, size=64, seed=4))
+    ext = evaluate.main(evaluate.parse_args(["--run", str(run_dir), "--data-dir", str(other)]))
+    assert ext["fold0"]["n_images"] == 6
+    assert (run_dir / "eval" / "site2-all" / "plots" / "roc.png").is_file()
+
+
+def test_phases_freeze_then_unfreeze_the_backbone_at_a_lower_rate(tiny_data, tmp_path, monkeypatch, capsys) -> None:
+    two = dataclasses.replace(CLS_SPEC, phases=lambda cfg: [Phase(1, 1.0, False), Phase(2, 0.1, True)])
+    monkeypatch.setattr(trainer, "task_spec", lambda task: two)
+    res = train.run(
+        task="cls", epochs=2, max_samples=8, schedule="constant", data_dir=str(tiny_data), project=str(tmp_path), **TINY
+    )
+    out = capsys.readouterr().out
+    assert "backbone frozen until epoch 1" in out and "backbone trainable until epoch 2" in out
+    rows = _rows(Path(res["run_dir"]))
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[1]["lr"] == pytest.approx(rows[0]["lr"] * 0.1)  # --lr (times replicas), then a tenth of it
+    last = keras.models.load_model(Path(res["run_dir"]) / "weights" / "last.keras")
+    assert last.get_layer("backbone").trainable
+
+
+def _fake_cv_run(root: Path, name: str, data: Path, seed: int) -> Path:
+    """A finished 5-fold classification run as ensemble.py reads it: config.json and per-fold predictions.csv.
+
+    Training is covered above; a stand-in keeps this test to seconds.
+    """
+    cases = discover(data)
+    ids = sorted(cases)
+    rng = np.random.default_rng(seed)
+    run = root / name
+    write_json(run / "config.json", TrainConfig(task="cls", fold=-1, data_dir=str(data), img_size=32).to_dict())
+    for k in range(5):
+        mine = ids[k::5]
+        labels = np.array([CLASS_NAMES.index(cases[i].label) for i in mine])
+        logits = rng.normal(size=(len(mine), 3))
+        logits[np.arange(len(mine)), labels] += 1.5
+        probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        write_text(run / f"fold{k}" / "predictions.csv", predictions_csv(mine, labels, probs))
+    return run
+
+
+def test_ensemble_cli_soft_weighted_and_stacked(tiny_data, tmp_path) -> None:
+    runs = [str(_fake_cv_run(tmp_path / "runs", f"m{s}", tiny_data, s)) for s in range(3)]
+    n = len(discover(tiny_data))
+    for method in ("soft", "weighted", "stack"):
+        out = tmp_path / f"ens-{method}"
+        result = ensemble.main(ensemble.parse_args(["--runs", *runs, "--method", method, "--out", str(out)]))
+        assert result["ensemble"]["n_images"] == n and set(result["members"]) == {"m0", "m1", "m2"}
+        for name in ("predictions.csv", "metrics.json", "plots/roc.png", "plots/confusion_matrix.png"):
+            assert (out / name).is_file(), name
+        assert (out / "plots" / "confident_wrong.png").is_file()
+        assert (out / "members" / "m0" / "plots" / "confident_wrong.png").is_file()
+    soft = json.loads((tmp_path / "ens-soft" / "metrics.json").read_text())
+    assert soft["ensemble"]["macro_f1"] >= min(m["macro_f1"] for m in soft["members"].values())
+    with pytest.raises(ValueError, match="at least two"):
+        ensemble.main(ensemble.parse_args(["--runs", runs[0]]))

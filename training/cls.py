@@ -1,0 +1,150 @@
+"""Classification's part of training: model, loss, metrics, phases and evaluation report."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from data.atomic import write_text
+from data.classes import CLASS_NAMES
+from data.discover import Case
+from losses.classification import get_cls_loss
+from metrics.classification import classification_report, cls_metrics, format_report
+from models.registry import build_model, get_model_entry, model_names
+from pipeline.config import PipelineConfig
+from pipeline.dataset import build_dataset
+from reports.plots import confident_wrong_grid, confusion_plot, learning_curves, roc_plot
+from training.config import TrainConfig
+from training.trainer import Phase, TaskSpec
+
+PREDICTIONS_NAME = "predictions.csv"
+# Second phase of ImageNet fine-tuning: the unfrozen backbone trains at this fraction of --lr.
+FINE_TUNE_LR_SCALE = 0.1
+
+
+def build_cls_model(cfg: TrainConfig) -> keras.Model:
+    """Build ``cfg.model`` for classification; a segmentation model name raises."""
+    if get_model_entry(cfg.model).task != "cls":
+        raise ValueError(
+            f"`--model` must be a classifier {model_names('cls')} for --task cls. Received: model={cfg.model!r}"
+        )
+    return build_model(
+        cfg.model,
+        img_size=cfg.img_size,
+        channels=cfg.channels,
+        num_classes=len(CLASS_NAMES),
+        dropout=cfg.dropout,
+        weights=cfg.weights,
+    )
+
+
+def cls_phases(cfg: TrainConfig) -> list[Phase]:
+    """One phase, or for ImageNet weights: a frozen backbone, then all layers at a lower rate.
+
+    The backbone's batch norm stays in inference mode in both phases (the model calls
+    it with ``training=False``), so small batches do not overwrite ImageNet statistics.
+    """
+    if cfg.weights == "imagenet" and 0 < cfg.freeze_epochs < cfg.epochs:
+        return [Phase(cfg.freeze_epochs, 1.0, False), Phase(cfg.epochs, FINE_TUNE_LR_SCALE, True)]
+    return [Phase(cfg.epochs)]
+
+
+def predict_cls(
+    model: keras.Model, records: Sequence[Case], cfg: TrainConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images, integer labels and predicted probabilities of ``records``, in record order."""
+    pcfg = PipelineConfig(img_size=cfg.img_size, channels=cfg.channels, batch_size=cfg.batch_size, augment="none")
+    images, labels, probs = [], [], []
+    for x, y in build_dataset(records, "cls", pcfg, training=False):
+        images.append(x.numpy().astype(np.uint8))
+        labels.append(np.argmax(y.numpy(), axis=-1))
+        probs.append(keras.ops.convert_to_numpy(model(x, training=False)).astype(np.float64))
+    return np.concatenate(images), np.concatenate(labels), np.concatenate(probs)
+
+
+def run_images(run_dir: Path, ids: Sequence[str]) -> np.ndarray:
+    """The images of ``ids`` as a run's pipeline feeds them to its model (for plots)."""
+    from data.discover import discover
+    from data.synthetic import resolve_data_dir
+
+    cfg = TrainConfig.load(run_dir / "config.json")
+    cases = discover(resolve_data_dir(cfg.data_dir or None))
+    missing = [i for i in ids if i not in cases]
+    if missing:
+        where = cfg.data_dir or "the synthetic data"
+        raise FileNotFoundError(f"cases {missing[:5]} of {run_dir} are no longer in {where}")
+    pcfg = PipelineConfig(img_size=cfg.img_size, channels=cfg.channels, batch_size=32, augment="none")
+    batches = build_dataset([cases[i] for i in ids], "cls", pcfg, training=False)
+    return np.concatenate([x.numpy().astype(np.uint8) for x, _ in batches])
+
+
+def predictions_csv(ids: Sequence[str], labels: np.ndarray, probs: np.ndarray) -> str:
+    """One row per case: id, true and predicted class, and each class's probability."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["case_id", "label", "pred", *[f"prob_{c}" for c in CLASS_NAMES]])
+    for i, y, p in zip(ids, labels, probs, strict=True):
+        w.writerow([i, CLASS_NAMES[y], CLASS_NAMES[int(np.argmax(p))], *[f"{v:.6f}" for v in p]])
+    return buf.getvalue()
+
+
+def read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Read :func:`predictions_csv`'s file: ids, integer labels, probabilities."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    ids = [r["case_id"] for r in rows]
+    labels = np.array([CLASS_NAMES.index(r["label"]) for r in rows], dtype=int)
+    probs = np.array([[float(r[f"prob_{c}"]) for c in CLASS_NAMES] for r in rows])
+    return ids, labels, probs
+
+
+def report_cls(
+    ids: Sequence[str],
+    labels: np.ndarray,
+    probs: np.ndarray,
+    out_dir: Path,
+    images: np.ndarray | None = None,
+    history: list[dict[str, float]] | None = None,
+) -> dict[str, Any]:
+    """Metrics with CIs, ``predictions.csv`` and the plots of one set of predictions, in ``out_dir``."""
+    result = classification_report(labels, probs, CLASS_NAMES)
+    print(format_report(result))
+    write_text(out_dir / PREDICTIONS_NAME, predictions_csv(ids, labels, probs))
+    plots = out_dir / "plots"
+    if history:
+        learning_curves(history, plots / "learning_curves.png", "f1")
+    confusion_plot(result, CLASS_NAMES, plots / "confusion_matrix.png")
+    roc_plot(labels, probs, CLASS_NAMES, plots / "roc.png")
+    if images is not None:
+        confident_wrong_grid(images, labels, probs, ids, CLASS_NAMES, plots / "confident_wrong.png")
+    return result
+
+
+def evaluate_cls(
+    model: keras.Model,
+    records: Sequence[Case],
+    cfg: TrainConfig,
+    out_dir: Path,
+    history: list[dict[str, float]],
+) -> dict[str, Any]:
+    """Predict ``records`` and write the report (see :func:`report_cls`)."""
+    images, labels, probs = predict_cls(model, records, cfg)
+    return report_cls([r.case_id for r in records], labels, probs, out_dir, images, history)
+
+
+CLS_SPEC = TaskSpec(
+    monitor="val_f1",
+    mode="max",
+    build_model=build_cls_model,
+    loss=lambda cfg, records: get_cls_loss(cfg.loss, [r.label for r in records], cfg.gamma, cfg.label_smoothing),
+    metrics=lambda cfg: cls_metrics(len(CLASS_NAMES)),
+    evaluate=evaluate_cls,
+    summary_keys=("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"),
+    phases=cls_phases,
+)

@@ -118,7 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.patience,
         help="early-stopping patience in epochs (0: off)",
     )
-    p.add_argument("--base-filters", type=int, default=DEFAULTS.base_filters, help="filters of the first level")
+    p.add_argument("--base-filters", type=int, default=DEFAULTS.base_filters, help="seg: filters of the first level")
+    p.add_argument(
+        "--norm",
+        choices=["instance", "batch"],
+        default=DEFAULTS.norm,
+        help="seg: instance norm (default) or synchronized batch norm after each convolution",
+    )
     p.add_argument(
         "--schedule",
         choices=["cosine", "constant"],
@@ -171,6 +177,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         classes=tuple(args.classes),
         patience=args.patience,
         base_filters=args.base_filters,
+        norm=args.norm,
         dropout=args.dropout,
         schedule=args.schedule,
         weights=args.weights,

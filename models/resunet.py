@@ -6,18 +6,18 @@ import keras
 from keras import layers
 
 from models.registry import register
-from models.unet import check_input_size
+from models.unet import check_input_size, norm_layer
 
 
-def _residual_unit(x, filters: int, stride: int, name: str, first: bool = False):
+def _residual_unit(x, filters: int, stride: int, name: str, norm: str, first: bool = False):
     shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
-    shortcut = layers.BatchNormalization(synchronized=True, name=f"{name}_proj_bn")(shortcut)
+    shortcut = norm_layer(norm, f"{name}_proj_norm")(shortcut)
     y = x
     if not first:  # the stem's first conv sees raw pixels, not a pre-activation
-        y = layers.BatchNormalization(synchronized=True, name=f"{name}_bn1")(y)
+        y = norm_layer(norm, f"{name}_norm1")(y)
         y = layers.Activation("relu", name=f"{name}_relu1")(y)
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(y)
-    y = layers.BatchNormalization(synchronized=True, name=f"{name}_bn2")(y)
+    y = norm_layer(norm, f"{name}_norm2")(y)
     y = layers.Activation("relu", name=f"{name}_relu2")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
     return layers.Add(name=f"{name}_add")([shortcut, y])
@@ -31,6 +31,7 @@ def build_resunet(
     depth: int = 4,
     dropout: float = 0.1,
     num_classes: int = 1,
+    norm: str = "instance",
 ) -> keras.Model:
     """Build a ResUNet taking float32 pixels in [0, 255].
 
@@ -41,6 +42,7 @@ def build_resunet(
         depth: Number of down-sampling residual units (the paper uses 3 and a bridge).
         dropout: Spatial dropout on the bridge (0 disables).
         num_classes: Output channels; 1 gives a sigmoid lesion probability.
+        norm: ``"instance"`` (default) or ``"batch"`` normalization.
 
     Returns:
         A functional ``keras.Model`` with float32 probabilities ``(B, S, S, num_classes)``.
@@ -55,10 +57,10 @@ def build_resunet(
     check_input_size(img_size, depth)
     inputs = keras.Input((img_size, img_size, channels), name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    x = _residual_unit(x, base_filters, 1, "enc0", first=True)
+    x = _residual_unit(x, base_filters, 1, "enc0", norm, first=True)
     skips = [x]
     for level in range(1, depth + 1):
-        x = _residual_unit(x, base_filters * 2**level, 2, f"enc{level}")
+        x = _residual_unit(x, base_filters * 2**level, 2, f"enc{level}", norm)
         if level < depth:
             skips.append(x)
     if dropout > 0:
@@ -66,8 +68,8 @@ def build_resunet(
     for level in reversed(range(depth)):
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
-        x = _residual_unit(x, base_filters * 2**level, 1, f"dec{level}")
-    x = layers.BatchNormalization(synchronized=True, name="head_bn")(x)
+        x = _residual_unit(x, base_filters * 2**level, 1, f"dec{level}", norm)
+    x = norm_layer(norm, "head_norm")(x)
     x = layers.Activation("relu", name="head_relu")(x)
     logits = layers.Conv2D(num_classes, 1, name="head_conv")(x)
     activation = "sigmoid" if num_classes == 1 else "softmax"

@@ -1,4 +1,4 @@
-"""U-Net (Ronneberger et al., 2015) with batch norm and dropout."""
+"""U-Net (Ronneberger et al., 2015) with instance or batch norm and dropout."""
 
 from __future__ import annotations
 
@@ -7,12 +7,29 @@ from keras import layers
 
 from models.registry import register
 
+NORMS = ("instance", "batch")
 
-def _conv_block(x, filters: int, dropout: float, name: str):
+
+def norm_layer(norm: str, name: str) -> layers.Layer:
+    """Instance norm (per image and channel; the same in training and inference) or batch norm.
+
+    Batch norm is synchronized across replicas; instance norm needs no synchronization.
+
+    Raises:
+        ValueError: If ``norm`` is not in :data:`NORMS`.
+    """
+    if norm == "instance":
+        return layers.GroupNormalization(groups=-1, name=name)
+    if norm == "batch":
+        return layers.BatchNormalization(synchronized=True, name=name)
+    raise ValueError(f"`norm` must be one of {list(NORMS)}. Received: norm={norm!r}")
+
+
+def _conv_block(x, filters: int, dropout: float, name: str, norm: str):
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
-        x = layers.GroupNormalization(groups=-1, name=f"{name}_bn{i}")(x)
-        x = layers.LeakyReLU(0.1, name=f"{name}_relu{i}")(x)
+        x = norm_layer(norm, f"{name}_norm{i}")(x)
+        x = layers.LeakyReLU(0.1, name=f"{name}_act{i}")(x)
     if dropout > 0:
         x = layers.SpatialDropout2D(dropout, name=f"{name}_drop")(x)
     return x
@@ -39,6 +56,7 @@ def build_unet(
     depth: int = 4,
     dropout: float = 0.1,
     num_classes: int = 1,
+    norm: str = "instance",
 ) -> keras.Model:
     """Build a U-Net taking float32 pixels in [0, 255].
 
@@ -49,13 +67,15 @@ def build_unet(
         depth: Number of down-sampling steps.
         dropout: Spatial dropout after the bottleneck and the deepest levels (0 disables).
         num_classes: Output channels; 1 gives a sigmoid lesion probability.
+        norm: ``"instance"`` (default; Ulyanov et al., 2016, as in nnU-Net and MONAI's BasicUNet)
+            or ``"batch"`` normalization after every convolution.
 
     Returns:
         A functional ``keras.Model`` mapping ``(B, S, S, C)`` to ``(B, S, S, num_classes)``
         probabilities in float32, also under mixed precision.
 
     Raises:
-        ValueError: If ``img_size`` is not a multiple of ``2**depth``.
+        ValueError: If ``img_size`` is not a multiple of ``2**depth``, or ``norm`` is unknown.
 
     Example:
         >>> model = build_unet(img_size=128, base_filters=16)
@@ -68,15 +88,15 @@ def build_unet(
     skips = []
     for level in range(depth):
         drop = dropout if level >= depth - 1 else 0.0
-        x = _conv_block(x, base_filters * 2**level, drop, name=f"enc{level}")
+        x = _conv_block(x, base_filters * 2**level, drop, name=f"enc{level}", norm=norm)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
-    x = _conv_block(x, base_filters * 2**depth, dropout, name="bottleneck")
+    x = _conv_block(x, base_filters * 2**depth, dropout, name="bottleneck", norm=norm)
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
         x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"dec{level}_up")(x)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
-        x = _conv_block(x, filters, 0.0, name=f"dec{level}")
+        x = _conv_block(x, filters, 0.0, name=f"dec{level}", norm=norm)
     logits = layers.Conv2D(num_classes, 1, name="head_conv")(x)
     activation = "sigmoid" if num_classes == 1 else "softmax"
     outputs = layers.Activation(activation, dtype="float32", name="mask")(logits)

@@ -49,6 +49,7 @@ class TrainConfig:
     classes: tuple[str, ...] = CLASS_NAMES
     patience: int = 10
     base_filters: int = 16
+    norm: str = "instance"
     dropout: float = 0.1
     schedule: str = "cosine"
     folds: int = 5
@@ -64,6 +65,8 @@ class TrainConfig:
         for key in ("model", "loss"):
             if not getattr(self, key):
                 object.__setattr__(self, key, TASK_DEFAULTS[self.task][key])
+        if self.norm not in ("instance", "batch"):
+            raise ValueError(f"`norm` must be 'instance' or 'batch'. Received: norm={self.norm!r}")
         if self.freeze_epochs < 0:
             raise ValueError(f"`freeze_epochs` must be >= 0. Received: freeze_epochs={self.freeze_epochs}")
         if self.mixed_precision not in MIXED_PRECISION:

@@ -46,7 +46,7 @@ def test_registry_builds_by_name_and_lists_valid_names_on_error() -> None:
     assert "unet" in model_names("seg")
     assert get_model_entry("unet").task == "seg"
     assert build_model("unet", img_size=32, depth=2, base_filters=4).name == "unet"
-    with pytest.raises(ValueError, match=r"must be one of \['resunet', 'unet'\]. Received: model='vnet'"):
+    with pytest.raises(ValueError, match=r"must be one of \[.*'resunet', 'unet'\]. Received: model='vnet'"):
         build_model("vnet")
 
 
@@ -63,3 +63,20 @@ def test_keras_file_round_trip(tmp_path) -> None:
     )
     clone = keras.Model.from_config(model.get_config())
     assert [w.shape for w in clone.weights] == [w.shape for w in model.weights]
+
+
+@pytest.mark.parametrize("builder", ["unet", "resunet"])
+def test_norm_choice_sets_the_normalization_layers(builder: str) -> None:
+    inst = build_model(builder, img_size=32, depth=2, base_filters=4, dropout=0.0)  # default: instance norm
+    batch = build_model(builder, img_size=32, depth=2, base_filters=4, norm="batch")
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in inst.layers)
+    groups = [layer for layer in inst.layers if isinstance(layer, keras.layers.GroupNormalization)]
+    assert groups and all(g.groups == g.input.shape[-1] for g in groups)  # one group per channel
+    assert len([layer for layer in batch.layers if isinstance(layer, keras.layers.BatchNormalization)]) == len(groups)
+    # Instance norm: an image's output does not depend on the rest of the batch, also in training mode.
+    x = np.random.default_rng(3).random((3, 32, 32, 3)).astype("float32") * 255
+    alone = keras.ops.convert_to_numpy(inst(x[:1], training=True))
+    together = keras.ops.convert_to_numpy(inst(x, training=True))[:1]
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+    with pytest.raises(ValueError, match="norm"):
+        build_model(builder, img_size=32, depth=2, norm="layer")

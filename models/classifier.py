@@ -15,6 +15,11 @@ import keras
 from keras import layers
 
 WEIGHTS_CHOICES = ("none", "imagenet")
+# Batch-norm momentum of backbones trained from scratch. keras.applications use 0.99, whose
+# moving statistics average over ~100 steps: on a few hundred images (a few dozen steps per
+# epoch) they lag the changing weights by epochs, and validation sees stale statistics.
+# 0.9 is PyTorch's default (momentum 0.1 there).
+SCRATCH_BN_MOMENTUM = 0.9
 # ImageNet channel means in BGR order, as Caffe (and keras.applications' ResNet) expects.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 
@@ -67,7 +72,12 @@ def assemble(
     Args:
         frozen_bn: Call the backbone in inference mode, so its batch norm keeps the
             pretrained statistics also once it is unfrozen (fine-tuning from ImageNet).
+            Otherwise (training from scratch) batch norm uses :data:`SCRATCH_BN_MOMENTUM`.
     """
+    if not frozen_bn:
+        for layer in backbone.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = SCRATCH_BN_MOMENTUM
     inputs = keras.Input((img_size, img_size, 3), name="image")
     x = preprocess(inputs) if preprocess is not None else inputs
     x = backbone(x, training=False) if frozen_bn else backbone(x)

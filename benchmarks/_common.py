@@ -57,3 +57,20 @@ def render_from_json(args: argparse.Namespace, section: str, markdown: Callable[
     write_section(args.markdown, section, markdown(json.loads(args.from_json.read_text())))
     print(f"Wrote the '{section}' section of {args.markdown} from {args.from_json}")
     return True
+
+
+def merge_previous(path: Path, result: dict, key: tuple[str, ...]) -> dict:
+    """Keep earlier runs of the same protocol that this invocation did not repeat.
+
+    Runs are matched on the fields ``key``; a run measured again replaces the old one.
+    The commands of every invocation that contributed are kept in ``commands``.
+    """
+    commands = [result["command"]]
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("protocol") == result["protocol"]:
+            new_keys = {tuple(r[k] for k in key) for r in result["runs"]}
+            kept = [r for r in old["runs"] if tuple(r[k] for k in key) not in new_keys]
+            result = {**result, "runs": kept + result["runs"]}
+            commands = [c for c in old.get("commands", [old["command"]]) if c != result["command"]] + commands
+    return {**result, "commands": commands}

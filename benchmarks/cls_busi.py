@@ -25,7 +25,16 @@ import sys
 import time
 from pathlib import Path
 
-from _common import BUSI, REPO, VARIANTS, add_output_args, render_from_json, variant_env, write_section
+from _common import (
+    BUSI,
+    REPO,
+    VARIANTS,
+    add_output_args,
+    merge_previous,
+    render_from_json,
+    variant_env,
+    write_section,
+)
 
 SECTION = "cls_busi"
 MODELS = ("efficientnet_b0", "resnet50", "resnet50_se")
@@ -114,7 +123,7 @@ def markdown(result: dict) -> str:
     lines = [
         "## BUSI classification from scratch (issue: classification)",
         "",
-        f"Command: `{result['command']}`  ",
+        *[f"Command: `{c}`  " for c in result.get("commands", [result["command"]])],
         f"Protocol: {result['protocol']}. Date: {result['date']}.",
         "",
         f"Validation is fold 0 of the duplicate-grouped splits ({r0['train_cases']} training, "
@@ -191,6 +200,7 @@ def main(argv=None) -> int:
         "runs": runs,
         "ensembles": ensembles,
     }
+    result = merge_previous(args.json, result, ("model", "variant"))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     print(f"Wrote {args.json}")

@@ -26,7 +26,16 @@ import sys
 import time
 from pathlib import Path
 
-from _common import BUSI, REPO, VARIANTS, add_output_args, render_from_json, variant_env, write_section
+from _common import (
+    BUSI,
+    REPO,
+    VARIANTS,
+    add_output_args,
+    merge_previous,
+    render_from_json,
+    variant_env,
+    write_section,
+)
 
 SECTION = "seg_busi"
 MODELS = ("unet", "resunet")
@@ -76,7 +85,7 @@ def markdown(result: dict) -> str:
     lines = [
         "## BUSI lesion segmentation (issue: segmentation)",
         "",
-        f"Command: `{result['command']}`  ",
+        *[f"Command: `{c}`  " for c in result.get("commands", [result["command"]])],
         f"Protocol: {result['protocol']}. Date: {result['date']}.",
         "",
         "Validation is fold 0 of the duplicate-grouped splits "
@@ -154,6 +163,7 @@ def main(argv=None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "runs": runs,
     }
+    result = merge_previous(args.json, result, ("model", "precision", "variant"))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     print(f"Wrote {args.json}")

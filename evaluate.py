@@ -4,9 +4,12 @@ Usage:
     python evaluate.py --run runs/seg/exp
     python evaluate.py --run runs/seg/exp --split all
     python evaluate.py --run runs/seg/exp --data-dir ../shared/datasets/Dataset_BUSI_with_GT --split all
+    python evaluate.py --run runs/cls/exp --data-dir other_site/ --split all
 
-Writes <run>/eval/<dataset>-<split>/metrics.json and plots/ (for a --fold all
-run, one folder per fold), and prints the main metrics.
+Works for segmentation and classification runs alike. Writes
+<run>/eval/<dataset>-<split>/metrics.json and plots/ (classification also
+predictions.csv; for a --fold all run, one folder per fold), and prints the
+main metrics.
 """
 
 from __future__ import annotations

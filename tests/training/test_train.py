@@ -229,3 +229,15 @@ def test_fold_all_trains_every_fold_and_summarizes(tiny_data, tmp_path) -> None:
         assert (run_dir / f"fold{k}" / "weights" / "best.keras").is_file()
     val_sets = [set(json.loads((run_dir / "splits.json").read_text())["folds"][k]["val"]) for k in range(5)]
     assert all(not (a & b) for i, a in enumerate(val_sets) for b in val_sets[i + 1 :])
+    # evaluate.py on a --fold all run evaluates every fold's best weights on its own validation cases.
+    import evaluate
+
+    ev = evaluate.main(evaluate.parse_args(["--run", str(run_dir)]))
+    assert sorted(ev) == [f"fold{k}" for k in range(5)]
+    assert [ev[f"fold{k}"]["dice"] for k in range(5)] == pytest.approx(per_fold, abs=1e-6)
+    # An interrupted cross-validation resumes: finished folds are kept, the rest completes, the summary returns.
+    (run_dir / "fold2" / "metrics.json").unlink()
+    (run_dir / "cv_summary.json").unlink()
+    again = train.main(train.parse_args(["--resume", str(run_dir)]))
+    assert json.loads((run_dir / "cv_summary.json").read_text())["dice"]["per_fold"] == pytest.approx(per_fold)
+    assert again["dice"]["mean"] == pytest.approx(summary["dice"]["mean"])

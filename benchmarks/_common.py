@@ -63,14 +63,15 @@ def merge_previous(path: Path, result: dict, key: tuple[str, ...]) -> dict:
     """Keep earlier runs of the same protocol that this invocation did not repeat.
 
     Runs are matched on the fields ``key``; a run measured again replaces the old one.
-    The commands of every invocation that contributed are kept in ``commands``.
+    Each run records the command that measured it; ``commands`` lists those still present.
     """
-    commands = [result["command"]]
+    runs = [{**r, "command": result["command"]} for r in result["runs"]]
     if path.exists():
         old = json.loads(path.read_text())
         if old.get("protocol") == result["protocol"]:
-            new_keys = {tuple(r[k] for k in key) for r in result["runs"]}
-            kept = [r for r in old["runs"] if tuple(r[k] for k in key) not in new_keys]
-            result = {**result, "runs": kept + result["runs"]}
-            commands = [c for c in old.get("commands", [old["command"]]) if c != result["command"]] + commands
-    return {**result, "commands": commands}
+            new_keys = {tuple(r[k] for k in key) for r in runs}
+            previous = [{"command": old.get("command", ""), **r} for r in old["runs"]]
+            kept = [r for r in previous if tuple(r[k] for k in key) not in new_keys]
+            runs = kept + runs
+    commands = list(dict.fromkeys(r["command"] for r in runs))
+    return {**result, "runs": runs, "commands": commands}

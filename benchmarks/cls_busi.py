@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     args.json.write_text(json.dumps(result, indent=2))
     print(f"Wrote {args.json}")
     if not args.no_markdown:
-        write_section(args.md, SECTION, markdown(result))
+        write_section(args.markdown, SECTION, markdown(result))
     return 0
 
 

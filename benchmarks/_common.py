@@ -50,6 +50,17 @@ def add_output_args(parser: argparse.ArgumentParser, section: str) -> None:
     parser.add_argument("--from-json", type=Path, help="re-render the BENCHMARKS.md section from saved results")
 
 
+def add_training_run_args(parser: argparse.ArgumentParser, section: str) -> None:
+    """Flags shared by the BUSI training benchmarks: data, malloc variants, run folder and output."""
+    parser.add_argument("--data-dir", type=Path, default=BUSI, help="BUSI folder (default: ../shared BUSI)")
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="malloc settings to run under"
+    )
+    parser.add_argument("--project", type=Path, default=REPO / "benchmarks" / "runs", help="where the runs go")
+    add_output_args(parser, section)
+    parser.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md (smoke runs)")
+
+
 def render_from_json(args: argparse.Namespace, section: str, markdown: Callable[[dict], str]) -> bool:
     """If ``--from-json`` was given, re-render ``section`` from it and return True."""
     if not args.from_json:

@@ -26,10 +26,9 @@ import time
 from pathlib import Path
 
 from _common import (
-    BUSI,
     REPO,
     VARIANTS,
-    add_output_args,
+    add_training_run_args,
     merge_previous,
     render_from_json,
     variant_env,
@@ -164,15 +163,9 @@ def markdown(result: dict) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", type=Path, default=BUSI, help="BUSI folder (default: ../shared BUSI)")
     p.add_argument("--epochs", type=int, default=30, help="epochs per run (fixed, no early stopping)")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to train")
-    p.add_argument(
-        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="malloc settings to run under"
-    )
-    p.add_argument("--project", type=Path, default=REPO / "benchmarks" / "runs", help="where the runs go")
-    add_output_args(p, SECTION)
-    p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md (smoke runs)")
+    add_training_run_args(p, SECTION)
     return p.parse_args(argv)
 
 

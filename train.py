@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from data.classes import CLASS_NAMES
-from data.errors import exit_on_user_error
+from data.errors import exit_on_user_error, with_overrides
 from training.config import MIXED_PRECISION, STRATEGIES, TrainConfig
 from training.runs import increment_run_dir
 
@@ -218,12 +218,9 @@ def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict
 
 def run(devices: Sequence[str] | None = None, **overrides: Any) -> dict[str, Any]:
     """Train from Python, e.g. ``run(task="seg", epochs=1, max_samples=8)``; flags' defaults apply."""
-    args = parse_args([])
-    for key, value in overrides.items():
-        if not hasattr(args, key):
-            raise ValueError(f"unknown option {key!r}; valid: {sorted(vars(args))}")
-        setattr(args, key, str(value) if key == "fold" else value)
-    return main(args, devices=devices)
+    if "fold" in overrides:
+        overrides["fold"] = str(overrides["fold"])
+    return main(with_overrides(parse_args([]), overrides), devices=devices)
 
 
 if __name__ == "__main__":

@@ -88,3 +88,35 @@ def make_busi(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory) -> dict[str, Path]:
+    """One tiny trained run per task (1 epoch on 8 synthetic cases, 32 px): ``{"seg": dir, "cls": dir}``."""
+    import train
+    from data.synthetic import SynthConfig, generate_synthetic
+
+    root = tmp_path_factory.mktemp("trained")
+    data = generate_synthetic(root / "synth", SynthConfig(per_class=8, size=64, seed=1))
+    common = dict(epochs=1, max_samples=8, img_size=32, batch_size=4, augment="none", data_dir=str(data))
+    return {
+        "seg": Path(train.run(task="seg", base_filters=4, project=str(root / "runs"), **common)["run_dir"]),
+        "cls": Path(train.run(task="cls", project=str(root / "runs"), **common)["run_dir"]),
+    }
+
+
+def odd_images(folder: Path, seed: int = 0) -> list[Path]:
+    """Gray and RGB PNG and JPEG, RGBA PNG and 24-bit BMP images of odd sizes, written to ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = [("L", "png", 97, 131), ("RGB", "png", 151, 77), ("L", "jpg", 123, 211), ("RGB", "jpg", 65, 99),
+             ("RGBA", "png", 80, 91), ("RGB", "bmp", 71, 63)]  # fmt: skip
+    out = []
+    for mode, ext, h, w in specs:
+        base = np.kron(rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3)), np.ones((8, 8, 1)))[:h, :w]
+        arr = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr).convert(mode)
+        path = folder / f"{mode.lower()}_{h}x{w}.{ext}"
+        img.save(path)
+        out.append(path)
+    return out

@@ -24,3 +24,51 @@ def increment_run_dir(project: str | Path, task: str, name: str) -> Path:
     while f"{stem}{n}" in taken:
         n += 1
     return root / f"{stem}{n}"
+
+
+def resolve_run(path: str | Path, weights: str = "best"):
+    """Find the config and the weights file of a trained run or one fold of a ``--fold all`` run.
+
+    Args:
+        path: A run folder (``runs/seg/exp``) or a fold of a cross-validation run
+            (``runs/seg/exp/fold2``).
+        weights: ``"best"`` or ``"last"``.
+
+    Returns:
+        ``(TrainConfig, weights_path)``.
+
+    Raises:
+        FileNotFoundError: If ``path`` is not a run folder or has no such weights.
+        ValueError: If ``path`` is a cross-validation run (which fold is ambiguous).
+    """
+    from training.config import TrainConfig
+
+    path = Path(path)
+    if (path / "config.json").is_file():
+        cfg = TrainConfig.load(path / "config.json")
+        if cfg.fold == -1:
+            folds = sorted(p.name for p in path.glob("fold*") if p.is_dir())
+            raise ValueError(
+                f"{path} is a cross-validation run with folds {folds}; pass one fold's folder, "
+                f"e.g. {path / (folds[0] if folds else 'fold0')}"
+            )
+    elif re.fullmatch(r"fold\d+", path.name) and (path.parent / "config.json").is_file():
+        cfg = TrainConfig.load(path.parent / "config.json")
+    else:
+        raise FileNotFoundError(f"not a run folder (no config.json): {path}")
+    if weights not in ("best", "last"):
+        raise ValueError(f"`weights` must be 'best' or 'last'. Received: weights={weights!r}")
+    file = path / "weights" / f"{weights}.keras"
+    if not file.is_file():
+        raise FileNotFoundError(f"the run has no {weights} weights yet: {file}")
+    return cfg, file
+
+
+def load_inference_model(path: str | Path):
+    """Load a ``.keras`` file for inference: the model's custom layers registered, no loss or optimizer."""
+    import keras
+
+    from models.registry import model_names
+
+    model_names()  # imports every builder module, which registers the custom layers
+    return keras.models.load_model(path, compile=False)

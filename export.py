@@ -1,0 +1,64 @@
+"""Export a trained run as a TensorFlow Serving model version.
+
+Usage:
+    python export.py --run runs/seg/exp
+    python export.py --run runs/cls/exp --out export --name busi_cls
+    python export.py --run runs/seg/cv/fold0 --name unet --version 3
+
+Writes export/<name>/<version>/ (saved_model.pb, variables/, assets.extra/ with
+the warmup requests) and rewrites export/models.config to list every exported
+model. The version is the next free number unless --version is given; an
+existing version is never overwritten. Signatures: serving_default (encoded
+PNG/JPEG/BMP bytes, decoded and resized in the graph) and serving_preprocessed
+(float32 pixels in [0, 255] at the model's input size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from data.errors import exit_on_user_error, with_overrides
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Build the parser and parse ``argv``."""
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    p.add_argument("--run", required=True, help="run folder written by train.py (or one fold of a --fold all run)")
+    p.add_argument("--out", default="export", help="export root holding <name>/<version>/ (default: export)")
+    p.add_argument("--name", default="", help="served model name (default: the run's model, e.g. unet)")
+    p.add_argument("--version", type=int, default=None, help="version number (default: the next free one)")
+    p.add_argument("--weights", choices=["best", "last"], default="best", help="which checkpoint to export")
+    return p.parse_args(argv)
+
+
+def main(args: argparse.Namespace):
+    """Export as ``args`` say; return the :class:`~serving.export.ExportResult`."""
+    from serving.export import export_model, spec_from_config
+    from training.runs import load_inference_model, resolve_run
+
+    cfg, weights = resolve_run(args.run, args.weights)
+    name = args.name or cfg.model
+    print(f"Exporting {weights} ({cfg.task}, {cfg.model}, {cfg.img_size}x{cfg.img_size}x{cfg.channels}) as {name!r}")
+    model = load_inference_model(weights)
+    result = export_model(model, spec_from_config(cfg), args.out, name, args.version, source=str(weights))
+    print(f"Wrote {result.path} (version {result.version}) and {result.models_config}")
+    print(
+        "Serve it with:\n  docker run --rm -p 8501:8501 -p 8500:8500 "
+        f'-v "{Path(args.out).resolve()}:/models" tensorflow/serving '
+        "--model_config_file=/models/models.config"
+    )
+    return result
+
+
+def run(run: str, **overrides):
+    """Export from Python, e.g. ``run("runs/seg/exp", out="export")``; flags' defaults apply."""
+    return main(with_overrides(parse_args(["--run", str(run)]), overrides))
+
+
+if __name__ == "__main__":
+    sys.exit(exit_on_user_error(lambda: main(parse_args())))

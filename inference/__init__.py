@@ -1,0 +1,1 @@
+"""Prediction on new images: sources, model backends, lesion measurements and outputs."""

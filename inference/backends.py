@@ -1,0 +1,109 @@
+"""Where predictions come from: a run folder, an exported SavedModel, or a TF Serving server.
+
+Every backend maps a list of encoded images to the ``serving_default`` outputs
+(:mod:`serving.signatures`), so the rest of prediction is one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from serving.rest import ServingError, predict_images, predict_url
+from serving.signatures import BYTES_INPUT, BYTES_SIGNATURE
+
+
+class Backend:
+    """Encoded images in, named output arrays out.
+
+    Attributes:
+        task: ``"seg"`` or ``"cls"`` (for a server: known after the first answer).
+        description: What is predicting, for messages.
+    """
+
+    task: str | None = None
+    description: str = ""
+
+    def __call__(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class RunBackend(Backend):
+    """A Keras model from a run folder, behind the same serving function an export has."""
+
+    def __init__(self, run_dir: str | Path, weights: str = "best") -> None:
+        from serving.export import spec_from_config
+        from serving.signatures import compiled_serving_fns
+        from training.runs import load_inference_model, resolve_run
+
+        cfg, file = resolve_run(run_dir, weights)
+        self.task = cfg.task
+        self.description = f"{file} ({cfg.model})"
+        self._fn = compiled_serving_fns(load_inference_model(file), spec_from_config(cfg))[BYTES_SIGNATURE]
+
+    def __call__(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in self._fn(tf.constant(list(images), tf.string)).items()}
+
+
+class SavedModelBackend(Backend):
+    """An exported version (``export/<name>/<version>``; a model folder means its latest version)."""
+
+    def __init__(self, path: str | Path) -> None:
+        from serving.export import read_export_info, resolve_version_dir
+
+        version_dir = resolve_version_dir(path)
+        info = read_export_info(version_dir)
+        self.task = info["task"]
+        self.description = f"{version_dir} ({info['name']} v{info['version']})"
+        self._fn = tf.saved_model.load(str(version_dir)).signatures[BYTES_SIGNATURE]
+
+    def __call__(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
+        out = self._fn(**{BYTES_INPUT: tf.constant(list(images), tf.string)})
+        return {k: v.numpy() for k, v in out.items()}
+
+
+class ServerBackend(Backend):
+    """A model served by TF Serving, over its REST API."""
+
+    def __init__(self, server: str, timeout: float = 60.0) -> None:
+        self.url = predict_url(server)
+        self.description = self.url
+        self.timeout = timeout
+
+    def __call__(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
+        out = predict_images(self.url, images, self.timeout)
+        task = "seg" if "mask_probability" in out else "cls" if "probabilities" in out else None
+        if task is None:
+            raise ServingError(
+                f"{self.url} is not a model exported by export.py: outputs {sorted(out)} have neither "
+                "`probabilities` nor `mask_probability`"
+            )
+        self.task = task
+        if task == "seg":
+            out["mask_probability"] = out["mask_probability"].astype(np.float32)
+        else:
+            out["probabilities"] = out["probabilities"].astype(np.float32)
+            out["class_name"] = out["class_name"].astype(str)
+        return out
+
+
+def open_backend(model: str | None, server: str | None, weights: str = "best") -> Backend:
+    """The backend for ``--model`` (run or export folder) or ``--server`` (exactly one of them).
+
+    Raises:
+        ValueError: If both or neither are given.
+        FileNotFoundError: If ``model`` is neither a run nor an export.
+    """
+    if bool(model) == bool(server):
+        raise ValueError("pass exactly one of `--model RUN_DIR|EXPORT_DIR` and `--server URL`")
+    if server:
+        return ServerBackend(server)
+    path = Path(model)
+    if (path / "config.json").is_file() or (path.parent / "config.json").is_file():
+        return RunBackend(path, weights)
+    if (path / "saved_model.pb").is_file() or path.is_dir():
+        return SavedModelBackend(path)
+    raise FileNotFoundError(f"`--model` must be a run folder or an export folder. Received: {model}")

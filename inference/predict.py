@@ -1,0 +1,279 @@
+"""Predict files with any backend; write predictions, masks at the original size and overlays.
+
+Each file is read and decoded here first (what an overlay needs anyway), so an
+unreadable file becomes an ``error`` row before any model call. Files then go to
+the backend in batches as encoded bytes; if a batch fails, its files are retried
+one by one, so one bad file never costs the others their prediction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from data.atomic import atomic_write, write_json, write_text
+from data.classes import CLASS_NAMES
+from data.imageio import read_image
+from inference.backends import Backend
+from inference.measure import measure_mask
+from pipeline.decode import decode_image_bytes
+from serving.rest import RejectedInput
+from serving.signatures import MASK_THRESHOLD
+
+# Errors that mean "this file cannot be read" and "the model refused this input"; anything
+# else (a missing server, a bug) propagates and stops the command.
+READ_ERRORS = (OSError, ValueError, tf.errors.InvalidArgumentError)
+REJECT_ERRORS = (tf.errors.InvalidArgumentError, RejectedInput)
+
+
+@dataclass
+class Item:
+    """One source file on its way through prediction."""
+
+    path: Path
+    image: np.ndarray | None = None  # decoded uint8 (H, W, 1|3)
+    payload: bytes = b""  # what the backend receives
+    error: str = ""
+    outputs: list[dict[str, np.ndarray]] = field(default_factory=list)  # original, then flipped (TTA)
+
+
+def _png(image: np.ndarray) -> bytes:
+    return tf.io.encode_png(image).numpy()
+
+
+def load_item(path: Path) -> Item:
+    """Read and decode ``path`` as the pipeline does; a failure fills ``error``."""
+    item = Item(path)
+    try:
+        data = path.read_bytes()
+        if path.suffix.lower() == ".bmp":  # TF cannot decode every BMP; send lossless PNG pixels instead
+            item.image = read_image(path)
+            item.payload = _png(item.image)
+        else:
+            item.image = decode_image_bytes(tf.constant(data)).numpy()
+            item.payload = data
+        if item.image.shape[0] == 0 or item.image.shape[1] == 0:
+            raise ValueError("image has no pixels")
+    except READ_ERRORS as e:
+        item.error = f"unreadable image: {_short(e)}"
+        item.image = None
+    return item
+
+
+def _short(e: Exception) -> str:
+    """The message of ``e`` without TensorFlow's op and device decorations."""
+    text = getattr(e, "message", None) or str(e)
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text, flags=re.S)
+    return " ".join(text.split())[:300]
+
+
+def _split(out: dict[str, np.ndarray], n: int) -> list[dict[str, np.ndarray]]:
+    return [{k: v[i] for k, v in out.items()} for i in range(n)]
+
+
+def call_backend(backend: Backend, payloads: list[bytes]) -> list[dict[str, np.ndarray] | str]:
+    """Outputs per payload; a payload the backend rejects gets its error message instead."""
+    try:
+        return _split(backend(payloads), len(payloads))
+    except REJECT_ERRORS as e:
+        if len(payloads) == 1:
+            return [f"model rejected the image: {_short(e)}"]
+    return [r for p in payloads for r in call_backend(backend, [p])]
+
+
+def _combine(outputs: list[dict[str, np.ndarray]], task: str) -> dict[str, np.ndarray]:
+    """Average the original and horizontally flipped predictions in the original frame."""
+    if task == "cls":
+        probs = np.mean([o["probabilities"] for o in outputs], axis=0)
+        return {"probabilities": probs}
+    maps = [outputs[0]["mask_probability"]] + [o["mask_probability"][:, ::-1] for o in outputs[1:]]
+    return {"mask_probability": np.mean(maps, axis=0)}
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image.copy()
+
+
+def _label(canvas: np.ndarray, text: str) -> None:
+    """Write ``text`` in the top-left corner on a dark box, scaled to the image."""
+    h, w = canvas.shape[:2]
+    scale = max(0.4, min(h, w) / 600)
+    thick = max(1, round(scale * 1.5))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    pad = max(2, round(4 * scale))
+    cv2.rectangle(canvas, (0, 0), (tw + 2 * pad, th + base + 2 * pad), (0, 0, 0), -1)
+    cv2.putText(canvas, text, (pad, th + pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+
+
+def overlay(image: np.ndarray, text: str, mask: np.ndarray | None = None) -> np.ndarray:
+    """RGB copy of ``image`` with the mask's outline (if any) and ``text`` in the corner."""
+    canvas = _rgb(image)
+    if mask is not None and mask.any():
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        thick = max(1, round(min(canvas.shape[:2]) / 250))
+        cv2.drawContours(canvas, contours, -1, (255, 220, 0), thick, cv2.LINE_AA)
+    _label(canvas, text)
+    return canvas
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    atomic_write(path, lambda p: p.write_bytes(_png(image if image.ndim == 3 else image[..., None])))
+
+
+def _unique_stems(paths: Sequence[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for p in paths:
+        n = seen.get(p.stem, 0) + 1
+        seen[p.stem] = n
+        out.append(p.stem if n == 1 else f"{p.stem}_{n}")
+    return out
+
+
+def _finish(item: Item, stem: str, task: str, out_dir: Path, pixel_spacing: float | None) -> dict[str, Any]:
+    """The row of one predicted item; writes its mask and overlay."""
+    pred = _combine(item.outputs, task)
+    row: dict[str, Any] = {"file": str(item.path), "error": ""}
+    overlay_path = out_dir / "overlays" / f"{stem}.png"
+    if task == "cls":
+        probs = pred["probabilities"].astype(float)
+        k = int(np.argmax(probs))
+        row.update(class_name=CLASS_NAMES[k], class_id=k, probability=float(probs[k]))
+        row.update({f"prob_{c}": float(p) for c, p in zip(CLASS_NAMES, probs, strict=True)})
+        _write_png(overlay_path, overlay(item.image, f"{CLASS_NAMES[k]} {probs[k]:.2f}"))
+    else:
+        h, w = item.image.shape[:2]
+        prob = cv2.resize(pred["mask_probability"].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        mask = prob >= MASK_THRESHOLD
+        mask_path = out_dir / "masks" / f"{stem}_mask.png"
+        _write_png(mask_path, (mask * 255).astype(np.uint8))
+        m = measure_mask(mask, pixel_spacing)
+        inside = float(prob[mask].mean()) if mask.any() else None
+        row.update(
+            mask=str(mask_path),
+            height=h,
+            width=w,
+            lesion_area_fraction=float(mask.mean()),
+            mean_lesion_probability=inside,
+            **m,
+        )
+        size = (
+            f", {m['longest_diameter_mm']:.1f} mm"
+            if pixel_spacing and m["longest_diameter_mm"] is not None
+            else f", {m['longest_diameter_px']:.0f} px"
+            if m["longest_diameter_px"] is not None
+            else ""
+        )
+        text = f"lesion {mask.mean():.1%}{size}" + (f" p={inside:.2f}" if inside is not None else "")
+        _write_png(overlay_path, overlay(item.image, text, mask))
+    row["overlay"] = str(overlay_path)
+    return row
+
+
+@dataclass
+class PredictResult:
+    """Rows written and where."""
+
+    rows: list[dict[str, Any]]
+    out_dir: Path
+    task: str | None
+
+    @property
+    def failed(self) -> int:
+        """Files that have an error instead of a prediction."""
+        return sum(bool(r["error"]) for r in self.rows)
+
+
+def predict_files(
+    backend: Backend,
+    files: Sequence[Path],
+    out_dir: Path,
+    tta: bool = False,
+    pixel_spacing: float | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> PredictResult:
+    """Predict ``files`` and write ``predictions.csv``/``.json``, ``masks/`` and ``overlays/`` to ``out_dir``.
+
+    Args:
+        backend: Where predictions come from.
+        files: Image files; unreadable ones get an ``error`` row.
+        out_dir: Output folder (created).
+        tta: Also predict the horizontally flipped image and average in the original frame.
+        pixel_spacing: Millimetres per pixel of the source images (adds ``*_mm`` measurements).
+        batch_size: Files per backend call.
+        progress: Show a progress bar.
+    """
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be at least 1. Received: batch_size={batch_size}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems = _unique_stems(files)
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(files), unit="img", disable=not progress or len(files) < 2)
+    for start in range(0, len(files), batch_size):
+        items = [load_item(Path(f)) for f in files[start : start + batch_size]]
+        good = [it for it in items if not it.error]
+        payloads = [it.payload for it in good]
+        if tta:
+            payloads += [_png(np.ascontiguousarray(it.image[:, ::-1])) for it in good]
+        results = call_backend(backend, payloads) if payloads else []
+        views = 2 if tta else 1
+        for i, it in enumerate(good):
+            got = [results[i + v * len(good)] for v in range(views)]
+            errors = [g for g in got if isinstance(g, str)]
+            if errors:
+                it.error = errors[0]
+            else:
+                it.outputs = got
+        for it, stem in zip(items, stems[start : start + batch_size], strict=True):
+            rows.append(
+                {"file": str(it.path), "error": it.error}
+                if it.error
+                else _finish(it, stem, backend.task, out_dir, pixel_spacing)
+            )
+        bar.update(len(items))
+    bar.close()
+    write_predictions(rows, out_dir, backend, tta, pixel_spacing)
+    return PredictResult(rows, out_dir, backend.task)
+
+
+def write_predictions(
+    rows: list[dict[str, Any]], out_dir: Path, backend: Backend, tta: bool, pixel_spacing: float | None
+) -> None:
+    """``predictions.csv`` (one row per file, every column) and ``predictions.json`` (with run info)."""
+    columns: list[str] = []
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: "" if v is None else v for k, v in r.items()})
+    write_text(out_dir / "predictions.csv", buf.getvalue())
+    write_json(
+        out_dir / "predictions.json",
+        {
+            "model": backend.description,
+            "task": backend.task,
+            "tta": tta,
+            "pixel_spacing_mm": pixel_spacing,
+            "predictions": rows,
+        },
+    )
+
+
+def read_predictions_json(path: Path) -> dict[str, Any]:
+    """Read back ``predictions.json``."""
+    return json.loads(Path(path).read_text())

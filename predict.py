@@ -1,0 +1,80 @@
+"""Predict images with a trained run, an exported SavedModel, or a TF Serving server.
+
+Usage:
+    python predict.py --model runs/seg/exp --source ../shared/datasets/Dataset_BUSI_with_GT/malignant
+    python predict.py --model export/unet --source scans/ --pixel-spacing 0.08 --tta
+    python predict.py --model runs/cls/exp --source "images/**/*.png" --out runs/predict/cls-site2
+    python predict.py --server http://localhost:8501/v1/models/unet --source scan.png
+
+Writes <out>/predictions.csv and predictions.json (one row per file: class and
+probabilities for classifiers; mask path and lesion measurements for
+segmenters), masks/<name>_mask.png at each image's original size and
+overlays/<name>.png. A file that cannot be read or predicted gets an `error`
+and the others still complete; the exit status is the number of such files
+(at most 255), 0 when all succeeded. --source folders give their images (not
+recursive), leaving out ground-truth *_mask.png files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from data.errors import exit_on_user_error, with_overrides
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Build the parser and parse ``argv``."""
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    p.add_argument("--model", default="", help="run folder (train.py) or export folder (export.py; latest version)")
+    p.add_argument("--server", default="", help="TF Serving model URL, e.g. http://localhost:8501/v1/models/unet")
+    p.add_argument("--source", nargs="+", required=True, help="image files, folders or glob patterns")
+    p.add_argument("--out", default="", help="output folder (default: runs/predict/exp, incremented)")
+    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--pixel-spacing", type=float, default=None, help="millimetres per pixel; adds mm measurements")
+    p.add_argument("--batch-size", type=int, default=8, help="images per model call")
+    p.add_argument("--weights", choices=["best", "last"], default="best", help="checkpoint of a run folder")
+    return p.parse_args(argv)
+
+
+def main(args: argparse.Namespace):
+    """Predict as ``args`` say; return the :class:`~inference.predict.PredictResult`."""
+    from inference.backends import open_backend
+    from inference.predict import predict_files
+    from inference.sources import collect_sources
+    from training.runs import increment_run_dir
+
+    if args.pixel_spacing is not None and not args.pixel_spacing > 0:
+        raise ValueError(f"`--pixel-spacing` must be positive millimetres. Received: {args.pixel_spacing}")
+    files, skipped = collect_sources(args.source)
+    backend = open_backend(args.model, args.server, args.weights)
+    out = Path(args.out) if args.out else increment_run_dir("runs", "predict", "exp")
+    print(
+        f"Predicting {len(files)} image(s) with {backend.description}"
+        + (f" (left out {skipped} *_mask file(s))" if skipped else "")
+        + (", flip TTA" if args.tta else "")
+    )
+    result = predict_files(backend, files, out, args.tta, args.pixel_spacing, args.batch_size)
+    for r in result.rows:
+        if r["error"]:
+            print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
+    print(f"{len(files) - result.failed} predicted, {result.failed} failed")
+    extra = "masks/, overlays/" if result.task == "seg" else "overlays/"
+    print(f"Wrote {out}/predictions.csv, predictions.json, {extra}")
+    return result
+
+
+def run(source: str | Sequence[str], **overrides):
+    """Predict from Python, e.g. ``run("scans/", model="runs/seg/exp", out="pred")``."""
+    sources = [source] if isinstance(source, (str, Path)) else list(source)
+    return main(with_overrides(parse_args(["--source", *map(str, sources)]), overrides))
+
+
+if __name__ == "__main__":
+    from serving.rest import ServingError
+
+    sys.exit(exit_on_user_error(lambda: min(main(parse_args()).failed, 255), also=(ServingError,)))

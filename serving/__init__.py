@@ -1,0 +1,1 @@
+"""Deployment: SavedModels in TF Serving's layout, warmup requests and the REST client."""

@@ -1,0 +1,131 @@
+"""Write a trained run as a TF Serving model version.
+
+``<root>/<name>/<version>/`` holds ``saved_model.pb``, ``variables/`` and
+``assets.extra/`` (the warmup requests and ``export.json``, which records the
+task, classes, input size and source run for :mod:`predict`). The version is
+written under a temporary name and renamed into place, so TF Serving, which
+polls the model folder, never sees a half-written version, and an existing
+version is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+
+from data.atomic import write_json
+from serving.layout import check_name, next_version, versions, write_models_config
+from serving.signatures import BYTES_SIGNATURE, PIXELS_SIGNATURE, ServingSpec, serving_fns
+from serving.warmup import WARMUP_FILE, write_warmup
+
+EXPORT_INFO = "export.json"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where an export went."""
+
+    name: str
+    version: int
+    path: Path
+    models_config: Path
+
+
+def spec_from_config(cfg) -> ServingSpec:
+    """The :class:`ServingSpec` of a run's :class:`~training.config.TrainConfig`."""
+    return ServingSpec(task=cfg.task, img_size=cfg.img_size, channels=cfg.channels)
+
+
+def export_model(
+    model: keras.Model,
+    spec: ServingSpec,
+    root: str | Path,
+    name: str,
+    version: int | None = None,
+    source: str = "",
+) -> ExportResult:
+    """Export ``model`` with both serving signatures as ``root/name/version``.
+
+    Args:
+        model: A trained Keras model taking float32 pixels in [0, 255]; it is not changed.
+        spec: Task and input geometry.
+        root: Export root (TF Serving's ``--model_base_path`` parent).
+        name: Served model name.
+        version: Version number; default one more than the highest existing.
+        source: Where the model came from (recorded in ``assets.extra/export.json``).
+
+    Raises:
+        FileExistsError: If ``version`` already exists.
+        ValueError: On a bad name or version.
+    """
+    root = Path(root)
+    model_dir = root / check_name(name)
+    if version is None:
+        version = next_version(model_dir)
+    if version < 1:
+        raise ValueError(f"`version` must be a positive integer. Received: version={version}")
+    final = model_dir / str(version)
+    if final.exists():
+        raise FileExistsError(
+            f"{final} exists; versions are never overwritten. Existing: {versions(model_dir)}; "
+            "omit --version to write the next one"
+        )
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = model_dir / f".tmp-{version}-{os.getpid()}"  # not numeric: TF Serving ignores it
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for endpoint, (fn, signature) in serving_fns(model, spec).items():
+            archive.add_endpoint(name=endpoint, fn=fn, input_signature=signature)
+        archive.write_out(str(tmp), verbose=False)
+        extra = tmp / "assets.extra"
+        write_warmup(extra / WARMUP_FILE, name)
+        write_json(
+            extra / EXPORT_INFO,
+            {
+                **asdict(spec),
+                "name": name,
+                "version": version,
+                "signatures": [BYTES_SIGNATURE, PIXELS_SIGNATURE],
+                "source": source,
+                "keras_version": keras.__version__,
+            },
+        )
+        os.rename(tmp, final)  # fails rather than replace a version created meanwhile
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(name, version, final, write_models_config(root))
+
+
+def read_export_info(version_dir: str | Path) -> dict:
+    """The ``export.json`` of an exported version.
+
+    Raises:
+        FileNotFoundError: If the folder was not written by :func:`export_model`.
+    """
+    path = Path(version_dir) / "assets.extra" / EXPORT_INFO
+    if not path.is_file():
+        raise FileNotFoundError(f"not an export of this project (no assets.extra/{EXPORT_INFO}): {version_dir}")
+    return json.loads(path.read_text())
+
+
+def resolve_version_dir(path: str | Path) -> Path:
+    """``export/<name>/<version>`` as given, or the highest version of ``export/<name>``.
+
+    Raises:
+        FileNotFoundError: If there is no SavedModel there.
+    """
+    path = Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    found = versions(path)
+    if found:
+        return path / str(found[-1])
+    raise FileNotFoundError(f"no SavedModel (saved_model.pb) or numeric version folder in {path}")

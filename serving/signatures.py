@@ -1,0 +1,115 @@
+"""Serving functions: encoded image bytes or preprocessed pixels in, task outputs out.
+
+``serving_default`` takes a batch of encoded images (``tf.string``: PNG, JPEG or
+24/32-bit BMP; gray, RGB or RGBA; any size) and runs the evaluation pipeline's
+own decoding, channel conversion and resizing (:mod:`pipeline.decode`) inside
+the graph, so a served model sees exactly the pixels it was evaluated on.
+``serving_preprocessed`` takes float32 ``(N, S, S, C)`` pixels in [0, 255],
+what :func:`pipeline.dataset.build_dataset` yields. Normalization lives in the
+models themselves, so both feed the model the same values.
+
+Outputs:
+    classification: ``probabilities`` float32 ``(N, 3)``, ``class_id`` int64 ``(N,)``,
+        ``class_name`` string ``(N,)``.
+    segmentation: ``mask_probability`` float32 ``(N, S, S)`` at model resolution,
+        ``lesion_area_fraction`` float32 ``(N,)`` (share of pixels >= 0.5); from bytes
+        also ``original_height`` and ``original_width`` int32 ``(N,)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from data.classes import CLASS_NAMES
+from pipeline.decode import decode_image_bytes, preprocess
+
+BYTES_SIGNATURE = "serving_default"
+PIXELS_SIGNATURE = "serving_preprocessed"
+BYTES_INPUT = "images"
+PIXELS_INPUT = "pixels"
+MASK_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """What the serving graph needs to know about a trained model."""
+
+    task: str
+    img_size: int
+    channels: int
+    resize: str = "bilinear"
+    class_names: tuple[str, ...] = CLASS_NAMES
+
+    def __post_init__(self) -> None:
+        if self.task not in ("seg", "cls"):
+            raise ValueError(f"`task` must be 'seg' or 'cls'. Received: task={self.task!r}")
+
+
+def decode_batch(images: tf.Tensor, spec: ServingSpec) -> tuple[tf.Tensor, tf.Tensor]:
+    """Encoded images ``(N,)`` -> float32 pixels ``(N, S, S, C)`` and original ``(N, 2)`` height, width."""
+    size, channels = spec.img_size, spec.channels
+
+    def one(contents):
+        raw = decode_image_bytes(contents)
+        return preprocess(raw, size, channels, spec.resize), tf.shape(raw)[:2]
+
+    return tf.map_fn(
+        one,
+        images,
+        fn_output_signature=(
+            tf.TensorSpec([size, size, channels], tf.float32),
+            tf.TensorSpec([2], tf.int32),
+        ),
+    )
+
+
+def model_outputs(model: keras.Model, pixels: tf.Tensor, spec: ServingSpec) -> dict[str, tf.Tensor]:
+    """Run ``model`` on preprocessed pixels and name its outputs for serving."""
+    out = tf.cast(model(pixels, training=False), tf.float32)
+    if spec.task == "cls":
+        class_id = tf.argmax(out, axis=-1)
+        return {
+            "probabilities": out,
+            "class_id": class_id,
+            "class_name": tf.gather(tf.constant(list(spec.class_names)), class_id),
+        }
+    prob = out[..., 0]
+    return {
+        "mask_probability": prob,
+        "lesion_area_fraction": tf.reduce_mean(tf.cast(prob >= MASK_THRESHOLD, tf.float32), axis=[1, 2]),
+    }
+
+
+def serving_fns(model: keras.Model, spec: ServingSpec) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
+    """The two endpoints as ``{name: (fn, input_signature)}``; ``fn`` takes one batch tensor."""
+
+    def from_bytes(images):
+        pixels, hw = decode_batch(images, spec)
+        out = model_outputs(model, pixels, spec)
+        if spec.task == "seg":
+            out["original_height"] = hw[:, 0]
+            out["original_width"] = hw[:, 1]
+        return out
+
+    def from_pixels(pixels):
+        return model_outputs(model, pixels, spec)
+
+    return {
+        BYTES_SIGNATURE: (from_bytes, [tf.TensorSpec([None], tf.string, name=BYTES_INPUT)]),
+        PIXELS_SIGNATURE: (
+            from_pixels,
+            [tf.TensorSpec([None, spec.img_size, spec.img_size, spec.channels], tf.float32, name=PIXELS_INPUT)],
+        ),
+    }
+
+
+def compiled_serving_fns(model: keras.Model, spec: ServingSpec) -> dict[str, Callable]:
+    """The endpoints as ``tf.function`` s, for in-process prediction without an export."""
+    return {
+        name: tf.function(fn, input_signature=signature, reduce_retracing=True)
+        for name, (fn, signature) in serving_fns(model, spec).items()
+    }

@@ -1,0 +1,138 @@
+"""predict.py: folders with bad files, masks at the original size, overlays, TTA, exit status."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import predict
+from inference.backends import Backend
+from inference.predict import call_backend, predict_files
+from serving.rest import RejectedInput, ServingError
+from tests.conftest import REPO, odd_images
+
+
+def _write_bad_files(folder: Path) -> None:
+    (folder / "truncated.png").write_bytes((folder / "l_97x131.png").read_bytes()[:200])
+    (folder / "text.jpg").write_text("not an image")
+
+
+@pytest.mark.slow
+def test_segmentation_folder_with_corrupt_files(trained_runs, tmp_path):
+    src = tmp_path / "src"
+    files = odd_images(src)
+    _write_bad_files(src)
+    result = predict.run(str(src), model=str(trained_runs["seg"]), out=str(tmp_path / "out"), pixel_spacing=0.1)
+    assert result.failed == 2 and len(result.rows) == len(files) + 2
+    rows = {Path(r["file"]).name: r for r in result.rows}
+    assert rows["truncated.png"]["error"].startswith("unreadable image") and "text.jpg" in rows
+    for f in files:
+        row = rows[f.name]
+        assert row["error"] == ""
+        h, w = Image.open(f).size[::-1]
+        mask = np.array(Image.open(row["mask"]))
+        assert mask.shape == (h, w) and set(np.unique(mask)) <= {0, 255}
+        assert row["lesion_area_fraction"] == pytest.approx((mask > 0).mean())
+        assert row["area_px"] == int((mask > 0).sum())
+        if row["area_px"]:
+            assert row["longest_diameter_mm"] == pytest.approx(row["longest_diameter_px"] * 0.1)
+        overlay = Image.open(row["overlay"])
+        assert overlay.size == (w, h) and overlay.mode == "RGB"
+    with open(tmp_path / "out" / "predictions.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["file"] for r in table] == [r["file"] for r in result.rows]
+    assert "longest_diameter_mm" in table[0] and "error" in table[0]
+    saved = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert saved["task"] == "seg" and saved["pixel_spacing_mm"] == 0.1 and len(saved["predictions"]) == len(table)
+
+
+@pytest.mark.slow
+def test_cli_exit_status_counts_failures_and_classifier_rows(trained_runs, tmp_path):
+    src = tmp_path / "src"
+    odd_images(src)
+    _write_bad_files(src)
+    cmd = [sys.executable, "predict.py", "--model", str(trained_runs["cls"]), "--source", str(src),
+           "--out", str(tmp_path / "out")]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "6 predicted, 2 failed" in done.stdout
+    with open(tmp_path / "out" / "predictions.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if not r["error"]]
+    for r in rows:
+        probs = [float(r[f"prob_{c}"]) for c in ("normal", "benign", "malignant")]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+        assert r["class_name"] == ("normal", "benign", "malignant")[int(np.argmax(probs))]
+        assert Path(r["overlay"]).is_file()
+
+
+class _ImageAsProbability(Backend):
+    """Stand-in segmenter: the 'probability' is the image's first channel at 16 x 16, scaled to [0, 1]."""
+
+    task = "seg"
+    description = "stand-in"
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def __call__(self, images):
+        self.calls.append(len(images))
+        maps = []
+        for b in images:
+            x = tf.io.decode_image(b, channels=1, expand_animations=False)
+            maps.append(tf.image.resize(tf.cast(x, tf.float32), [16, 16], antialias=True)[..., 0].numpy() / 255)
+        return {"mask_probability": np.stack(maps)}
+
+
+def test_tta_averages_in_the_original_frame(tmp_path):
+    img = np.zeros((40, 64), np.uint8)
+    img[:, :20] = 255  # lesion on the left only: a flip not undone would move it right
+    Image.fromarray(img).save(tmp_path / "left.png")
+    plain = predict_files(_ImageAsProbability(), [tmp_path / "left.png"], tmp_path / "a", progress=False)
+    backend = _ImageAsProbability()
+    tta = predict_files(backend, [tmp_path / "left.png"], tmp_path / "b", tta=True, progress=False)
+    assert backend.calls == [2]  # original and flipped in one call
+    a = np.array(Image.open(plain.rows[0]["mask"]))
+    b = np.array(Image.open(tta.rows[0]["mask"]))
+    np.testing.assert_array_equal(a, b)
+    assert b[:, :16].all() and not b[:, 24:].any()
+
+
+class _RejectsOne(Backend):
+    task = "cls"
+
+    def __init__(self, bad: bytes):
+        self.bad = bad
+
+    def __call__(self, images):
+        if self.bad in images:
+            raise RejectedInput("HTTP 400: cannot decode")
+        return {"probabilities": np.full((len(images), 3), 1 / 3, np.float32)}
+
+
+def test_a_rejected_image_fails_alone_and_a_server_error_stops_everything():
+    out = call_backend(_RejectsOne(b"b"), [b"a", b"b", b"c"])
+    assert isinstance(out[1], str) and "cannot decode" in out[1]
+    assert out[0]["probabilities"].shape == (3,) and out[2]["probabilities"].shape == (3,)
+
+    class Down(Backend):
+        def __call__(self, images):
+            raise ServingError("cannot reach TF Serving")
+
+    with pytest.raises(ServingError):
+        call_backend(Down(), [b"a", b"b"])
+
+
+def test_model_and_server_are_exclusive(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match="exactly one"):
+        predict.run(str(tmp_path / "a.png"), out=str(tmp_path / "o"))
+    with pytest.raises(ValueError, match="pixel-spacing"):
+        predict.run(str(tmp_path / "a.png"), model=str(tmp_path), pixel_spacing=-1.0)

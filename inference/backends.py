@@ -57,7 +57,8 @@ class SavedModelBackend(Backend):
         version_dir = resolve_version_dir(path)
         info = read_export_info(version_dir)
         self.task = info["task"]
-        self.description = f"{version_dir} ({info['name']} v{info['version']})"
+        version = f" v{info['version']}" if "version" in info else ""
+        self.description = f"{version_dir} ({info['name']}{version})"
         self._fn = tf.saved_model.load(str(version_dir)).signatures[BYTES_SIGNATURE]
 
     def __call__(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
@@ -102,8 +103,10 @@ def open_backend(model: str | None, server: str | None, weights: str = "best") -
     if server:
         return ServerBackend(server)
     path = Path(model)
+    if (path / "saved_model.pb").is_file():  # an export version, or a run's own saved_model/
+        return SavedModelBackend(path)
     if (path / "config.json").is_file() or (path.parent / "config.json").is_file():
         return RunBackend(path, weights)
-    if (path / "saved_model.pb").is_file() or path.is_dir():
-        return SavedModelBackend(path)
+    if path.is_dir():
+        return SavedModelBackend(path)  # export/<name>: its latest version
     raise FileNotFoundError(f"`--model` must be a run folder or an export folder. Received: {model}")

@@ -169,14 +169,13 @@ def _finish(item: Item, stem: str, task: str, out_dir: Path, pixel_spacing: floa
             mean_lesion_probability=inside,
             **m,
         )
-        size = (
-            f", {m['longest_diameter_mm']:.1f} mm"
-            if pixel_spacing and m["longest_diameter_mm"] is not None
-            else f", {m['longest_diameter_px']:.0f} px"
-            if m["longest_diameter_px"] is not None
-            else ""
-        )
-        text = f"lesion {mask.mean():.1%}{size}" + (f" p={inside:.2f}" if inside is not None else "")
+        parts = [f"lesion {mask.mean():.1%} of image"]
+        if m["longest_diameter_px"] is not None:
+            mm = m.get("longest_diameter_mm")
+            parts.append(f"long axis {mm:.1f} mm" if mm is not None else f"long axis {m['longest_diameter_px']:.0f} px")
+        if inside is not None:
+            parts.append(f"p {inside:.2f}")
+        text = ", ".join(parts)
         _write_png(overlay_path, overlay(item.image, text, mask))
     row["overlay"] = str(overlay_path)
     return row

@@ -41,6 +41,31 @@ def spec_from_config(cfg) -> ServingSpec:
     return ServingSpec(task=cfg.task, img_size=cfg.img_size, channels=cfg.channels)
 
 
+def write_servable(model: keras.Model, spec: ServingSpec, path: Path, name: str, info: dict | None = None) -> Path:
+    """Write a SavedModel with both signatures, warmup requests and ``export.json`` to ``path``.
+
+    ``path`` must not exist. Callers make it appear atomically (see :func:`export_model`).
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for endpoint, (fn, signature) in serving_fns(model, spec).items():
+        archive.add_endpoint(name=endpoint, fn=fn, input_signature=signature)
+    archive.write_out(str(path), verbose=False)
+    extra = path / "assets.extra"
+    write_warmup(extra / WARMUP_FILE, name)
+    write_json(
+        extra / EXPORT_INFO,
+        {
+            **asdict(spec),
+            "name": name,
+            "signatures": [BYTES_SIGNATURE, PIXELS_SIGNATURE],
+            "keras_version": keras.__version__,
+            **(info or {}),
+        },
+    )
+    return path
+
+
 def export_model(
     model: keras.Model,
     spec: ServingSpec,
@@ -79,24 +104,7 @@ def export_model(
     tmp = model_dir / f".tmp-{version}-{os.getpid()}"  # not numeric: TF Serving ignores it
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        for endpoint, (fn, signature) in serving_fns(model, spec).items():
-            archive.add_endpoint(name=endpoint, fn=fn, input_signature=signature)
-        archive.write_out(str(tmp), verbose=False)
-        extra = tmp / "assets.extra"
-        write_warmup(extra / WARMUP_FILE, name)
-        write_json(
-            extra / EXPORT_INFO,
-            {
-                **asdict(spec),
-                "name": name,
-                "version": version,
-                "signatures": [BYTES_SIGNATURE, PIXELS_SIGNATURE],
-                "source": source,
-                "keras_version": keras.__version__,
-            },
-        )
+        write_servable(model, spec, tmp, name, {"version": version, "source": source})
         os.rename(tmp, final)  # fails rather than replace a version created meanwhile
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -166,11 +166,14 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def _export_saved_model(model: keras.Model, path: Path) -> None:
+def _export_saved_model(model: keras.Model, cfg: TrainConfig, path: Path) -> None:
+    """The best weights as a SavedModel with the serving signatures of ``export.py`` (replaced atomically)."""
+    from serving.export import spec_from_config, write_servable
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         shutil.rmtree(tmp)
-        model.export(str(tmp), format="tf_saved_model", verbose=False)
+        write_servable(model, spec_from_config(cfg), tmp, cfg.model, {"source": str(path.parent / "weights")})
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -288,7 +291,7 @@ def train_fold(
         train_cases=len(train_records),
         val_cases=len(val_records),
     )
-    _export_saved_model(best, fold_dir / "saved_model")
+    _export_saved_model(best, cfg, fold_dir / "saved_model")
     write_json(metrics_path, result)
     return result
 

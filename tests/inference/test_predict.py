@@ -136,3 +136,21 @@ def test_model_and_server_are_exclusive(tmp_path):
         predict.run(str(tmp_path / "a.png"), out=str(tmp_path / "o"))
     with pytest.raises(ValueError, match="pixel-spacing"):
         predict.run(str(tmp_path / "a.png"), model=str(tmp_path), pixel_spacing=-1.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["seg", "cls"])
+def test_run_folder_and_its_saved_model_predict_the_same(task, trained_runs, tmp_path):
+    from inference.backends import RunBackend, SavedModelBackend, open_backend
+
+    run = trained_runs[task]
+    images = [f.read_bytes() for f in odd_images(tmp_path)]
+    from_run, from_saved = open_backend(str(run), None), open_backend(str(run / "saved_model"), None)
+    assert isinstance(from_run, RunBackend) and isinstance(from_saved, SavedModelBackend)
+    a, b = from_run(images), from_saved(images)
+    assert set(a) == set(b)
+    for k in a:
+        if a[k].dtype.kind == "f":
+            np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-5)
+        else:
+            np.testing.assert_array_equal(a[k], b[k])

@@ -2,8 +2,10 @@
 
 Protocol: all three classes, fold 0 of the duplicate-grouped splits, 224x224,
 batch 16, Adam 1e-3 with cosine decay, light augmentation, no ImageNet weights,
-focal loss with per-class alpha from the training split's class frequencies,
-a fixed number of epochs (``--epochs``, default 30) and no early stopping.
+a fixed number of epochs (``--epochs``, default 30) and no early stopping. The
+class imbalance is handled by ``--imbalance``: ``ce-oversample`` (default; plain
+cross-entropy, classes drawn equally often) or ``focal`` (focal loss with
+per-class alpha from the training split's inverse class frequencies).
 Each model trains in its own ``train.py`` process; then the last epoch's weights
 are evaluated on the validation fold (the honest figure), next to the best
 epoch's (chosen on the same fold, so optimistic). Metrics carry 95% bootstrap
@@ -12,6 +14,7 @@ intervals. The soft-vote ensemble averages the members' last-epoch probabilities
 Usage:
     python benchmarks/cls_busi.py
     python benchmarks/cls_busi.py --models efficientnet_b0 --epochs 2 --no-markdown
+    python benchmarks/cls_busi.py --models efficientnet_b0 --imbalance focal --epochs 15
     python benchmarks/cls_busi.py --from-json benchmarks/results/cls_busi.json
 """
 
@@ -37,6 +40,11 @@ from _common import (
 
 SECTION = "cls_busi"
 MODELS = ("efficientnet_b0", "resnet50", "resnet50_se")
+# How the class imbalance is handled: train.py flags of each choice.
+IMBALANCE = {
+    "ce-oversample": ["--loss", "ce", "--oversample"],
+    "focal": ["--loss", "focal"],
+}
 KEYS = ("accuracy", "macro_f1", "macro_auc")
 
 
@@ -62,12 +70,12 @@ def _pick(report: dict) -> dict:
 
 def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
     """Train one model in its own process, then evaluate its last epoch."""
-    name = f"{model}-{variant}"
+    name = f"{model}-{args.imbalance}-{variant}"
     cmd = [
         sys.executable, "train.py", "--task", "cls", "--model", model, "--data-dir", str(args.data_dir),
         "--fold", "0", "--img-size", "224", "--epochs", str(args.epochs), "--batch-size", "16", "--lr", "1e-3",
-        "--schedule", "cosine", "--loss", "focal", "--augment", "light", "--weights", "none", "--patience", "0",
-        "--mixed-precision", "off", "--project", str(args.project), "--name", name, "--exist-ok",
+        "--schedule", "cosine", *IMBALANCE[args.imbalance], "--augment", "light", "--weights", "none",
+        "--patience", "0", "--mixed-precision", "off", "--project", str(args.project), "--name", name, "--exist-ok",
     ]  # fmt: skip
     print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
     t0 = time.perf_counter()
@@ -83,6 +91,7 @@ def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
     return {
         "model": model,
         "variant": variant,
+        "imbalance": args.imbalance,
         "epochs": len(rows),
         "last": _pick(last),
         "best": {**_pick(best), "epoch": best["best_epoch"]},
@@ -130,23 +139,28 @@ def markdown(result: dict) -> str:
         "95% bootstrap intervals; the best epoch (by validation macro F1, chosen on the same fold, so "
         "optimistic) is given for comparison. Seconds per epoch and images/s leave out the first epoch.",
         "",
-        "| model | malloc | accuracy | macro F1 | macro AUC | best-epoch macro F1 (epoch) | predicted share "
-        "normal/benign/malignant | s/epoch | train img/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Imbalance: `ce-oversample` is plain cross-entropy with every class drawn equally often by the "
+        "pipeline (`--loss ce --oversample`); `focal` is focal loss with per-class alpha from inverse class "
+        "frequencies, gamma 2 (`--loss focal`).",
+        "",
+        "| model | imbalance | epochs | malloc | accuracy | macro F1 | macro AUC | best-epoch macro F1 (epoch) | "
+        "predicted share normal/benign/malignant | s/epoch | train img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         share = "/".join(f"{s:.2f}" for s in r["predicted_share"])
         lines.append(
-            f"| {r['model']} | {r['variant']} | {_cell(r['last'], 'accuracy')} | {_cell(r['last'], 'macro_f1')} | "
-            f"{_cell(r['last'], 'macro_auc')} | {r['best']['macro_f1']:.3f} ({r['best']['epoch']}) | {share} | "
+            f"| {r['model']} | {r['imbalance']} | {r['epochs']} | {r['variant']} | {_cell(r['last'], 'accuracy')} | "
+            f"{_cell(r['last'], 'macro_f1')} | {_cell(r['last'], 'macro_auc')} | "
+            f"{r['best']['macro_f1']:.3f} ({r['best']['epoch']}) | {share} | "
             f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} |"
         )
     for variant, e in result.get("ensembles", {}).items():
         lines.append(
-            f"| soft vote of the above | {variant} | {_cell(e, 'accuracy')} | {_cell(e, 'macro_f1')} | "
+            f"| soft vote of the above | | | {variant} | {_cell(e, 'accuracy')} | {_cell(e, 'macro_f1')} | "
             f"{_cell(e, 'macro_auc')} | | | | |"
         )
-    done = {(r["model"], r["variant"]) for r in result["runs"]}
+    done = {(r["model"], r["variant"]) for r in result["runs"] if r["imbalance"] == "ce-oversample"}
     missing = [f"{m} ({v})" for m in MODELS for v in VARIANTS if (m, v) not in done]
     if missing:
         lines += ["", f"Not yet measured with this protocol: {', '.join(missing)}."]
@@ -165,6 +179,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=30, help="epochs per run (fixed, no early stopping)")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to train")
+    p.add_argument(
+        "--imbalance", choices=list(IMBALANCE), default="ce-oversample", help="how the class imbalance is handled"
+    )
     add_training_run_args(p, SECTION)
     return p.parse_args(argv)
 
@@ -186,14 +203,14 @@ def main(argv=None) -> int:
     result = {
         "command": " ".join(["python benchmarks/cls_busi.py", *(sys.argv[1:] if argv is None else argv)]),
         "protocol": (
-            f"normal + benign + malignant, fold 0, 224x224, {args.epochs} epochs, batch 16, Adam 1e-3 cosine, "
-            "focal loss (alpha from class frequencies, gamma 2), light augmentation, random init, float32"
+            "normal + benign + malignant, fold 0, 224x224, batch 16, Adam 1e-3 cosine, "
+            "light augmentation, random init, float32"
         ),
         "date": time.strftime("%Y-%m-%d"),
         "runs": runs,
         "ensembles": ensembles,
     }
-    result = merge_previous(args.json, result, ("model", "variant"))
+    result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     print(f"Wrote {args.json}")

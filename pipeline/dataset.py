@@ -20,7 +20,7 @@ from data.classes import CLASS_NAMES
 from data.discover import Case
 from data.scan import merge_masks
 from pipeline.augment import Augmenter, augment_tf
-from pipeline.balance import class_frequencies
+from pipeline.balance import class_counts
 from pipeline.config import TASKS, PipelineConfig
 from pipeline.decode import decode_image_file, preprocess, resize_mask
 
@@ -104,6 +104,27 @@ def _cache(ds: tf.data.Dataset, records: Sequence[Case], task: str, config: Pipe
     return ds.cache(f"{prefix}-{tag}-{_cache_fingerprint(records, task, config)}")
 
 
+def _oversampled(ds: tf.data.Dataset, records: Sequence[Case], config: PipelineConfig) -> tf.data.Dataset:
+    """Draw every present class equally often; an epoch keeps the dataset's length.
+
+    Each class is its own shuffled, repeated stream and the streams are mixed with
+    equal weights, so minority cases recur within an epoch and each epoch sees a
+    new random subset of the majority class.
+    """
+    counts = class_counts(r.label for r in records)
+    present = [k for k, c in enumerate(counts) if c]
+    streams = [
+        ds.filter(lambda e, k=k: tf.equal(e["label"], k))
+        .shuffle(min(counts[k], config.shuffle_buffer), seed=config.seed + k, reshuffle_each_iteration=True)
+        .repeat()
+        for k in present
+    ]
+    mixed = tf.data.Dataset.sample_from_datasets(
+        streams, weights=[1.0 / len(present)] * len(present), seed=config.seed, rerandomize_each_iteration=True
+    )
+    return mixed.take(len(records))
+
+
 def _format(task: str):
     def fmt(e):
         if task == "seg":
@@ -158,17 +179,10 @@ def build_dataset(
     n = len(records)
     ds = _cache(_load(records, task, config), records, task, config, "train" if training else "eval")
     if training:
-        ds = ds.shuffle(min(n, config.shuffle_buffer), seed=config.seed, reshuffle_each_iteration=True)
         if config.oversample and task != "seg":
-            freqs = class_frequencies(r.label for r in records)
-            present = [f > 0 for f in freqs]
-            target = [1.0 / sum(present) if p else 0.0 for p in present]
-            ds = (
-                ds.repeat()
-                .rejection_resample(lambda e: e["label"], target_dist=target, initial_dist=freqs, seed=config.seed)
-                .map(lambda _, e: e)
-                .take(n)
-            )
+            ds = _oversampled(ds, records, config)
+        else:
+            ds = ds.shuffle(min(n, config.shuffle_buffer), seed=config.seed, reshuffle_each_iteration=True)
         if config.augment != "none":
             augmenter = Augmenter(config.augment)
             seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)

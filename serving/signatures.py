@@ -1,7 +1,7 @@
 """Serving functions: encoded image bytes or preprocessed pixels in, task outputs out.
 
 ``serving_default`` takes a batch of encoded images (``tf.string``: PNG, JPEG or
-24/32-bit BMP; gray, RGB or RGBA; any size) and runs the evaluation pipeline's
+BMP of 8-bit gray, 24 or 32 bits; gray, RGB or RGBA; any size) and runs the evaluation pipeline's
 own decoding, channel conversion and resizing (:mod:`pipeline.decode`) inside
 the graph, so a served model sees exactly the pixels it was evaluated on.
 ``serving_preprocessed`` takes float32 ``(N, S, S, C)`` pixels in [0, 255],

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from serving.rest import ServingError, predict_images, predict_url
+from serving.rest import ServingError, parse_response, post_predict, predict_url, request_body
 from serving.signatures import BYTES_INPUT, BYTES_SIGNATURE
 
 
@@ -75,7 +75,7 @@ class ServerBackend(Backend):
         self.timeout = timeout
 
     def __call__(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
-        out = predict_images(self.url, images, self.timeout)
+        out = parse_response(post_predict(self.url, request_body(images), self.timeout))
         task = "seg" if "mask_probability" in out else "cls" if "probabilities" in out else None
         if task is None:
             raise ServingError(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,13 +55,12 @@ def load_item(path: Path) -> Item:
     """Read and decode ``path`` as the pipeline does; a failure fills ``error``."""
     item = Item(path)
     try:
-        data = path.read_bytes()
         if path.suffix.lower() == ".bmp":  # TF cannot decode every BMP; send lossless PNG pixels instead
             item.image = read_image(path)
             item.payload = _png(item.image)
         else:
-            item.image = decode_image_bytes(tf.constant(data)).numpy()
-            item.payload = data
+            item.payload = path.read_bytes()
+            item.image = decode_image_bytes(tf.constant(item.payload)).numpy()
         if item.image.shape[0] == 0 or item.image.shape[1] == 0:
             raise ValueError("image has no pixels")
     except READ_ERRORS as e:
@@ -271,8 +269,3 @@ def write_predictions(
             "predictions": rows,
         },
     )
-
-
-def read_predictions_json(path: Path) -> dict[str, Any]:
-    """Read back ``predictions.json``."""
-    return json.loads(Path(path).read_text())

@@ -20,7 +20,6 @@ from data.classes import CLASS_NAMES
 from data.discover import Case
 from data.scan import merge_masks
 from pipeline.augment import Augmenter, augment_tf
-from pipeline.balance import class_counts
 from pipeline.config import TASKS, PipelineConfig
 from pipeline.decode import decode_image_file, preprocess, resize_mask
 
@@ -104,23 +103,24 @@ def _cache(ds: tf.data.Dataset, records: Sequence[Case], task: str, config: Pipe
     return ds.cache(f"{prefix}-{tag}-{_cache_fingerprint(records, task, config)}")
 
 
-def _oversampled(ds: tf.data.Dataset, records: Sequence[Case], config: PipelineConfig) -> tf.data.Dataset:
+def _oversampled(records: Sequence[Case], task: str, config: PipelineConfig) -> tf.data.Dataset:
     """Draw every present class equally often; an epoch keeps the dataset's length.
 
-    Each class is its own shuffled, repeated stream and the streams are mixed with
-    equal weights, so minority cases recur within an epoch and each epoch sees a
-    new random subset of the majority class.
+    Each class is loaded and cached on its own and served as a shuffled, repeated
+    stream; the streams are mixed with equal weights, so minority cases recur
+    within an epoch and each epoch sees a new random subset of the majority class.
     """
-    counts = class_counts(r.label for r in records)
-    present = [k for k, c in enumerate(counts) if c]
-    streams = [
-        ds.filter(lambda e, k=k: tf.equal(e["label"], k))
-        .shuffle(min(counts[k], config.shuffle_buffer), seed=config.seed + k, reshuffle_each_iteration=True)
-        .repeat()
-        for k in present
-    ]
+    streams = []
+    for k, name in enumerate(CLASS_NAMES):
+        members = [r for r in records if r.label == name]
+        if members:
+            stream = _cache(_load(members, task, config), members, task, config, f"train-{name}")
+            shuffled = stream.shuffle(
+                min(len(members), config.shuffle_buffer), seed=config.seed + k, reshuffle_each_iteration=True
+            )
+            streams.append(shuffled.repeat())
     mixed = tf.data.Dataset.sample_from_datasets(
-        streams, weights=[1.0 / len(present)] * len(present), seed=config.seed, rerandomize_each_iteration=True
+        streams, weights=[1.0 / len(streams)] * len(streams), seed=config.seed, rerandomize_each_iteration=True
     )
     return mixed.take(len(records))
 
@@ -177,12 +177,13 @@ def build_dataset(
     if not records:
         raise ValueError("`records` must not be empty")
     n = len(records)
-    ds = _cache(_load(records, task, config), records, task, config, "train" if training else "eval")
-    if training:
-        if config.oversample and task != "seg":
-            ds = _oversampled(ds, records, config)
-        else:
+    if training and config.oversample and task != "seg":
+        ds = _oversampled(records, task, config)
+    else:
+        ds = _cache(_load(records, task, config), records, task, config, "train" if training else "eval")
+        if training:
             ds = ds.shuffle(min(n, config.shuffle_buffer), seed=config.seed, reshuffle_each_iteration=True)
+    if training:
         if config.augment != "none":
             augmenter = Augmenter(config.augment)
             seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)

@@ -15,6 +15,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 
@@ -22,6 +23,9 @@ from data.atomic import write_json
 from serving.layout import check_name, next_version, versions, write_models_config
 from serving.signatures import BYTES_SIGNATURE, PIXELS_SIGNATURE, ServingSpec, serving_fns
 from serving.warmup import WARMUP_FILE, write_warmup
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
 
 EXPORT_INFO = "export.json"
 
@@ -36,7 +40,7 @@ class ExportResult:
     models_config: Path
 
 
-def spec_from_config(cfg) -> ServingSpec:
+def spec_from_config(cfg: TrainConfig) -> ServingSpec:
     """The :class:`ServingSpec` of a run's :class:`~training.config.TrainConfig`."""
     return ServingSpec(task=cfg.task, img_size=cfg.img_size, channels=cfg.channels)
 

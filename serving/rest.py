@@ -115,8 +115,3 @@ def post_predict(url: str, body: dict[str, Any], timeout: float = 60.0) -> dict[
         raise error(f"{url} answered HTTP {e.code}: {message}") from e
     except urllib.error.URLError as e:
         raise ServingError(f"cannot reach TF Serving at {url}: {e.reason}") from e
-
-
-def predict_images(server: str, images: Sequence[bytes], timeout: float = 60.0) -> dict[str, np.ndarray]:
-    """Send encoded images to a served model's ``serving_default``; return its outputs."""
-    return parse_response(post_predict(predict_url(server), request_body(images), timeout))

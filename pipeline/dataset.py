@@ -103,26 +103,40 @@ def _cache(ds: tf.data.Dataset, records: Sequence[Case], task: str, config: Pipe
     return ds.cache(f"{prefix}-{tag}-{_cache_fingerprint(records, task, config)}")
 
 
-def _oversampled(records: Sequence[Case], task: str, config: PipelineConfig) -> tf.data.Dataset:
+def _class_balanced_counts(labels: np.ndarray, seed: tf.Tensor) -> tf.Tensor:
+    """How often each record appears in one oversampled epoch (int64 ``(n,)``, summing to ``n``).
+
+    The ``n`` draws are split evenly over the classes present; each class's share is
+    drawn uniformly, with replacement, from its own records.
+    """
+    n = len(labels)
+    present = sorted(set(labels.tolist()))
+    shares = [n // len(present) + (i < n % len(present)) for i in range(len(present))]
+    counts = tf.zeros([n], tf.int64)
+    for i, (k, share) in enumerate(zip(present, shares, strict=True)):
+        members = tf.constant(np.flatnonzero(labels == k), tf.int64)
+        picks = tf.random.stateless_uniform(
+            [share], seed=seed + i, minval=0, maxval=tf.size(members, tf.int64), dtype=tf.int64
+        )
+        counts += tf.math.bincount(tf.gather(members, picks), minlength=n, maxlength=n, dtype=tf.int64)
+    return counts
+
+
+def _oversampled(ds: tf.data.Dataset, records: Sequence[Case], config: PipelineConfig) -> tf.data.Dataset:
     """Draw every present class equally often; an epoch keeps the dataset's length.
 
-    Each class is loaded and cached on its own and served as a shuffled, repeated
-    stream; the streams are mixed with equal weights, so minority cases recur
-    within an epoch and each epoch sees a new random subset of the majority class.
+    Each epoch reads the cached dataset once, in full (so the cache completes in the
+    first epoch), repeating each element as often as that epoch's class-balanced
+    draw says; minority cases recur and the majority class is subsampled.
     """
-    streams = []
-    for k, name in enumerate(CLASS_NAMES):
-        members = [r for r in records if r.label == name]
-        if members:
-            stream = _cache(_load(members, task, config), members, task, config, f"train-{name}")
-            shuffled = stream.shuffle(
-                min(len(members), config.shuffle_buffer), seed=config.seed + k, reshuffle_each_iteration=True
-            )
-            streams.append(shuffled.repeat())
-    mixed = tf.data.Dataset.sample_from_datasets(
-        streams, weights=[1.0 / len(streams)] * len(streams), seed=config.seed, rerandomize_each_iteration=True
-    )
-    return mixed.take(len(records))
+    labels = np.array([CLASS_NAMES.index(r.label) for r in records])
+    epoch_seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2).take(1)
+
+    def epoch(seed):
+        counts = _class_balanced_counts(labels, seed)
+        return ds.enumerate().flat_map(lambda i, e: tf.data.Dataset.from_tensors(e).repeat(counts[i]))
+
+    return epoch_seeds.flat_map(epoch)
 
 
 def _format(task: str):
@@ -177,13 +191,11 @@ def build_dataset(
     if not records:
         raise ValueError("`records` must not be empty")
     n = len(records)
-    if training and config.oversample and task != "seg":
-        ds = _oversampled(records, task, config)
-    else:
-        ds = _cache(_load(records, task, config), records, task, config, "train" if training else "eval")
-        if training:
-            ds = ds.shuffle(min(n, config.shuffle_buffer), seed=config.seed, reshuffle_each_iteration=True)
+    ds = _cache(_load(records, task, config), records, task, config, "train" if training else "eval")
     if training:
+        if config.oversample and task != "seg":
+            ds = _oversampled(ds, records, config)
+        ds = ds.shuffle(min(n, config.shuffle_buffer), seed=config.seed, reshuffle_each_iteration=True)
         if config.augment != "none":
             augmenter = Augmenter(config.augment)
             seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)

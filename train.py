@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--base-filters", type=int, default=DEFAULTS.base_filters, help="seg: filters of the first level")
     p.add_argument(
+        "--depth",
+        type=int,
+        default=DEFAULTS.depth,
+        help="seg: down-sampling steps; --img-size must be a multiple of 2**depth",
+    )
+    p.add_argument(
         "--norm",
         choices=["instance", "batch"],
         default=DEFAULTS.norm,
@@ -177,6 +183,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         classes=tuple(args.classes),
         patience=args.patience,
         base_filters=args.base_filters,
+        depth=args.depth,
         norm=args.norm,
         dropout=args.dropout,
         schedule=args.schedule,

@@ -9,12 +9,15 @@ per-class alpha from the training split's inverse class frequencies).
 Each model trains in its own ``train.py`` process; then the last epoch's weights
 are evaluated on the validation fold (the honest figure), next to the best
 epoch's (chosen on the same fold, so optimistic). Metrics carry 95% bootstrap
-intervals. The soft-vote ensemble averages the members' last-epoch probabilities.
+intervals. The soft-vote ensemble averages the last-epoch probabilities of every
+model run with the same imbalance handling, epochs and malloc variant, including
+runs from earlier invocations recorded in the JSON.
 
 Usage:
     python benchmarks/cls_busi.py
     python benchmarks/cls_busi.py --models efficientnet_b0 --epochs 2 --no-markdown
     python benchmarks/cls_busi.py --models efficientnet_b0 --imbalance focal --epochs 15
+    python benchmarks/cls_busi.py --ensemble-only
     python benchmarks/cls_busi.py --from-json benchmarks/results/cls_busi.json
 """
 
@@ -120,6 +123,32 @@ def soft_vote(runs: list[dict], out: Path) -> dict:
     return _pick(res["ensemble"])
 
 
+def soft_votes(runs: list[dict], project: Path, previous: dict) -> dict:
+    """Soft-vote every group of runs sharing imbalance, epochs and malloc variant (two or more models).
+
+    Runs may come from earlier invocations (merged from the JSON). A group whose members'
+    last-epoch predictions are no longer on disk keeps its ``previous`` entry, if any.
+    """
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(f"{r['imbalance']}-{r['epochs']}-{r['variant']}", []).append(r)
+    ensembles = {}
+    for key, members in groups.items():
+        if len({m["model"] for m in members}) < 2:
+            continue
+        models = [m["model"] for m in members]
+        if all((Path(m["run_dir"]) / "last_epoch" / "predictions.csv").is_file() for m in members):
+            scores = soft_vote(members, project / "cls" / f"ensemble-{key}")
+            ensembles[key] = {
+                **scores,
+                "models": models,
+                **{k: members[0][k] for k in ("imbalance", "epochs", "variant")},
+            }
+        elif previous.get(key, {}).get("models") == models:
+            ensembles[key] = previous[key]
+    return ensembles
+
+
 def _cell(d: dict, k: str) -> str:
     lo, hi = d[f"{k}_ci95"]
     return f"{d[k]:.3f} ({lo:.2f}-{hi:.2f})"
@@ -155,10 +184,12 @@ def markdown(result: dict) -> str:
             f"{r['best']['macro_f1']:.3f} ({r['best']['epoch']}) | {share} | "
             f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} |"
         )
-    for variant, e in result.get("ensembles", {}).items():
+    for e in result.get("ensembles", {}).values():
+        if "models" not in e:  # written before ensembles recorded their members
+            continue
         lines.append(
-            f"| soft vote of the above | | | {variant} | {_cell(e, 'accuracy')} | {_cell(e, 'macro_f1')} | "
-            f"{_cell(e, 'macro_auc')} | | | | |"
+            f"| soft vote of {' + '.join(e['models'])} | {e['imbalance']} | {e['epochs']} | {e['variant']} | "
+            f"{_cell(e, 'accuracy')} | {_cell(e, 'macro_f1')} | {_cell(e, 'macro_auc')} | | | | |"
         )
     done = {(r["model"], r["variant"]) for r in result["runs"] if r["imbalance"] == "ce-oversample"}
     missing = [f"{m} ({v})" for m in MODELS for v in VARIANTS if (m, v) not in done]
@@ -182,6 +213,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--imbalance", choices=list(IMBALANCE), default="ce-oversample", help="how the class imbalance is handled"
     )
+    p.add_argument(
+        "--ensemble-only",
+        action="store_true",
+        help="train nothing: recompute the soft-vote ensembles of the runs already in --json",
+    )
     add_training_run_args(p, SECTION)
     return p.parse_args(argv)
 
@@ -194,23 +230,25 @@ def main(argv=None) -> int:
         print(f"error: `--data-dir` does not exist: {args.data_dir}", file=sys.stderr)
         return 2
     sys.path.insert(0, str(REPO))
-    runs = [run_one(model, variant, args) for variant in args.variants for model in args.models]
-    ensembles = {}
-    for variant in args.variants:
-        members = [r for r in runs if r["variant"] == variant]
-        if len(members) > 1:
-            ensembles[variant] = soft_vote(members, Path(args.project) / "cls" / f"ensemble-{variant}")
-    result = {
-        "command": " ".join(["python benchmarks/cls_busi.py", *(sys.argv[1:] if argv is None else argv)]),
-        "protocol": (
-            "normal + benign + malignant, fold 0, 224x224, batch 16, Adam 1e-3 cosine, "
-            "light augmentation, random init, float32"
-        ),
-        "date": time.strftime("%Y-%m-%d"),
-        "runs": runs,
-        "ensembles": ensembles,
-    }
-    result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
+    previous = json.loads(args.json.read_text()) if args.json.exists() else {}
+    if args.ensemble_only:
+        if not previous:
+            print(f"error: `--ensemble-only` needs an earlier result in {args.json}", file=sys.stderr)
+            return 2
+        result = previous
+    else:
+        runs = [run_one(model, variant, args) for variant in args.variants for model in args.models]
+        result = {
+            "command": " ".join(["python benchmarks/cls_busi.py", *(sys.argv[1:] if argv is None else argv)]),
+            "protocol": (
+                "normal + benign + malignant, fold 0, 224x224, batch 16, Adam 1e-3 cosine, "
+                "light augmentation, random init, float32"
+            ),
+            "date": time.strftime("%Y-%m-%d"),
+            "runs": runs,
+        }
+        result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
+    result["ensembles"] = soft_votes(result["runs"], Path(args.project), previous.get("ensembles", {}))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     print(f"Wrote {args.json}")

@@ -49,6 +49,7 @@ class TrainConfig:
     classes: tuple[str, ...] = CLASS_NAMES
     patience: int = 10
     base_filters: int = 16
+    depth: int = 4
     norm: str = "instance"
     dropout: float = 0.1
     schedule: str = "cosine"
@@ -76,7 +77,7 @@ class TrainConfig:
             )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"`strategy` must be one of {list(STRATEGIES)}. Received: strategy={self.strategy!r}")
-        for name in ("epochs", "batch_size", "img_size"):
+        for name in ("epochs", "batch_size", "img_size", "depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1. Received: {name}={getattr(self, name)}")
         if self.schedule not in SCHEDULES:

@@ -28,7 +28,13 @@ def build_seg_model(cfg: TrainConfig) -> keras.Model:
             f"`--model` must be a segmentation model {model_names('seg')} for --task seg. Received: model={cfg.model!r}"
         )
     return build_model(
-        cfg.model, img_size=cfg.img_size, channels=cfg.channels, base_filters=cfg.base_filters, norm=cfg.norm
+        cfg.model,
+        img_size=cfg.img_size,
+        channels=cfg.channels,
+        base_filters=cfg.base_filters,
+        depth=cfg.depth,
+        dropout=cfg.dropout,
+        norm=cfg.norm,
     )
 
 

@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--loss",
         choices=[*SEG_LOSSES, *CLS_LOSSES],
         default="",
-        help=f"seg: {', '.join(SEG_LOSSES)} (default bce_dice); cls: {', '.join(CLS_LOSSES)} (default focal, "
-        "alpha from the training split's class frequencies)",
+        help=f"seg: {', '.join(SEG_LOSSES)} (default bce_dice); cls: {', '.join(CLS_LOSSES)} (default ce, with "
+        "--oversample; focal and weighted_ce weight by the training split's class frequencies)",
     )
     p.add_argument(
         "--weights",
@@ -89,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=DEFAULTS.gamma, help="cls: focal loss gamma")
     p.add_argument("--label-smoothing", type=float, default=DEFAULTS.label_smoothing, help="cls: label smoothing")
     p.add_argument(
-        "--oversample", action="store_true", help="cls: draw the classes equally often in training (instead of weights)"
+        "--oversample",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="cls: draw the classes equally often in training (default: on with --loss ce, off with the "
+        "weighted losses)",
     )
     p.add_argument("--augment", choices=list(PRESETS), default=DEFAULTS.augment, help="augmentation preset")
     p.add_argument(
@@ -215,6 +219,8 @@ def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict
     keras.utils.set_random_seed(cfg.seed)
     print("train: " + " ".join(f"{k}={v}" for k, v in cfg.to_dict().items()))
     print(f"run folder: {run_dir}")
+    if cfg.task == "cls" and cfg.oversample and cfg.loss != "ce":
+        print(f"note: --oversample with --loss {cfg.loss} corrects the class imbalance twice", file=sys.stderr)
     result = train(cfg, run_dir, resume=bool(args.resume), devices=devices)
     if result:
         print(f"Results: {format_metrics(result, task_spec(cfg.task).summary_keys)}")

@@ -18,6 +18,7 @@ Usage:
     python benchmarks/cls_busi.py --models efficientnet_b0 --epochs 2 --no-markdown
     python benchmarks/cls_busi.py --models efficientnet_b0 --imbalance focal --epochs 15
     python benchmarks/cls_busi.py --ensemble-only
+    python benchmarks/cls_busi.py --timing-only --epochs 3 --variants no-trim
     python benchmarks/cls_busi.py --from-json benchmarks/results/cls_busi.json
 """
 
@@ -71,9 +72,8 @@ def _pick(report: dict) -> dict:
     return {k: report[k] for k in KEYS} | {f"{k}_ci95": report[f"{k}_ci95"] for k in KEYS}
 
 
-def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
-    """Train one model in its own process, then evaluate its last epoch."""
-    name = f"{model}-{args.imbalance}-{variant}"
+def _train(model: str, variant: str, args: argparse.Namespace, name: str) -> tuple[Path, list[dict], float]:
+    """Run ``train.py`` for one model in its own process; return its folder, history rows and wall time."""
     cmd = [
         sys.executable, "train.py", "--task", "cls", "--model", model, "--data-dir", str(args.data_dir),
         "--fold", "0", "--img-size", "224", "--epochs", str(args.epochs), "--batch-size", "16", "--lr", "1e-3",
@@ -87,10 +87,25 @@ def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
     run_dir = Path(args.project) / "cls" / name
     with open(run_dir / "history.csv", newline="") as f:
         rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    return run_dir, rows, wall
+
+
+def _speed(rows: list[dict], train_cases: int) -> dict:
+    """Seconds per epoch and training images/s, leaving out the first epoch (tracing, cache filling)."""
+    timed = rows[1:] or rows
+    train_images = train_cases // 16 * 16
+    return {
+        "timed_epochs": len(timed),
+        "seconds_per_epoch": sum(r["epoch_seconds"] for r in timed) / len(timed),
+        "train_images_per_second": train_images * len(timed) / sum(r["train_seconds"] for r in timed),
+    }
+
+
+def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
+    """Train one model in its own process, then evaluate its last epoch."""
+    run_dir, rows, wall = _train(model, variant, args, f"{model}-{args.imbalance}-{variant}")
     best = json.loads((run_dir / "metrics.json").read_text())
     last = _last_epoch_report(run_dir)
-    timed = rows[1:] or rows  # the first epoch also traces the graph and fills the cache
-    train_images = best["train_cases"] // 16 * 16
     return {
         "model": model,
         "variant": variant,
@@ -99,13 +114,21 @@ def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
         "last": _pick(last),
         "best": {**_pick(best), "epoch": best["best_epoch"]},
         "predicted_share": [sum(col) / last["n_images"] for col in zip(*last["confusion"], strict=True)],
-        "seconds_per_epoch": sum(r["epoch_seconds"] for r in timed) / len(timed),
-        "train_images_per_second": train_images * len(timed) / sum(r["train_seconds"] for r in timed),
+        **_speed(rows, best["train_cases"]),
         "train_cases": best["train_cases"],
         "val_cases": best["val_cases"],
         "wall_seconds": wall,
         "run_dir": str(run_dir),
     }
+
+
+def time_one(model: str, variant: str, args: argparse.Namespace) -> dict:
+    """Train one model for a few epochs only to time it (``--timing-only``); no evaluation."""
+    run_dir, rows, _ = _train(model, variant, args, f"{model}-{args.imbalance}-{variant}-timing")
+    train_cases = json.loads((run_dir / "metrics.json").read_text())["train_cases"]
+    return {"model": model, "variant": variant, "imbalance": args.imbalance, "epochs": len(rows)} | _speed(
+        rows, train_cases
+    )
 
 
 def soft_vote(runs: list[dict], out: Path) -> dict:
@@ -192,9 +215,31 @@ def markdown(result: dict) -> str:
             f"{_cell(e, 'accuracy')} | {_cell(e, 'macro_f1')} | {_cell(e, 'macro_auc')} | | | | |"
         )
     done = {(r["model"], r["variant"]) for r in result["runs"] if r["imbalance"] == "ce-oversample"}
-    missing = [f"{m} ({v})" for m in MODELS for v in VARIANTS if (m, v) not in done]
+    timed = done | {(t["model"], t["variant"]) for t in result.get("timings", [])}
+    missing = [f"{m} ({v})" for m in MODELS for v in VARIANTS if (m, v) not in timed]
     if missing:
         lines += ["", f"Not yet measured with this protocol: {', '.join(missing)}."]
+    if result.get("timings"):
+        lines += [
+            "",
+            "Speed under both malloc settings. The default-malloc figures are the accuracy runs above (every "
+            "epoch after the first); the other rows are short runs of the same training "
+            f"(`{result['timings'][0]['command']}`), timed the same way and not evaluated.",
+            "",
+            "| model | imbalance | malloc | run | timed epochs | s/epoch | train img/s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in result["runs"]:
+            lines.append(
+                f"| {r['model']} | {r['imbalance']} | {r['variant']} | accuracy run, {r['epochs']} epochs | "
+                f"{r.get('timed_epochs', r['epochs'] - 1)} | {r['seconds_per_epoch']:.1f} | "
+                f"{r['train_images_per_second']:.1f} |"
+            )
+        for t in result["timings"]:
+            lines.append(
+                f"| {t['model']} | {t['imbalance']} | {t['variant']} | timing run, {t['epochs']} epochs | "
+                f"{t['timed_epochs']} | {t['seconds_per_epoch']:.1f} | {t['train_images_per_second']:.1f} |"
+            )
     lines += [
         "",
         "Reference measured on this machine (from the issue): MONAI 1.6's EfficientNet-B0 from scratch with "
@@ -212,6 +257,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to train")
     p.add_argument(
         "--imbalance", choices=list(IMBALANCE), default="ce-oversample", help="how the class imbalance is handled"
+    )
+    p.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="train each model for --epochs (use 3) only to time it; recorded apart from the accuracy runs",
     )
     p.add_argument(
         "--ensemble-only",
@@ -236,6 +286,12 @@ def main(argv=None) -> int:
             print(f"error: `--ensemble-only` needs an earlier result in {args.json}", file=sys.stderr)
             return 2
         result = previous
+    elif args.timing_only:
+        command = " ".join(["python benchmarks/cls_busi.py", *(sys.argv[1:] if argv is None else argv)])
+        timings = [time_one(m, v, args) | {"command": command} for v in args.variants for m in args.models]
+        keys = {(t["model"], t["variant"], t["imbalance"]) for t in timings}
+        kept = [t for t in previous.get("timings", []) if (t["model"], t["variant"], t["imbalance"]) not in keys]
+        result = previous | {"timings": kept + timings}
     else:
         runs = [run_one(model, variant, args) for variant in args.variants for model in args.models]
         result = {
@@ -248,6 +304,7 @@ def main(argv=None) -> int:
             "runs": runs,
         }
         result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
+        result["timings"] = previous.get("timings", [])
     result["ensembles"] = soft_votes(result["runs"], Path(args.project), previous.get("ensembles", {}))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))

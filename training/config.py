@@ -13,7 +13,7 @@ MIXED_PRECISION = ("auto", "off", "fp16", "bf16")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 SCHEDULES = ("cosine", "constant")
 # Model and loss when --model / --loss are not given.
-TASK_DEFAULTS = {"seg": {"model": "unet", "loss": "bce_dice"}, "cls": {"model": "efficientnet_b0", "loss": "focal"}}
+TASK_DEFAULTS = {"seg": {"model": "unet", "loss": "bce_dice"}, "cls": {"model": "efficientnet_b0", "loss": "ce"}}
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,10 @@ class TrainConfig:
     of replicas (Goyal et al., 2017), since the global batch grows with them.
     An empty ``model`` or ``loss`` takes the task's default (:data:`TASK_DEFAULTS`).
     ``weights``, ``freeze_epochs``, ``gamma``, ``label_smoothing`` and ``oversample``
-    apply to classification only.
+    apply to classification only. ``oversample`` None (the default) resolves to True
+    for plain cross-entropy on ``cls`` (the imbalance is handled by sampling) and to
+    False otherwise (the weighted losses handle it; segmentation never oversamples),
+    so a saved config always holds the choice made.
     """
 
     task: str = "seg"
@@ -58,7 +61,7 @@ class TrainConfig:
     freeze_epochs: int = 3
     gamma: float = 2.0
     label_smoothing: float = 0.0
-    oversample: bool = False
+    oversample: bool | None = None
 
     def __post_init__(self) -> None:
         if self.task not in ("seg", "cls"):
@@ -66,6 +69,8 @@ class TrainConfig:
         for key in ("model", "loss"):
             if not getattr(self, key):
                 object.__setattr__(self, key, TASK_DEFAULTS[self.task][key])
+        if self.oversample is None:
+            object.__setattr__(self, "oversample", self.task == "cls" and self.loss == "ce")
         if self.norm not in ("instance", "batch"):
             raise ValueError(f"`norm` must be 'instance' or 'batch'. Received: norm={self.norm!r}")
         if self.freeze_epochs < 0:

@@ -40,11 +40,20 @@ def _rows(run_dir: Path) -> list[dict[str, float]]:
 
 def test_defaults_pick_the_classification_model_and_loss() -> None:
     cfg = TrainConfig(task="cls")
-    assert (cfg.model, cfg.loss) == ("efficientnet_b0", "focal")
-    assert (TrainConfig().model, TrainConfig().loss) == ("unet", "bce_dice")
-    args = train.parse_args(["--task", "cls", "--loss", "weighted_ce", "--oversample"])
-    cfg = train.config_from_args(args)
-    assert (cfg.model, cfg.loss, cfg.oversample) == ("efficientnet_b0", "weighted_ce", True)
+    assert (cfg.model, cfg.loss, cfg.oversample) == ("efficientnet_b0", "ce", True)
+    assert (TrainConfig().model, TrainConfig().loss, TrainConfig().oversample) == ("unet", "bce_dice", False)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+    def flags(*argv: str) -> tuple[str, bool]:
+        cfg = train.config_from_args(train.parse_args(["--task", "cls", *argv]))
+        return cfg.loss, cfg.oversample
+
+    # Oversampling follows the loss unless asked for: sampling or weights, not both.
+    assert flags() == ("ce", True)
+    assert flags("--no-oversample") == ("ce", False)
+    assert flags("--loss", "focal") == ("focal", False)
+    assert flags("--loss", "weighted_ce") == ("weighted_ce", False)
+    assert flags("--loss", "weighted_ce", "--oversample") == ("weighted_ce", True)
 
 
 def test_imagenet_weights_train_in_two_phases() -> None:

@@ -1,8 +1,8 @@
 """U-Net and ResUNet lesion segmentation on BUSI, by the issue's protocol.
 
 Protocol: benign and malignant images (normals excluded, as in the literature),
-fold 0 of the duplicate-grouped splits, 128x128, 30 epochs, batch 8, constant
-Adam 1e-3, BCE + Dice, horizontal flip and +-15 degree rotation
+fold 0 of the duplicate-grouped splits, 128x128, 30 epochs, batch 8, Adam 1e-3
+(constant, or cosine decay with ``--schedule cosine``), BCE + Dice, horizontal flip and +-15 degree rotation
 (``--augment flip_rotate``), no early stopping. Each model is trained in float32
 and in mixed bfloat16, each under glibc's default malloc settings and with
 ``MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184``, every
@@ -13,6 +13,7 @@ fold flatters it), seconds per epoch and training images/s.
 Usage:
     python benchmarks/seg_busi.py
     python benchmarks/seg_busi.py --epochs 2 --models unet --precisions off --variants default --no-markdown
+    python benchmarks/seg_busi.py --models unet --depth 5 --schedule cosine
     python benchmarks/seg_busi.py --from-json benchmarks/results/seg_busi.json
 """
 
@@ -43,12 +44,14 @@ PRECISIONS = {"off": "float32", "bf16": "mixed bfloat16"}
 
 def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) -> dict:
     """Train one configuration in its own process and read its history."""
-    name = f"{model}-{precision}-{variant}"
+    name = f"{model}-{precision}-{variant}" + (f"-d{args.depth}" if args.depth != 4 else "")
+    name += f"-{args.schedule}" if args.schedule != "constant" else ""
     cmd = [
         sys.executable, "train.py", "--task", "seg", "--model", model,
         "--data-dir", str(args.data_dir), "--classes", "benign", "malignant", "--fold", "0",
         "--img-size", "128", "--epochs", str(args.epochs), "--batch-size", "8", "--lr", "1e-3",
-        "--schedule", "constant", "--loss", "bce_dice", "--augment", "flip_rotate", "--patience", "0",
+        "--schedule", args.schedule, "--depth", str(args.depth), "--loss", "bce_dice", "--augment", "flip_rotate",
+        "--patience", "0",
         "--mixed-precision", precision, "--project", str(args.project), "--name", name, "--exist-ok",
     ]  # fmt: skip
     print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
@@ -67,6 +70,8 @@ def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) 
         "model": model,
         "precision": precision,
         "variant": variant,
+        "depth": args.depth,
+        "schedule": args.schedule,
         "epochs": len(rows),
         "last": {"epoch": int(last["epoch"]), "dice": last["val_dice"], "iou": last["val_iou"]},
         "best": {"epoch": int(best["epoch"]), "dice": best["val_dice"], "iou": best["val_iou"]},
@@ -93,12 +98,14 @@ def markdown(result: dict) -> str:
         "so its figure is optimistic; the last epoch is the honest one. Seconds per epoch and images/s "
         "leave out the first epoch (graph tracing and cache filling).",
         "",
-        "| model | precision | malloc | last-epoch Dice | last-epoch IoU | best Dice (epoch) | s/epoch | train img/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | depth | LR schedule | precision | malloc | last-epoch Dice | last-epoch IoU | best Dice (epoch) | "
+        "s/epoch | train img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         lines.append(
-            f"| {r['model']} | {PRECISIONS[r['precision']]} | {r['variant']} | {r['last']['dice']:.3f} | "
+            f"| {r['model']} | {r['depth']} | {r['schedule']} | {PRECISIONS[r['precision']]} | {r['variant']} | "
+            f"{r['last']['dice']:.3f} | "
             f"{r['last']['iou']:.3f} | {r['best']['dice']:.3f} ({r['best']['epoch']}) | "
             f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} |"
         )
@@ -134,6 +141,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=list(PRECISIONS),
         help="off: float32; bf16: mixed bfloat16",
     )
+    p.add_argument("--depth", type=int, default=4, help="down-sampling steps of the model (train.py --depth)")
+    p.add_argument(
+        "--schedule", choices=["constant", "cosine"], default="constant", help="learning rate: constant 1e-3 or cosine"
+    )
     add_training_run_args(p, SECTION)
     return p.parse_args(argv)
 
@@ -154,13 +165,13 @@ def main(argv=None) -> int:
     result = {
         "command": " ".join(["python benchmarks/seg_busi.py", *(sys.argv[1:] if argv is None else argv)]),
         "protocol": (
-            f"benign + malignant, fold 0, 128x128, {args.epochs} epochs, batch 8, constant Adam 1e-3, "
+            f"benign + malignant, fold 0, 128x128, {args.epochs} epochs, batch 8, Adam 1e-3 (LR schedule per row), "
             "BCE + Dice, flip + rotation +-15 degrees, no early stopping"
         ),
         "date": time.strftime("%Y-%m-%d"),
         "runs": runs,
     }
-    result = merge_previous(args.json, result, ("model", "precision", "variant"))
+    result = merge_previous(args.json, result, ("model", "precision", "variant", "depth", "schedule"))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     print(f"Wrote {args.json}")
@@ -169,7 +180,8 @@ def main(argv=None) -> int:
         print(f"Wrote the '{SECTION}' section of {args.markdown}")
     for r in runs:
         print(
-            f"{r['model']:>8} {r['precision']:>4} {r['variant']:>8}: last Dice {r['last']['dice']:.3f} "
+            f"{r['model']:>8} d{r['depth']} {r['schedule']:>8} {r['precision']:>4} {r['variant']:>8}: "
+            f"last Dice {r['last']['dice']:.3f} "
             f"IoU {r['last']['iou']:.3f}, best Dice {r['best']['dice']:.3f} (epoch {r['best']['epoch']}), "
             f"{r['seconds_per_epoch']:.1f} s/epoch, {r['train_images_per_second']:.1f} img/s"
         )

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -92,28 +91,14 @@ def _train(model: str, variant: str, args: argparse.Namespace, name: str) -> tup
 
 
 def _speed(rows: list[dict], train_cases: int) -> dict:
-    """Median seconds per epoch and training images/s over every epoch but the first.
-
-    The first epoch also traces the graph and fills the cache. Medians, because an epoch
-    that shares the machine with other work (a test run, an analysis script) is slower.
-    """
+    """Seconds per epoch and training images/s, leaving out the first epoch (tracing, cache filling)."""
     timed = rows[1:] or rows
     train_images = train_cases // 16 * 16
     return {
         "timed_epochs": len(timed),
-        "seconds_per_epoch": statistics.median(r["epoch_seconds"] for r in timed),
-        "train_images_per_second": train_images / statistics.median(r["train_seconds"] for r in timed),
+        "seconds_per_epoch": sum(r["epoch_seconds"] for r in timed) / len(timed),
+        "train_images_per_second": train_images * len(timed) / sum(r["train_seconds"] for r in timed),
     }
-
-
-def _refresh_speed(runs: list[dict]) -> None:
-    """Recompute the speed of runs whose history is on disk (so every row uses :func:`_speed`)."""
-    for r in runs:
-        history = Path(r["run_dir"]) / "history.csv"
-        if history.is_file():
-            with open(history, newline="") as f:
-                rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-            r.update(_speed(rows, r["train_cases"]))
 
 
 def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
@@ -204,8 +189,7 @@ def markdown(result: dict) -> str:
         f"Validation is fold 0 of the duplicate-grouped splits ({r0['train_cases']} training, "
         f"{r0['val_cases']} validation images, all three classes). Values are the last epoch's weights with "
         "95% bootstrap intervals; the best epoch (by validation macro F1, chosen on the same fold, so "
-        "optimistic) is given for comparison. Seconds per epoch and images/s are medians over the epochs "
-        "after the first.",
+        "optimistic) is given for comparison. Seconds per epoch and images/s leave out the first epoch.",
         "",
         "Imbalance: `ce-oversample` is plain cross-entropy with every class drawn equally often by the "
         "pipeline (`--loss ce --oversample`); `focal` is focal loss with per-class alpha from inverse class "
@@ -238,8 +222,8 @@ def markdown(result: dict) -> str:
     if result.get("timings"):
         lines += [
             "",
-            "Speed under both malloc settings (medians over the epochs after the first). The default-malloc "
-            "figures are the accuracy runs above; the other rows are short runs of the same training "
+            "Speed under both malloc settings. The default-malloc figures are the accuracy runs above (every "
+            "epoch after the first); the other rows are short runs of the same training "
             f"(`{result['timings'][0]['command']}`), timed the same way and not evaluated.",
             "",
             "| model | imbalance | malloc | run | timed epochs | s/epoch | train img/s |",
@@ -321,7 +305,6 @@ def main(argv=None) -> int:
         }
         result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
         result["timings"] = previous.get("timings", [])
-    _refresh_speed(result["runs"])
     result["ensembles"] = soft_votes(result["runs"], Path(args.project), previous.get("ensembles", {}))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))

@@ -90,15 +90,35 @@ def _train(model: str, variant: str, args: argparse.Namespace, name: str) -> tup
     return run_dir, rows, wall
 
 
+SLOW = 1.3  # an epoch this many times the fastest one counts as slow
+
+
 def _speed(rows: list[dict], train_cases: int) -> dict:
-    """Seconds per epoch and training images/s, leaving out the first epoch (tracing, cache filling)."""
+    """Mean seconds per epoch and training images/s, leaving out the first epoch (tracing, cache filling).
+
+    Also the fastest epoch and how many epochs took over ``SLOW`` times as long: under glibc's
+    default malloc some epochs run much slower (page faults after memory is returned).
+    """
     timed = rows[1:] or rows
     train_images = train_cases // 16 * 16
+    fastest = min(r["epoch_seconds"] for r in timed)
     return {
         "timed_epochs": len(timed),
         "seconds_per_epoch": sum(r["epoch_seconds"] for r in timed) / len(timed),
         "train_images_per_second": train_images * len(timed) / sum(r["train_seconds"] for r in timed),
+        "fastest_epoch_seconds": fastest,
+        "slow_epochs": sum(r["epoch_seconds"] > SLOW * fastest for r in timed),
     }
+
+
+def _refresh_speed(runs: list[dict]) -> None:
+    """Recompute the speed fields of runs whose history is on disk (rows written before they existed)."""
+    for r in runs:
+        history = Path(r["run_dir"]) / "history.csv"
+        if "slow_epochs" not in r and history.is_file():
+            with open(history, newline="") as f:
+                rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+            r.update(_speed(rows, r["train_cases"]))
 
 
 def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
@@ -177,6 +197,15 @@ def _cell(d: dict, k: str) -> str:
     return f"{d[k]:.3f} ({lo:.2f}-{hi:.2f})"
 
 
+def _speed_row(r: dict, run: str) -> str:
+    slow = f"{r['slow_epochs']}" if "slow_epochs" in r else ""
+    fastest = f"{r['fastest_epoch_seconds']:.1f}" if "fastest_epoch_seconds" in r else ""
+    return (
+        f"| {r['model']} | {r['imbalance']} | {r['variant']} | {run} | {r.get('timed_epochs', r['epochs'] - 1)} | "
+        f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {fastest} | {slow} |"
+    )
+
+
 def markdown(result: dict) -> str:
     """The BENCHMARKS.md section."""
     r0 = result["runs"][0]
@@ -226,20 +255,14 @@ def markdown(result: dict) -> str:
             "epoch after the first); the other rows are short runs of the same training "
             f"(`{result['timings'][0]['command']}`), timed the same way and not evaluated.",
             "",
-            "| model | imbalance | malloc | run | timed epochs | s/epoch | train img/s |",
-            "|---|---|---|---|---|---|---|",
+            f"| model | imbalance | malloc | run | timed epochs | s/epoch | train img/s | fastest epoch (s) | "
+            f"epochs over {SLOW}x the fastest |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in result["runs"]:
-            lines.append(
-                f"| {r['model']} | {r['imbalance']} | {r['variant']} | accuracy run, {r['epochs']} epochs | "
-                f"{r.get('timed_epochs', r['epochs'] - 1)} | {r['seconds_per_epoch']:.1f} | "
-                f"{r['train_images_per_second']:.1f} |"
-            )
+            lines.append(_speed_row(r, f"accuracy run, {r['epochs']} epochs"))
         for t in result["timings"]:
-            lines.append(
-                f"| {t['model']} | {t['imbalance']} | {t['variant']} | timing run, {t['epochs']} epochs | "
-                f"{t['timed_epochs']} | {t['seconds_per_epoch']:.1f} | {t['train_images_per_second']:.1f} |"
-            )
+            lines.append(_speed_row(t, f"timing run, {t['epochs']} epochs"))
     lines += [
         "",
         "Reference measured on this machine (from the issue): MONAI 1.6's EfficientNet-B0 from scratch with "
@@ -305,6 +328,7 @@ def main(argv=None) -> int:
         }
         result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
         result["timings"] = previous.get("timings", [])
+    _refresh_speed(result["runs"])
     result["ensembles"] = soft_votes(result["runs"], Path(args.project), previous.get("ensembles", {}))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))

@@ -58,11 +58,12 @@ def _last_epoch_report(run_dir: Path) -> dict:
 
     from training.cls import evaluate_cls
     from training.config import TrainConfig
+    from training.runs import load_inference_model
     from training.trainer import fold_records, prepare_data
 
     cfg = TrainConfig.load(run_dir / "config.json")
     _, val = fold_records(prepare_data(cfg), cfg, cfg.fold)
-    model = keras.models.load_model(run_dir / "weights" / "last.keras")
+    model = load_inference_model(run_dir / "weights" / "last.keras")  # registers the custom layers first
     report = evaluate_cls(model, val, cfg, run_dir / "last_epoch", [])
     keras.backend.clear_session()
     return report
@@ -80,14 +81,24 @@ def _train(model: str, variant: str, args: argparse.Namespace, name: str) -> tup
         "--schedule", "cosine", *IMBALANCE[args.imbalance], "--augment", "light", "--weights", "none",
         "--patience", "0", "--mixed-precision", "off", "--project", str(args.project), "--name", name, "--exist-ok",
     ]  # fmt: skip
+    run_dir = Path(args.project) / "cls" / name
+    rows = _history(run_dir)
+    if args.reuse_runs and len(rows) == args.epochs and (run_dir / "metrics.json").is_file():
+        print(f"== {name}: reusing the finished run in {run_dir}", flush=True)
+        return run_dir, rows, sum(r["epoch_seconds"] for r in rows)
     print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, env=variant_env(variant), check=True)
     wall = time.perf_counter() - t0
-    run_dir = Path(args.project) / "cls" / name
+    return run_dir, _history(run_dir), wall
+
+
+def _history(run_dir: Path) -> list[dict]:
+    """The rows of ``history.csv`` (empty if the run has none yet)."""
+    if not (run_dir / "history.csv").is_file():
+        return []
     with open(run_dir / "history.csv", newline="") as f:
-        rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
-    return run_dir, rows, wall
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 SLOW = 1.3  # an epoch this many times the fastest one counts as slow
@@ -280,6 +291,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to train")
     p.add_argument(
         "--imbalance", choices=list(IMBALANCE), default="ce-oversample", help="how the class imbalance is handled"
+    )
+    p.add_argument(
+        "--reuse-runs",
+        action="store_true",
+        help="do not retrain a run whose folder already holds --epochs epochs (its wall time is then the "
+        "sum of its epochs)",
     )
     p.add_argument(
         "--timing-only",

@@ -64,11 +64,23 @@ def resolve_run(path: str | Path, weights: str = "best"):
     return cfg, file
 
 
-def load_inference_model(path: str | Path):
-    """Load a ``.keras`` file for inference: the model's custom layers registered, no loss or optimizer."""
+def load_run_model(path: str | Path, compile: bool = True):
+    """Load a run's ``.keras`` file with our custom layers, losses and metrics registered first.
+
+    ``keras.models.load_model`` alone fails in a fresh interpreter on a model with a custom
+    layer (ResNet's Caffe-style preprocessing, say) until the module defining it is imported.
+    """
     import keras
 
+    import losses.classification  # noqa: F401  (registers the custom losses)
+    import losses.segmentation  # noqa: F401
+    import metrics.segmentation  # noqa: F401  (registers the custom metrics)
     from models.registry import model_names
 
     model_names()  # imports every builder module, which registers the custom layers
-    return keras.models.load_model(path, compile=False)
+    return keras.models.load_model(path, compile=compile)
+
+
+def load_inference_model(path: str | Path):
+    """Load a ``.keras`` file for inference: custom objects registered, no loss or optimizer."""
+    return load_run_model(path, compile=False)

@@ -34,6 +34,7 @@ from pipeline.dataset import build_dataset, global_batch_size
 from training.checkpoint import RunCheckpoint, read_history, read_state
 from training.config import TrainConfig
 from training.loop import fit_distributed
+from training.runs import load_run_model
 from training.strategy import make_strategy, resolve_precision, set_precision
 
 
@@ -235,7 +236,7 @@ def train_fold(
     initial_epoch = 0
     with strategy.scope():
         if state is not None:
-            model = keras.models.load_model(fold_dir / "weights" / "last.keras")
+            model = load_run_model(fold_dir / "weights" / "last.keras")
             initial_epoch = int(state["epoch"])
             print(f"fold {fold}: resuming after epoch {initial_epoch} of {cfg.epochs}")
         else:
@@ -281,7 +282,7 @@ def train_fold(
         print(f"fold {fold}: {epochs_run} epochs in {time.perf_counter() - t0:.0f}s")
     if not chief:
         return {}
-    best = keras.models.load_model(fold_dir / "weights" / "best.keras")
+    best = load_run_model(fold_dir / "weights" / "best.keras")
     result = spec.evaluate(best, val_records, cfg, fold_dir, checkpoint.rows)
     result.update(
         fold=fold,

@@ -1,11 +1,18 @@
-"""Run folders: incrementing names and finding a run's config and weights."""
+"""Run folders: incrementing names, finding a run's config and weights, loading its model."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import keras
 import pytest
 
+from losses.segmentation import BceDiceLoss
+from models.classifier import CaffePreprocess
 from training.config import TrainConfig
 from training.runs import increment_run_dir, resolve_run
 
@@ -41,3 +48,26 @@ def test_resolve_run_finds_weights_of_a_run_and_of_one_fold(tmp_path):
     assert cfg.fold == -1 and file == cv / "fold1" / "weights" / "best.keras"
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         resolve_run(tmp_path)
+
+
+def test_a_fresh_interpreter_loads_a_model_with_custom_layers_and_loss(tmp_path) -> None:
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1)(CaffePreprocess()(inputs)))
+    model.compile(loss=BceDiceLoss())
+    model.save(tmp_path / "m.keras")
+    repo = Path(__file__).resolve().parents[2]
+
+    def load(code: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", f"import keras\n{code}\nprint(type(model.loss).__name__)"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(repo)},
+        )
+
+    plain = load(f"model = keras.models.load_model({str(tmp_path / 'm.keras')!r})")
+    assert plain.returncode != 0 and "CaffePreprocess" in plain.stderr  # what the helper is for
+    ours = load(f"from training.runs import load_run_model\nmodel = load_run_model({str(tmp_path / 'm.keras')!r})")
+    assert ours.returncode == 0, ours.stderr[-2000:]
+    assert ours.stdout.strip().splitlines()[-1] == "BceDiceLoss"

@@ -122,16 +122,6 @@ def _speed(rows: list[dict], train_cases: int) -> dict:
     }
 
 
-def _refresh_speed(runs: list[dict]) -> None:
-    """Recompute the speed fields of runs whose history is on disk (rows written before they existed)."""
-    for r in runs:
-        history = Path(r["run_dir"]) / "history.csv"
-        if "slow_epochs" not in r and history.is_file():
-            with open(history, newline="") as f:
-                rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-            r.update(_speed(rows, r["train_cases"]))
-
-
 def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
     """Train one model in its own process, then evaluate its last epoch."""
     run_dir, rows, wall = _train(model, variant, args, f"{model}-{args.imbalance}-{variant}")
@@ -209,11 +199,10 @@ def _cell(d: dict, k: str) -> str:
 
 
 def _speed_row(r: dict, run: str) -> str:
-    slow = f"{r['slow_epochs']}" if "slow_epochs" in r else ""
-    fastest = f"{r['fastest_epoch_seconds']:.1f}" if "fastest_epoch_seconds" in r else ""
     return (
-        f"| {r['model']} | {r['imbalance']} | {r['variant']} | {run} | {r.get('timed_epochs', r['epochs'] - 1)} | "
-        f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {fastest} | {slow} |"
+        f"| {r['model']} | {r['imbalance']} | {r['variant']} | {run} | {r['timed_epochs']} | "
+        f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {r['fastest_epoch_seconds']:.1f} | "
+        f"{r['slow_epochs']} |"
     )
 
 
@@ -248,8 +237,6 @@ def markdown(result: dict) -> str:
             f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} |"
         )
     for e in result.get("ensembles", {}).values():
-        if "models" not in e:  # written before ensembles recorded their members
-            continue
         lines.append(
             f"| soft vote of {' + '.join(e['models'])} | {e['imbalance']} | {e['epochs']} | {e['variant']} | "
             f"{_cell(e, 'accuracy')} | {_cell(e, 'macro_f1')} | {_cell(e, 'macro_auc')} | | | | |"
@@ -321,13 +308,13 @@ def main(argv=None) -> int:
         return 2
     sys.path.insert(0, str(REPO))
     previous = json.loads(args.json.read_text()) if args.json.exists() else {}
+    command = " ".join(["python benchmarks/cls_busi.py", *(sys.argv[1:] if argv is None else argv)])
     if args.ensemble_only:
         if not previous:
             print(f"error: `--ensemble-only` needs an earlier result in {args.json}", file=sys.stderr)
             return 2
         result = previous
     elif args.timing_only:
-        command = " ".join(["python benchmarks/cls_busi.py", *(sys.argv[1:] if argv is None else argv)])
         timings = [time_one(m, v, args) | {"command": command} for v in args.variants for m in args.models]
         keys = {(t["model"], t["variant"], t["imbalance"]) for t in timings}
         kept = [t for t in previous.get("timings", []) if (t["model"], t["variant"], t["imbalance"]) not in keys]
@@ -335,7 +322,7 @@ def main(argv=None) -> int:
     else:
         runs = [run_one(model, variant, args) for variant in args.variants for model in args.models]
         result = {
-            "command": " ".join(["python benchmarks/cls_busi.py", *(sys.argv[1:] if argv is None else argv)]),
+            "command": command,
             "protocol": (
                 "normal + benign + malignant, fold 0, 224x224, batch 16, Adam 1e-3 cosine, "
                 "light augmentation, random init, float32"
@@ -345,7 +332,6 @@ def main(argv=None) -> int:
         }
         result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
         result["timings"] = previous.get("timings", [])
-    _refresh_speed(result["runs"])
     result["ensembles"] = soft_votes(result["runs"], Path(args.project), previous.get("ensembles", {}))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))

@@ -48,6 +48,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     from data.report import InspectOptions, analyze_dataset
     from data.splits import fold_ids, load_splits
     from training.config import TrainConfig
+    from training.runs import load_run_model
     from training.trainer import format_metrics, task_spec
 
     run_dir = Path(args.run)
@@ -80,7 +81,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             records = records[: cfg.max_samples]
         if not records:
             raise DataError(f"no cases of classes {list(cfg.classes)} to evaluate in {data_dir}")
-        model = keras.models.load_model(fold_dir / "weights" / "best.keras")
+        model = load_run_model(fold_dir / "weights" / "best.keras")
         out = fold_dir / "eval" / name
         result = spec.evaluate(model, records, cfg, out, [])
         result.update(fold=k, data_dir=str(data_dir), split=split)

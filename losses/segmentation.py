@@ -82,8 +82,11 @@ class BceDiceLoss(keras.losses.Loss):
         self.smooth = smooth
 
     def call(self, y_true, y_pred):
-        t, p = _flat(y_true, y_pred)
-        bce = ops.mean(keras.losses.binary_crossentropy(t[..., None], p[..., None]), axis=1)
+        # Cross-entropy on y_pred as given: Keras then finds the logits behind our sigmoid output and
+        # computes it from them. Reshaping first would hide them, and the clipped probabilities
+        # would give no gradient at all to pixels that are confidently wrong (|logit| > 16).
+        bce = keras.losses.binary_crossentropy(ops.cast(y_true, y_pred.dtype), y_pred)
+        bce = ops.mean(ops.reshape(bce, (ops.shape(bce)[0], -1)), axis=1)
         return self.bce_weight * bce + self.dice_weight * (1.0 - per_image_dice(y_true, y_pred, self.smooth))
 
     def get_config(self) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from losses.segmentation import (
     BceDiceLoss,
@@ -53,6 +54,16 @@ def test_bce_dice_hand_computed() -> None:
     assert _val(BceDiceLoss()(t, p)) == pytest.approx(expected, abs=1e-5)
     weighted = 0.5 * bce + 2.0 * (1 - dice)
     assert _val(BceDiceLoss(bce_weight=0.5, dice_weight=2.0)(t, p)) == pytest.approx(weighted, abs=1e-5)
+
+
+def test_bce_dice_uses_the_logits_behind_a_sigmoid_output() -> None:
+    # A lesion predicted background with logit -20: cross-entropy is 20 per pixel and the gradient
+    # -1/N per logit. From clipped probabilities it would be 16.1 and no gradient at all.
+    logits = tf.Variable(np.full((1, 4, 4, 1), -20.0, np.float32))
+    with tf.GradientTape() as tape:
+        loss = BceDiceLoss(dice_weight=0.0)(np.ones((1, 4, 4, 1), np.float32), keras.activations.sigmoid(logits))
+    assert _val(loss) == pytest.approx(20.0, rel=1e-5)
+    np.testing.assert_allclose(tape.gradient(loss, logits).numpy(), -1 / 16, rtol=1e-4)
 
 
 def test_focal_tversky_hand_computed() -> None:

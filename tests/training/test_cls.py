@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -18,6 +20,7 @@ from data.atomic import write_json, write_text
 from data.classes import CLASS_NAMES
 from data.discover import discover
 from data.synthetic import SynthConfig, generate_synthetic
+from models.classifier import CaffePreprocess
 from training import trainer
 from training.cls import CLS_SPEC, cls_phases, predictions_csv
 from training.config import TrainConfig
@@ -96,6 +99,16 @@ def test_smoke_run_writes_metrics_predictions_and_plots(tiny_data, tmp_path) -> 
     ext = evaluate.main(evaluate.parse_args(["--run", str(run_dir), "--data-dir", str(other)]))
     assert ext["fold0"]["n_images"] == 6
     assert (run_dir / "eval" / "site2-all" / "plots" / "roc.png").is_file()
+    # evaluate.py in its own process loads a model with our custom layers (ResNet's Caffe preprocessing).
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D()(CaffePreprocess()(inputs))
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x)).save(run_dir / "weights" / "best.keras")
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "evaluate.py", "--run", str(run_dir)], cwd=repo, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"fold 0 on {tiny_data} (val, {n_val} cases)" in proc.stdout
 
 
 def test_phases_freeze_then_unfreeze_the_backbone_at_a_lower_rate(tiny_data, tmp_path, monkeypatch, capsys) -> None:

@@ -40,6 +40,8 @@ from _common import (
 SECTION = "seg_busi"
 MODELS = ("unet", "resunet")
 PRECISIONS = {"off": "float32", "bf16": "mixed bfloat16"}
+OLD_ROWS = "before a9e3e4a"
+"""Code column of rows stored before runs recorded their commit."""
 
 
 def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) -> dict:
@@ -54,7 +56,10 @@ def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) 
         "--patience", "0",
         "--mixed-precision", precision, "--project", str(args.project), "--name", name, "--exist-ok",
     ]  # fmt: skip
-    print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    print(f"== {name} at {commit}: {' '.join(cmd[1:])}", flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, env=variant_env(variant), check=True)
     wall = time.perf_counter() - t0
@@ -81,6 +86,7 @@ def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) 
         "val_cases": metrics["val_cases"],
         "wall_seconds": wall,
         "run_dir": str(run_dir),
+        "commit": commit,
     }
 
 
@@ -96,18 +102,20 @@ def markdown(result: dict) -> str:
         f"({result['runs'][0]['train_cases']} training, {result['runs'][0]['val_cases']} validation images). "
         "Dice and IoU are per-image means at threshold 0.5. The best epoch is chosen on the same fold, "
         "so its figure is optimistic; the last epoch is the honest one. Seconds per epoch and images/s "
-        "leave out the first epoch (graph tracing and cache filling).",
+        "leave out the first epoch (graph tracing and cache filling). The code column is the commit each row "
+        "was measured at; from a9e3e4a on, the cross-entropy term is computed from the logits (before, from "
+        "probabilities clipped to [1e-7, 1 - 1e-7], which gives confidently wrong pixels no gradient).",
         "",
         "| model | depth | LR schedule | precision | malloc | last-epoch Dice | last-epoch IoU | best Dice (epoch) | "
-        "s/epoch | train img/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "s/epoch | train img/s | code |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         lines.append(
             f"| {r['model']} | {r['depth']} | {r['schedule']} | {PRECISIONS[r['precision']]} | {r['variant']} | "
             f"{r['last']['dice']:.3f} | "
             f"{r['last']['iou']:.3f} | {r['best']['dice']:.3f} ({r['best']['epoch']}) | "
-            f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} |"
+            f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {r.get('commit', OLD_ROWS)} |"
         )
     done = {(r["model"], r["precision"], r["variant"]) for r in result["runs"]}
     missing = [

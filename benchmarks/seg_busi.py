@@ -110,7 +110,17 @@ def markdown(result: dict) -> str:
         "s/epoch | train img/s | code |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in result["runs"]:
+
+    def order(r: dict) -> tuple:
+        return (
+            MODELS.index(r["model"]),
+            r["depth"],
+            r["schedule"],
+            list(PRECISIONS).index(r["precision"]),
+            list(VARIANTS).index(r["variant"]),
+        )
+
+    for r in sorted(result["runs"], key=order):
         lines.append(
             f"| {r['model']} | {r['depth']} | {r['schedule']} | {PRECISIONS[r['precision']]} | {r['variant']} | "
             f"{r['last']['dice']:.3f} | "

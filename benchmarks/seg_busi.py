@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -48,12 +49,13 @@ def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) 
     """Train one configuration in its own process and read its history."""
     name = f"{model}-{precision}-{variant}" + (f"-d{args.depth}" if args.depth != 4 else "")
     name += f"-{args.schedule}" if args.schedule != "constant" else ""
+    name += f"-s{args.seed}" if args.seed else ""
     cmd = [
         sys.executable, "train.py", "--task", "seg", "--model", model,
         "--data-dir", str(args.data_dir), "--classes", "benign", "malignant", "--fold", "0",
         "--img-size", "128", "--epochs", str(args.epochs), "--batch-size", "8", "--lr", "1e-3",
         "--schedule", args.schedule, "--depth", str(args.depth), "--loss", "bce_dice", "--augment", "flip_rotate",
-        "--patience", "0",
+        "--patience", "0", "--seed", str(args.seed),
         "--mixed-precision", precision, "--project", str(args.project), "--name", name, "--exist-ok",
     ]  # fmt: skip
     commit = subprocess.run(
@@ -63,7 +65,20 @@ def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) 
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, env=variant_env(variant), check=True)
     wall = time.perf_counter() - t0
-    run_dir = Path(args.project) / "seg" / name
+    row = read_run(Path(args.project) / "seg" / name)
+    key = {
+        "model": model,
+        "precision": precision,
+        "variant": variant,
+        "depth": args.depth,
+        "schedule": args.schedule,
+        "seed": args.seed,
+    }
+    return {**key, **row, "wall_seconds": wall, "commit": commit}
+
+
+def read_run(run_dir: Path) -> dict:
+    """Last and best validation Dice/IoU and training speed from a finished run folder."""
     with open(run_dir / "history.csv", newline="") as f:
         rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -72,11 +87,6 @@ def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) 
     timed = rows[1:] or rows  # the first epoch also traces the graph and fills the cache
     train_images = metrics["train_cases"] // 8 * 8
     return {
-        "model": model,
-        "precision": precision,
-        "variant": variant,
-        "depth": args.depth,
-        "schedule": args.schedule,
         "epochs": len(rows),
         "last": {"epoch": int(last["epoch"]), "dice": last["val_dice"], "iou": last["val_iou"]},
         "best": {"epoch": int(best["epoch"]), "dice": best["val_dice"], "iou": best["val_iou"]},
@@ -84,9 +94,7 @@ def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) 
         "train_images_per_second": train_images * len(timed) / sum(r["train_seconds"] for r in timed),
         "train_cases": metrics["train_cases"],
         "val_cases": metrics["val_cases"],
-        "wall_seconds": wall,
         "run_dir": str(run_dir),
-        "commit": commit,
     }
 
 
@@ -106,9 +114,9 @@ def markdown(result: dict) -> str:
         "was measured at; from a9e3e4a on, the cross-entropy term is computed from the logits (before, from "
         "probabilities clipped to [1e-7, 1 - 1e-7], which gives confidently wrong pixels no gradient).",
         "",
-        "| model | depth | LR schedule | precision | malloc | last-epoch Dice | last-epoch IoU | best Dice (epoch) | "
-        "s/epoch | train img/s | code |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | depth | LR schedule | seed | precision | malloc | last-epoch Dice | last-epoch IoU | "
+        "best Dice (epoch) | s/epoch | train img/s | code |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def order(r: dict) -> tuple:
@@ -116,17 +124,27 @@ def markdown(result: dict) -> str:
             MODELS.index(r["model"]),
             r["depth"],
             r["schedule"],
+            r["seed"],
             list(PRECISIONS).index(r["precision"]),
             list(VARIANTS).index(r["variant"]),
         )
 
     for r in sorted(result["runs"], key=order):
         lines.append(
-            f"| {r['model']} | {r['depth']} | {r['schedule']} | {PRECISIONS[r['precision']]} | {r['variant']} | "
+            f"| {r['model']} | {r['depth']} | {r['schedule']} | {r['seed']} | "
+            f"{PRECISIONS[r['precision']]} | {r['variant']} | "
             f"{r['last']['dice']:.3f} | "
             f"{r['last']['iou']:.3f} | {r['best']['dice']:.3f} ({r['best']['epoch']}) | "
             f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {r.get('commit', OLD_ROWS)} |"
         )
+    notes = [r for r in sorted(result["runs"], key=order) if r.get("note")]
+    if notes:
+        lines.append("")
+        for note in dict.fromkeys(r["note"] for r in notes):
+            which = ", ".join(
+                f"{r['model']} {PRECISIONS[r['precision']]} ({r['variant']})" for r in notes if r["note"] == note
+            )
+            lines.append(f"- {which}: {note}.")
     done = {(r["model"], r["precision"], r["variant"]) for r in result["runs"]}
     missing = [
         f"{m} {PRECISIONS[p]} ({v})" for m in MODELS for p in PRECISIONS for v in VARIANTS if (m, p, v) not in done
@@ -163,8 +181,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--schedule", choices=["constant", "cosine"], default="constant", help="learning rate: constant 1e-3 or cosine"
     )
+    p.add_argument("--seed", type=int, default=0, help="train.py --seed (weights, augmentation, order); 0 in the table")
     add_training_run_args(p, SECTION)
     return p.parse_args(argv)
+
+
+def save(args: argparse.Namespace, result: dict) -> None:
+    """Merge ``result`` into the JSON results and re-render BENCHMARKS.md; called after every run.
+
+    An interrupted invocation thus keeps the runs it finished.
+    """
+    result = merge_previous(args.json, result, ("model", "precision", "variant", "depth", "schedule", "seed"))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.json.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, args.json)
+    print(f"Wrote {args.json}", flush=True)
+    if not args.no_markdown:
+        write_section(args.markdown, SECTION, markdown(result))
+        print(f"Wrote the '{SECTION}' section of {args.markdown}", flush=True)
 
 
 def main(argv=None) -> int:
@@ -174,28 +209,17 @@ def main(argv=None) -> int:
     if not args.data_dir.is_dir():
         print(f"error: `--data-dir` does not exist: {args.data_dir}", file=sys.stderr)
         return 2
-    runs = [
-        run_one(model, precision, variant, args)
-        for model in args.models
-        for precision in args.precisions
-        for variant in args.variants
-    ]
-    result = {
-        "command": " ".join(["python benchmarks/seg_busi.py", *(sys.argv[1:] if argv is None else argv)]),
-        "protocol": (
-            f"benign + malignant, fold 0, 128x128, {args.epochs} epochs, batch 8, Adam 1e-3 (LR schedule per row), "
-            "BCE + Dice, flip + rotation +-15 degrees, no early stopping"
-        ),
-        "date": time.strftime("%Y-%m-%d"),
-        "runs": runs,
-    }
-    result = merge_previous(args.json, result, ("model", "precision", "variant", "depth", "schedule"))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(f"Wrote {args.json}")
-    if not args.no_markdown:
-        write_section(args.markdown, SECTION, markdown(result))
-        print(f"Wrote the '{SECTION}' section of {args.markdown}")
+    command = " ".join(["python benchmarks/seg_busi.py", *(sys.argv[1:] if argv is None else argv)])
+    protocol = (
+        f"benign + malignant, fold 0, 128x128, {args.epochs} epochs, batch 8, Adam 1e-3 (LR schedule per row), "
+        "BCE + Dice, flip + rotation +-15 degrees, no early stopping"
+    )
+    runs = []
+    for model in args.models:
+        for precision in args.precisions:
+            for variant in args.variants:
+                runs.append(run_one(model, precision, variant, args))
+                save(args, {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs})
     for r in runs:
         print(
             f"{r['model']:>8} d{r['depth']} {r['schedule']:>8} {r['precision']:>4} {r['variant']:>8}: "

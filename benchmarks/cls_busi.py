@@ -39,6 +39,7 @@ from _common import (
     merge_previous,
     render_from_json,
     variant_env,
+    write_json,
     write_section,
 )
 
@@ -299,6 +300,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def save(args: argparse.Namespace, previous: dict, result: dict) -> None:
+    """Soft-vote the runs, write the JSON results and BENCHMARKS.md; called after every run.
+
+    An interrupted invocation thus keeps the runs it finished.
+    """
+    result = result | {"ensembles": soft_votes(result["runs"], Path(args.project), previous.get("ensembles", {}))}
+    write_json(args.json, result)
+    print(f"Wrote {args.json}", flush=True)
+    if not args.no_markdown:
+        write_section(args.markdown, SECTION, markdown(result))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if render_from_json(args, SECTION, markdown):
@@ -313,31 +326,33 @@ def main(argv=None) -> int:
         if not previous:
             print(f"error: `--ensemble-only` needs an earlier result in {args.json}", file=sys.stderr)
             return 2
-        result = previous
+        save(args, previous, previous)
     elif args.timing_only:
-        timings = [time_one(m, v, args) | {"command": command} for v in args.variants for m in args.models]
-        keys = {(t["model"], t["variant"], t["imbalance"]) for t in timings}
-        kept = [t for t in previous.get("timings", []) if (t["model"], t["variant"], t["imbalance"]) not in keys]
-        result = previous | {"timings": kept + timings}
+        timings = []
+        for v in args.variants:
+            for m in args.models:
+                timings.append(time_one(m, v, args) | {"command": command})
+                keys = {(t["model"], t["variant"], t["imbalance"]) for t in timings}
+                kept = [
+                    t for t in previous.get("timings", []) if (t["model"], t["variant"], t["imbalance"]) not in keys
+                ]
+                save(args, previous, previous | {"timings": kept + timings})
     else:
-        runs = [run_one(model, variant, args) for variant in args.variants for model in args.models]
-        result = {
-            "command": command,
-            "protocol": (
-                "normal + benign + malignant, fold 0, 224x224, batch 16, Adam 1e-3 cosine, "
-                "light augmentation, random init, float32"
-            ),
-            "date": time.strftime("%Y-%m-%d"),
-            "runs": runs,
-        }
-        result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
-        result["timings"] = previous.get("timings", [])
-    result["ensembles"] = soft_votes(result["runs"], Path(args.project), previous.get("ensembles", {}))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(f"Wrote {args.json}")
-    if not args.no_markdown:
-        write_section(args.markdown, SECTION, markdown(result))
+        runs = []
+        for variant in args.variants:
+            for model in args.models:
+                runs.append(run_one(model, variant, args))
+                result = {
+                    "command": command,
+                    "protocol": (
+                        "normal + benign + malignant, fold 0, 224x224, batch 16, Adam 1e-3 cosine, "
+                        "light augmentation, random init, float32"
+                    ),
+                    "date": time.strftime("%Y-%m-%d"),
+                    "runs": runs,
+                }
+                result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
+                save(args, previous, result | {"timings": previous.get("timings", [])})
     return 0
 
 

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import BUSI, REPO, VARIANTS, add_output_args, render_from_json, variant_env, write_section
+from _common import BUSI, REPO, VARIANTS, add_output_args, render_from_json, variant_env, write_json, write_section
 
 PRESETS = ("none", "light", "strong")
 MODELS = {"unet": 8, "resnet50": 16}
@@ -231,8 +231,7 @@ def main(argv=None) -> int:
         return 0
     if args.variant:  # child process: one malloc setting
         result = run_variant(data_dir, args.sizes, args.min_seconds)
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_json(Path(args.json), result)
         return 0
     variants = {}
     for name, extra in VARIANTS.items():
@@ -267,7 +266,7 @@ def main(argv=None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "variants": variants,
     }
-    Path(args.json).write_text(json.dumps(result, indent=2))
+    write_json(Path(args.json), result)
     write_section(Path(args.markdown), SECTION, markdown(result))
     print(f"Wrote {args.json} and the '{SECTION}' section of {args.markdown}")
     return 0

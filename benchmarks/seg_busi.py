@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from _common import (
     merge_previous,
     render_from_json,
     variant_env,
+    write_json,
     write_section,
 )
 
@@ -192,10 +192,7 @@ def save(args: argparse.Namespace, result: dict) -> None:
     An interrupted invocation thus keeps the runs it finished.
     """
     result = merge_previous(args.json, result, ("model", "precision", "variant", "depth", "schedule", "seed"))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, args.json)
+    write_json(args.json, result)
     print(f"Wrote {args.json}", flush=True)
     if not args.no_markdown:
         write_section(args.markdown, SECTION, markdown(result))

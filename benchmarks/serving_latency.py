@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import BUSI, REPO, VARIANTS, add_output_args, render_from_json, variant_env, write_section
+from _common import BUSI, REPO, VARIANTS, add_output_args, render_from_json, variant_env, write_json, write_section
 
 SECTION = "serving_latency"
 MODELS = {"unet": ("seg", 128), "efficientnet_b0": ("cls", 224)}
@@ -188,8 +188,7 @@ def main(argv=None) -> int:
     if args.variant:  # child process: one malloc setting
         files = _png_files(args.data_dir, args.n_files)
         result = {name: measure_model(name, files, args.iters, args.warmup) for name in MODELS}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)
         return 0
     variants = {}
     for name, extra in VARIANTS.items():
@@ -213,7 +212,7 @@ def main(argv=None) -> int:
     if args.no_markdown:
         print(markdown(result))
         return 0
-    args.json.write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     write_section(args.markdown, SECTION, markdown(result))
     print(f"Wrote {args.json} and the '{SECTION}' section of {args.markdown}")
     return 0

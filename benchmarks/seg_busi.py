@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from _common import (
     REPO,
     VARIANTS,
@@ -137,6 +138,20 @@ def markdown(result: dict) -> str:
             f"{r['last']['iou']:.3f} | {r['best']['dice']:.3f} ({r['best']['epoch']}) | "
             f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {r.get('commit', OLD_ROWS)} |"
         )
+    groups: dict[tuple, list[dict]] = {}
+    for r in sorted(result["runs"], key=order):
+        groups.setdefault((r["model"], r["depth"], r["schedule"], r["precision"], r["variant"]), []).append(r)
+    for (model, depth, schedule, precision, variant), rows in groups.items():
+        if len(rows) > 1:
+            last = np.array([r["last"]["dice"] for r in rows])
+            best = np.array([r["best"]["dice"] for r in rows])
+            lines += [
+                "",
+                f"Seed to seed ({model}, depth {depth}, {schedule} LR, {PRECISIONS[precision]}, {variant} malloc; "
+                f"seeds {', '.join(str(r['seed']) for r in rows)}): last-epoch Dice {last.mean():.3f} "
+                f"+- {last.std(ddof=1):.3f} (range {last.min():.3f}-{last.max():.3f}), best Dice {best.mean():.3f} "
+                f"+- {best.std(ddof=1):.3f} (range {best.min():.3f}-{best.max():.3f}); mean +- standard deviation.",
+            ]
     notes = [r for r in sorted(result["runs"], key=order) if r.get("note")]
     if notes:
         lines.append("")

@@ -8,12 +8,14 @@ and in mixed bfloat16, each under glibc's default malloc settings and with
 ``MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184``, every
 run a separate ``train.py`` process. Reported: mean per-image validation Dice and
 IoU at the last epoch and at the best epoch (choosing the best epoch on the same
-fold flatters it), seconds per epoch and training images/s.
+fold flatters it), seconds per epoch and training images/s. Results are saved
+after every run; rows with two or more seeds get a seed-to-seed summary.
 
 Usage:
     python benchmarks/seg_busi.py
     python benchmarks/seg_busi.py --epochs 2 --models unet --precisions off --variants default --no-markdown
     python benchmarks/seg_busi.py --models unet --depth 5 --schedule cosine
+    python benchmarks/seg_busi.py --models unet --precisions off --variants default --seed 1
     python benchmarks/seg_busi.py --from-json benchmarks/results/seg_busi.json
 """
 

@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the project's packages, also without `pip install -e .`
+
+from data.atomic import write_json as write_json  # noqa: E402  (re-exported for the benchmark scripts)
+from data.atomic import write_text  # noqa: E402
+
 BUSI = REPO.parent / "shared" / "datasets" / "Dataset_BUSI_with_GT"
 NO_TRIM_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "17179869184",
@@ -24,14 +30,6 @@ def variant_env(name: str) -> dict[str, str]:
     return {**env, **VARIANTS[name]}
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` atomically (a temporary file, then a rename), creating the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 def write_section(path: Path, name: str, body: str) -> None:
     """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -41,9 +39,7 @@ def write_section(path: Path, name: str, body: str) -> None:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def add_output_args(parser: argparse.ArgumentParser, section: str) -> None:

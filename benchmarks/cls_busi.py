@@ -319,7 +319,6 @@ def main(argv=None) -> int:
     if not args.data_dir.is_dir():
         print(f"error: `--data-dir` does not exist: {args.data_dir}", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(REPO))
     previous = json.loads(args.json.read_text()) if args.json.exists() else {}
     command = " ".join(["python benchmarks/cls_busi.py", *(sys.argv[1:] if argv is None else argv)])
     if args.ensemble_only:
@@ -338,19 +337,15 @@ def main(argv=None) -> int:
                 ]
                 save(args, previous, previous | {"timings": kept + timings})
     else:
+        protocol = (
+            "normal + benign + malignant, fold 0, 224x224, batch 16, Adam 1e-3 cosine, "
+            "light augmentation, random init, float32"
+        )
         runs = []
         for variant in args.variants:
             for model in args.models:
                 runs.append(run_one(model, variant, args))
-                result = {
-                    "command": command,
-                    "protocol": (
-                        "normal + benign + malignant, fold 0, 224x224, batch 16, Adam 1e-3 cosine, "
-                        "light augmentation, random init, float32"
-                    ),
-                    "date": time.strftime("%Y-%m-%d"),
-                    "runs": runs,
-                }
+                result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
                 result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
                 save(args, previous, result | {"timings": previous.get("timings", [])})
     return 0

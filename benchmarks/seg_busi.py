@@ -44,8 +44,8 @@ from _common import (
 SECTION = "seg_busi"
 MODELS = ("unet", "resunet")
 PRECISIONS = {"off": "float32", "bf16": "mixed bfloat16"}
-OLD_ROWS = "before a9e3e4a"
-"""Code column of rows stored before runs recorded their commit."""
+KEY = ("model", "precision", "variant", "depth", "schedule", "seed")
+"""Fields that identify a run; a run measured again replaces the stored one."""
 
 
 def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) -> dict:
@@ -69,14 +69,7 @@ def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) 
     subprocess.run(cmd, cwd=REPO, env=variant_env(variant), check=True)
     wall = time.perf_counter() - t0
     row = read_run(Path(args.project) / "seg" / name)
-    key = {
-        "model": model,
-        "precision": precision,
-        "variant": variant,
-        "depth": args.depth,
-        "schedule": args.schedule,
-        "seed": args.seed,
-    }
+    key = dict(zip(KEY, (model, precision, variant, args.depth, args.schedule, args.seed), strict=True))
     return {**key, **row, "wall_seconds": wall, "commit": commit}
 
 
@@ -132,16 +125,17 @@ def markdown(result: dict) -> str:
             list(VARIANTS).index(r["variant"]),
         )
 
-    for r in sorted(result["runs"], key=order):
+    runs = sorted(result["runs"], key=order)
+    for r in runs:
         lines.append(
             f"| {r['model']} | {r['depth']} | {r['schedule']} | {r['seed']} | "
             f"{PRECISIONS[r['precision']]} | {r['variant']} | "
             f"{r['last']['dice']:.3f} | "
             f"{r['last']['iou']:.3f} | {r['best']['dice']:.3f} ({r['best']['epoch']}) | "
-            f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {r.get('commit', OLD_ROWS)} |"
+            f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {r['commit']} |"
         )
     groups: dict[tuple, list[dict]] = {}
-    for r in sorted(result["runs"], key=order):
+    for r in runs:
         groups.setdefault((r["model"], r["depth"], r["schedule"], r["precision"], r["variant"]), []).append(r)
     for (model, depth, schedule, precision, variant), rows in groups.items():
         if len(rows) > 1:
@@ -154,7 +148,7 @@ def markdown(result: dict) -> str:
                 f"+- {last.std(ddof=1):.3f} (range {last.min():.3f}-{last.max():.3f}), best Dice {best.mean():.3f} "
                 f"+- {best.std(ddof=1):.3f} (range {best.min():.3f}-{best.max():.3f}); mean +- standard deviation.",
             ]
-    notes = [r for r in sorted(result["runs"], key=order) if r.get("note")]
+    notes = [r for r in runs if r.get("note")]
     if notes:
         lines.append("")
         for note in dict.fromkeys(r["note"] for r in notes):
@@ -208,7 +202,7 @@ def save(args: argparse.Namespace, result: dict) -> None:
 
     An interrupted invocation thus keeps the runs it finished.
     """
-    result = merge_previous(args.json, result, ("model", "precision", "variant", "depth", "schedule", "seed"))
+    result = merge_previous(args.json, result, KEY)
     write_json(args.json, result)
     print(f"Wrote {args.json}", flush=True)
     if not args.no_markdown:

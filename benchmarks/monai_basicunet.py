@@ -1,0 +1,269 @@
+"""MONAI's BasicUNet on the same BUSI fold as ``seg_busi.py``: the segmentation reference, measured here.
+
+The issue's reference (MONAI 1.6 ``BasicUNet``, defaults, DiceCE loss) was measured on data
+prepared outside this project. This script trains it on exactly what ``seg_busi.py`` trains
+our U-Net on: the same fold-0 cases of the duplicate-grouped splits, decoded and resized to
+128x128 by the project's pipeline, augmented by the project's ``flip_rotate`` preset, scored
+by the project's per-image Dice and IoU (threshold 0.5). 30 epochs, batch 8, Adam 1e-3
+constant, no early stopping; inputs scaled to [0, 1]; one sigmoid output channel
+(``DiceCELoss(sigmoid=True)``: Dice per image plus BCE from the logits). Each (seed, malloc
+setting) runs in its own process; results are saved after every run.
+
+PyTorch and MONAI are not dependencies of the project. Install them beside it, e.g. in a
+virtual environment that sees the project's packages::
+
+    python -m venv --system-site-packages .venv-monai
+    .venv-monai/bin/pip install torch==2.13.0 monai==1.6.0
+
+Usage:
+    .venv-monai/bin/python benchmarks/monai_basicunet.py --seeds 0 1 2 --variants default
+    .venv-monai/bin/python benchmarks/monai_basicunet.py --seeds 0 --variants no-trim
+    python benchmarks/monai_basicunet.py --from-json benchmarks/results/monai_basicunet.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import (
+    REPO,
+    VARIANTS,
+    add_training_run_args,
+    merge_previous,
+    render_from_json,
+    variant_env,
+    write_json,
+    write_section,
+)
+
+SECTION = "monai_basicunet"
+KEY = ("seed", "variant")
+BATCH = 8
+
+
+def fold_arrays(data_dir: Path, project: Path) -> dict[str, np.ndarray]:
+    """Fold 0's benign and malignant cases as ``seg_busi.py`` sees them, before augmentation.
+
+    Returns:
+        ``x_train``/``x_val`` uint8 ``(N, 128, 128, 3)`` and ``y_train``/``y_val`` uint8 ``(N, 128, 128)``.
+    """
+    from pipeline.config import PipelineConfig
+    from pipeline.dataset import build_dataset
+    from training.config import TrainConfig
+    from training.trainer import fold_records, prepare_data
+
+    cfg = TrainConfig(
+        task="seg", data_dir=str(data_dir), project=str(project), fold=0, img_size=128, classes=("benign", "malignant")
+    )
+    train, val = fold_records(prepare_data(cfg), cfg, 0)
+    pcfg = PipelineConfig(img_size=128, batch_size=BATCH, augment="none")
+    out = {}
+    for tag, records in (("train", train), ("val", val)):
+        xs, ys = zip(
+            *[(x.numpy(), y.numpy()) for x, y in build_dataset(records, "seg", pcfg, training=False)], strict=True
+        )
+        out[f"x_{tag}"] = np.round(np.concatenate(xs)).clip(0, 255).astype(np.uint8)
+        out[f"y_{tag}"] = np.concatenate(ys)[..., 0].astype(np.uint8)
+    return out
+
+
+def train_worker(args: argparse.Namespace) -> None:
+    """Train BasicUNet for one seed in this process, writing the history to ``args.worker_out`` every epoch."""
+    try:
+        import torch
+        from monai.losses import DiceCELoss
+        from monai.networks.nets import BasicUNet
+    except ImportError as e:
+        raise SystemExit(
+            f"error: this benchmark needs PyTorch and MONAI, which the project does not depend on ({e}). "
+            "Install them beside it: pip install torch==2.13.0 monai==1.6.0"
+        ) from e
+    import monai
+
+    from metrics.segmentation import per_image_scores
+    from pipeline.augment import Augmenter
+
+    d = fold_arrays(args.data_dir, args.project)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    augment = Augmenter("flip_rotate")
+    net = BasicUNet(spatial_dims=2, in_channels=3, out_channels=1)
+    loss_fn = DiceCELoss(sigmoid=True)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def to_tensor(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
+
+    x_val = to_tensor(d["x_val"])
+    n = len(d["x_train"]) // BATCH * BATCH
+    history = []
+    info = {
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "train_images": n,
+        "train_cases": len(d["x_train"]),
+        "val_cases": len(d["x_val"]),
+    }
+    print(json.dumps(info), flush=True)
+    for epoch in range(1, args.epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        order = rng.permutation(len(d["x_train"]))[:n]
+        total = 0.0
+        for i in range(0, n, BATCH):
+            pairs = [
+                augment(d["x_train"][j], d["y_train"][j][..., None], int(rng.integers(2**31)))
+                for j in order[i : i + BATCH]
+            ]
+            xb = to_tensor(np.stack([p[0] for p in pairs]))
+            yb = torch.from_numpy(np.stack([p[1] for p in pairs])).permute(0, 3, 1, 2).float()
+            opt.zero_grad()
+            loss = loss_fn(net(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        train_seconds = time.perf_counter() - t0
+        net.eval()
+        with torch.no_grad():
+            probs = torch.cat([net(x_val[i : i + 16]) for i in range(0, len(x_val), 16)]).sigmoid().numpy()
+        dice, iou = per_image_scores(d["y_val"], probs[:, 0])
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": total / (n // BATCH),
+                "val_dice": float(dice.mean()),
+                "val_iou": float(iou.mean()),
+                "train_seconds": train_seconds,
+                "epoch_seconds": time.perf_counter() - t0,
+            }
+        )
+        print(
+            f"epoch {epoch}/{args.epochs}: loss {history[-1]['loss']:.4f}, val Dice {dice.mean():.3f}, "
+            f"IoU {iou.mean():.3f}, {history[-1]['epoch_seconds']:.1f} s",
+            flush=True,
+        )
+        write_json(args.worker_out, {**info, "history": history})
+
+
+def run_one(seed: int, variant: str, args: argparse.Namespace) -> dict:
+    """Train one seed under one malloc setting in a child process and summarize its history."""
+    out = args.project / "monai_basicunet" / f"s{seed}-{variant}.json"
+    cmd = [
+        sys.executable, str(Path(__file__).resolve()), "--worker", "--seed", str(seed), "--epochs", str(args.epochs),
+        "--data-dir", str(args.data_dir), "--project", str(args.project), "--worker-out", str(out),
+    ]  # fmt: skip
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    print(f"== BasicUNet seed {seed}, {variant} malloc, at {commit}", flush=True)
+    subprocess.run(cmd, cwd=REPO, env=variant_env(variant), check=True)
+    run = json.loads(out.read_text())
+    rows = run["history"]
+    best = max(rows, key=lambda r: r["val_dice"])
+    last = rows[-1]
+    timed = rows[1:] or rows
+    return {
+        "seed": seed,
+        "variant": variant,
+        "epochs": len(rows),
+        "last": {"epoch": last["epoch"], "dice": last["val_dice"], "iou": last["val_iou"]},
+        "best": {"epoch": best["epoch"], "dice": best["val_dice"], "iou": best["val_iou"]},
+        "seconds_per_epoch": sum(r["epoch_seconds"] for r in timed) / len(timed),
+        "train_images_per_second": run["train_images"] * len(timed) / sum(r["train_seconds"] for r in timed),
+        **{k: run[k] for k in ("parameters", "torch", "monai", "train_cases", "val_cases")},
+        "commit": commit,
+    }
+
+
+def markdown(result: dict) -> str:
+    """The BENCHMARKS.md section."""
+    runs = sorted(result["runs"], key=lambda r: (r["seed"], list(VARIANTS).index(r["variant"])))
+    first = runs[0]
+    lines = [
+        "## Reference: MONAI BasicUNet on the same BUSI fold",
+        "",
+        *[f"Command: `{c}`  " for c in result["commands"]],
+        f"Protocol: {result['protocol']}. Date: {result['date']}.",
+        "",
+        f"MONAI {first['monai']} `BasicUNet` with its defaults ({first['parameters'] / 1e6:.2f}M parameters), "
+        f"PyTorch {first['torch']} on the CPU, trained on the cases, pixels, augmentation and Dice of the "
+        f"segmentation benchmark above ({first['train_cases']} training, {first['val_cases']} validation images).",
+        "",
+        "| seed | malloc | last-epoch Dice | last-epoch IoU | best Dice (epoch) | s/epoch | train img/s | code |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['seed']} | {r['variant']} | {r['last']['dice']:.3f} | {r['last']['iou']:.3f} | "
+            f"{r['best']['dice']:.3f} ({r['best']['epoch']}) | {r['seconds_per_epoch']:.1f} | "
+            f"{r['train_images_per_second']:.1f} | {r['commit']} |"
+        )
+    default = [r for r in runs if r["variant"] == "default"]
+    if len(default) > 1:
+        last = np.array([r["last"]["dice"] for r in default])
+        best = np.array([r["best"]["dice"] for r in default])
+        lines += [
+            "",
+            f"Seed to seed (default malloc; seeds {', '.join(str(r['seed']) for r in default)}): last-epoch Dice "
+            f"{last.mean():.3f} +- {last.std(ddof=1):.3f} (range {last.min():.3f}-{last.max():.3f}), best Dice "
+            f"{best.mean():.3f} +- {best.std(ddof=1):.3f} (range {best.min():.3f}-{best.max():.3f}); "
+            "mean +- standard deviation.",
+        ]
+    return "\n".join([*lines, ""])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=30, help="epochs per run (protocol: 30)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to train (weights, order, augmentation)")
+    add_training_run_args(p, SECTION)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if render_from_json(args, SECTION, markdown):
+        return 0
+    if not args.data_dir.is_dir():
+        print(f"error: `--data-dir` does not exist: {args.data_dir}", file=sys.stderr)
+        return 2
+    if args.worker:
+        train_worker(args)
+        return 0
+    command = " ".join(["python benchmarks/monai_basicunet.py", *(sys.argv[1:] if argv is None else argv)])
+    protocol = (
+        f"benign + malignant, fold 0, 128x128, {args.epochs} epochs, batch 8, Adam 1e-3 constant, "
+        "DiceCE (sigmoid), flip + rotation +-15 degrees, no early stopping"
+    )
+    runs = []
+    for seed in args.seeds:
+        for variant in args.variants:
+            runs.append(run_one(seed, variant, args))
+            result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
+            result = merge_previous(args.json, result, KEY)
+            write_json(args.json, result)
+            print(f"Wrote {args.json}", flush=True)
+            if not args.no_markdown:
+                write_section(args.markdown, SECTION, markdown(result))
+                print(f"Wrote the '{SECTION}' section of {args.markdown}", flush=True)
+    for r in runs:
+        print(
+            f"seed {r['seed']} {r['variant']:>8}: last Dice {r['last']['dice']:.3f} IoU {r['last']['iou']:.3f}, "
+            f"best Dice {r['best']['dice']:.3f} (epoch {r['best']['epoch']}), {r['seconds_per_epoch']:.1f} s/epoch, "
+            f"{r['train_images_per_second']:.1f} img/s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -164,7 +164,14 @@ def run_one(seed: int, variant: str, args: argparse.Namespace) -> dict:
     ).stdout.strip()
     print(f"== BasicUNet seed {seed}, {variant} malloc, at {commit}", flush=True)
     subprocess.run(cmd, cwd=REPO, env=variant_env(variant), check=True)
-    run = json.loads(out.read_text())
+    return summarize(json.loads(out.read_text()), seed, variant, commit)
+
+
+def summarize(run: dict, seed: int, variant: str, commit: str) -> dict:
+    """A table row from a worker's output: last and best validation Dice/IoU and training speed.
+
+    Speed leaves out the first epoch, as ``seg_busi.py`` does.
+    """
     rows = run["history"]
     best = max(rows, key=lambda r: r["val_dice"])
     last = rows[-1]
@@ -194,7 +201,9 @@ def markdown(result: dict) -> str:
         "",
         f"MONAI {first['monai']} `BasicUNet` with its defaults ({first['parameters'] / 1e6:.2f}M parameters), "
         f"PyTorch {first['torch']} on the CPU, trained on the cases, pixels, augmentation and Dice of the "
-        f"segmentation benchmark above ({first['train_cases']} training, {first['val_cases']} validation images).",
+        f"segmentation benchmark above ({first['train_cases']} training, {first['val_cases']} validation images). "
+        "The commands run under a Python that has PyTorch and MONAI besides the project (the script's docstring "
+        "shows how to set one up).",
         "",
         "| seed | malloc | last-epoch Dice | last-epoch IoU | best Dice (epoch) | s/epoch | train img/s | code |",
         "|---|---|---|---|---|---|---|---|",

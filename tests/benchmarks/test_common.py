@@ -1,0 +1,50 @@
+"""Benchmark helpers: malloc environments, merging saved runs, BENCHMARKS.md sections."""
+
+from __future__ import annotations
+
+import json
+
+import _common
+
+
+def test_variant_env_sets_exactly_the_variants_malloc_settings(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1")
+    monkeypatch.setenv("KEEP_ME", "yes")
+    default = _common.variant_env("default")
+    no_trim = _common.variant_env("no-trim")
+    assert "MALLOC_TRIM_THRESHOLD_" not in default and "MALLOC_MMAP_THRESHOLD_" not in default
+    assert no_trim["MALLOC_TRIM_THRESHOLD_"] == no_trim["MALLOC_MMAP_THRESHOLD_"] == "17179869184"
+    assert default["KEEP_ME"] == no_trim["KEEP_ME"] == "yes"
+
+
+def test_write_section_replaces_its_block_and_keeps_the_rest(tmp_path):
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\nintro\n\n<!-- a:start -->\nold\n<!-- a:end -->\n\nprose after\n")
+    _common.write_section(md, "a", "new body")
+    _common.write_section(md, "b", "appended")
+    text = md.read_text()
+    assert "old" not in text
+    assert text.index("intro") < text.index("new body") < text.index("prose after") < text.index("appended")
+    assert text.count("<!-- a:start -->") == 1 and text.endswith("<!-- b:end -->\n")
+
+
+def test_merge_previous_replaces_runs_measured_again_and_keeps_the_others(tmp_path):
+    path = tmp_path / "r.json"
+    old = {
+        "command": "old cmd",
+        "protocol": "P",
+        "runs": [{"seed": 0, "dice": 0.1}, {"seed": 1, "dice": 0.2}],
+    }
+    path.write_text(json.dumps(old))
+    merged = _common.merge_previous(
+        path, {"command": "new cmd", "protocol": "P", "runs": [{"seed": 1, "dice": 0.3}]}, ("seed",)
+    )
+    assert [(r["seed"], r["dice"], r["command"]) for r in merged["runs"]] == [(0, 0.1, "old cmd"), (1, 0.3, "new cmd")]
+    assert merged["commands"] == ["old cmd", "new cmd"]
+
+
+def test_merge_previous_drops_runs_of_another_protocol(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"command": "c", "protocol": "30 epochs", "runs": [{"seed": 0}]}))
+    merged = _common.merge_previous(path, {"command": "d", "protocol": "2 epochs", "runs": [{"seed": 5}]}, ("seed",))
+    assert [r["seed"] for r in merged["runs"]] == [5]

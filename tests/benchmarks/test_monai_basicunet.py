@@ -1,0 +1,46 @@
+"""monai_basicunet.py without PyTorch: a worker's history summarized, and the table."""
+
+from __future__ import annotations
+
+import monai_basicunet
+import pytest
+
+
+def _history(dices, train_seconds, epoch_seconds):
+    rows = zip(dices, train_seconds, epoch_seconds, strict=True)
+    return [
+        {"epoch": i, "val_dice": d, "val_iou": d - 0.1, "train_seconds": t, "epoch_seconds": e}
+        for i, (d, t, e) in enumerate(rows, 1)
+    ]
+
+
+def _worker_output(dices, train_seconds, epoch_seconds):
+    return {
+        "parameters": 1979009, "torch": "2.13.0+cpu", "monai": "1.6.0", "train_images": 512,
+        "train_cases": 516, "val_cases": 129, "history": _history(dices, train_seconds, epoch_seconds),
+    }  # fmt: skip
+
+
+def test_summarize_reports_last_and_best_and_times_without_the_first_epoch():
+    run = _worker_output([0.5, 0.8, 0.7], [40.0, 20.0, 30.0], [45.0, 22.0, 32.0])
+    row = monai_basicunet.summarize(run, seed=3, variant="no-trim", commit="abc1234")
+    assert (row["seed"], row["variant"], row["commit"], row["epochs"]) == (3, "no-trim", "abc1234", 3)
+    assert row["last"] == {"epoch": 3, "dice": 0.7, "iou": pytest.approx(0.6)}
+    assert row["best"]["epoch"] == 2 and row["best"]["dice"] == 0.8
+    assert row["seconds_per_epoch"] == pytest.approx(27.0)
+    assert row["train_images_per_second"] == pytest.approx(512 * 2 / 50.0)
+    assert row["parameters"] == 1979009 and row["monai"] == "1.6.0"
+
+
+def test_markdown_sorts_runs_and_summarizes_the_default_malloc_seeds():
+    runs = [
+        monai_basicunet.summarize(_worker_output([0.7, d], [30.0, 24.0], [31.0, 25.0]), seed, variant, "abc1234")
+        for seed, variant, d in [(1, "default", 0.75), (0, "no-trim", 0.70), (0, "default", 0.73)]
+    ]
+    text = monai_basicunet.markdown({"commands": ["c1", "c2"], "protocol": "P", "date": "2026-11-24", "runs": runs})
+    table = [line for line in text.splitlines() if line[:4] in ("| 0 ", "| 1 ")]
+    assert [line.split(" | ")[:2] for line in table] == [["| 0", "default"], ["| 0", "no-trim"], ["| 1", "default"]]
+    assert "| 0.730 | 0.630 | 0.730 (2) | 25.0 | 21.3 | abc1234 |" in table[0]
+    assert "Command: `c1`" in text and "Command: `c2`" in text
+    assert "1.98M parameters" in text and "516 training, 129 validation images" in text
+    assert "seeds 0, 1): last-epoch Dice 0.740 +- 0.014 (range 0.730-0.750)" in text

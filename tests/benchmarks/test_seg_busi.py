@@ -1,0 +1,55 @@
+"""seg_busi.py: reading a run folder into a row, and the table with its seed-to-seed line."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import seg_busi
+
+
+def _run_folder(path, dices, train_seconds, epoch_seconds, train_cases=21):
+    path.mkdir(parents=True)
+    with open(path / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["epoch", "val_dice", "val_iou", "train_seconds", "epoch_seconds"])
+        w.writeheader()
+        for i, (d, t, e) in enumerate(zip(dices, train_seconds, epoch_seconds, strict=True), 1):
+            w.writerow({"epoch": i, "val_dice": d, "val_iou": d - 0.1, "train_seconds": t, "epoch_seconds": e})
+    (path / "metrics.json").write_text(json.dumps({"train_cases": train_cases, "val_cases": 7}))
+    return path
+
+
+def test_read_run_reports_last_and_best_and_times_without_the_first_epoch(tmp_path):
+    run = _run_folder(tmp_path / "run", [0.5, 0.8, 0.7], [60.0, 2.0, 3.0], [70.0, 2.5, 3.5])
+    row = seg_busi.read_run(run)
+    assert row["last"] == {"epoch": 3, "dice": 0.7, "iou": pytest.approx(0.6)}
+    assert row["best"]["epoch"] == 2 and row["best"]["dice"] == 0.8
+    assert row["seconds_per_epoch"] == pytest.approx(3.0)  # (2.5 + 3.5) / 2; epoch 1 traces the graph
+    assert row["train_images_per_second"] == pytest.approx(16 * 2 / 5.0)  # whole batches of 8 only
+    assert (row["train_cases"], row["val_cases"]) == (21, 7)
+
+
+def _row(seed, last, best, variant="default"):
+    return {
+        "model": "unet", "precision": "off", "variant": variant, "depth": 4, "schedule": "constant", "seed": seed,
+        "last": {"epoch": 30, "dice": last, "iou": last - 0.1}, "best": {"epoch": 20, "dice": best, "iou": best - 0.1},
+        "seconds_per_epoch": 16.0, "train_images_per_second": 34.0, "train_cases": 516, "val_cases": 129,
+        "commit": "abc1234",
+    }  # fmt: skip
+
+
+def test_markdown_lists_every_run_and_summarizes_seeds_of_one_configuration():
+    result = {
+        "commands": ["python benchmarks/seg_busi.py"],
+        "protocol": "P",
+        "date": "2026-11-24",
+        "runs": [_row(1, 0.74, 0.75), _row(0, 0.72, 0.73), _row(0, 0.70, 0.71, variant="no-trim")],
+    }
+    text = seg_busi.markdown(result)
+    table = [line for line in text.splitlines() if line.startswith("| unet ")]
+    assert [line.split(" | ")[3] for line in table] == ["0", "0", "1"]  # sorted by seed, then malloc
+    assert "| 0.720 | 0.620 | 0.730 (20) | 16.0 | 34.0 | abc1234 |" in table[0]
+    # mean and sample standard deviation of the default-malloc seeds 0 and 1 only
+    assert "seeds 0, 1): last-epoch Dice 0.730 +- 0.014 (range 0.720-0.740)" in text
+    assert "Not yet measured with this protocol: unet mixed bfloat16 (default)" in text

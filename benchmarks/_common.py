@@ -74,6 +74,31 @@ def render_from_json(args: argparse.Namespace, section: str, markdown: Callable[
     return True
 
 
+def data_dir_missing(args: argparse.Namespace) -> bool:
+    """Print a clear error and return True when ``--data-dir`` is not a folder."""
+    if args.data_dir.is_dir():
+        return False
+    print(f"error: `--data-dir` does not exist: {args.data_dir}", file=sys.stderr)
+    return True
+
+
+def save_runs(
+    args: argparse.Namespace, section: str, result: dict, key: tuple[str, ...], markdown: Callable[[dict], str]
+) -> dict:
+    """Merge ``result`` into ``--json`` (see :func:`merge_previous`), write it and re-render the section.
+
+    Benchmarks call this after every run, so an interrupted invocation keeps the runs it finished.
+    Returns the merged result.
+    """
+    result = merge_previous(args.json, result, key)
+    write_json(args.json, result)
+    print(f"Wrote {args.json}", flush=True)
+    if not args.no_markdown:
+        write_section(args.markdown, section, markdown(result))
+        print(f"Wrote the '{section}' section of {args.markdown}", flush=True)
+    return result
+
+
 def merge_previous(path: Path, result: dict, key: tuple[str, ...]) -> dict:
     """Keep earlier runs of the same protocol that this invocation did not repeat.
 

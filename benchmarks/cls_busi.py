@@ -36,6 +36,7 @@ from _common import (
     REPO,
     VARIANTS,
     add_training_run_args,
+    data_dir_missing,
     merge_previous,
     render_from_json,
     variant_env,
@@ -316,8 +317,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if render_from_json(args, SECTION, markdown):
         return 0
-    if not args.data_dir.is_dir():
-        print(f"error: `--data-dir` does not exist: {args.data_dir}", file=sys.stderr)
+    if data_dir_missing(args):
         return 2
     previous = json.loads(args.json.read_text()) if args.json.exists() else {}
     command = " ".join(["python benchmarks/cls_busi.py", *(sys.argv[1:] if argv is None else argv)])

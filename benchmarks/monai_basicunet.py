@@ -35,11 +35,11 @@ from _common import (
     REPO,
     VARIANTS,
     add_training_run_args,
-    merge_previous,
+    data_dir_missing,
     render_from_json,
+    save_runs,
     variant_env,
     write_json,
-    write_section,
 )
 
 SECTION = "monai_basicunet"
@@ -243,8 +243,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if render_from_json(args, SECTION, markdown):
         return 0
-    if not args.data_dir.is_dir():
-        print(f"error: `--data-dir` does not exist: {args.data_dir}", file=sys.stderr)
+    if data_dir_missing(args):
         return 2
     if args.worker:
         train_worker(args)
@@ -259,12 +258,7 @@ def main(argv=None) -> int:
         for variant in args.variants:
             runs.append(run_one(seed, variant, args))
             result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
-            result = merge_previous(args.json, result, KEY)
-            write_json(args.json, result)
-            print(f"Wrote {args.json}", flush=True)
-            if not args.no_markdown:
-                write_section(args.markdown, SECTION, markdown(result))
-                print(f"Wrote the '{SECTION}' section of {args.markdown}", flush=True)
+            save_runs(args, SECTION, result, KEY, markdown)
     for r in runs:
         print(
             f"seed {r['seed']} {r['variant']:>8}: last Dice {r['last']['dice']:.3f} IoU {r['last']['iou']:.3f}, "

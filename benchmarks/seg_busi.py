@@ -34,11 +34,10 @@ from _common import (
     REPO,
     VARIANTS,
     add_training_run_args,
-    merge_previous,
+    data_dir_missing,
     render_from_json,
+    save_runs,
     variant_env,
-    write_json,
-    write_section,
 )
 
 SECTION = "seg_busi"
@@ -199,25 +198,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def save(args: argparse.Namespace, result: dict) -> None:
-    """Merge ``result`` into the JSON results and re-render BENCHMARKS.md; called after every run.
-
-    An interrupted invocation thus keeps the runs it finished.
-    """
-    result = merge_previous(args.json, result, KEY)
-    write_json(args.json, result)
-    print(f"Wrote {args.json}", flush=True)
-    if not args.no_markdown:
-        write_section(args.markdown, SECTION, markdown(result))
-        print(f"Wrote the '{SECTION}' section of {args.markdown}", flush=True)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if render_from_json(args, SECTION, markdown):
         return 0
-    if not args.data_dir.is_dir():
-        print(f"error: `--data-dir` does not exist: {args.data_dir}", file=sys.stderr)
+    if data_dir_missing(args):
         return 2
     command = " ".join(["python benchmarks/seg_busi.py", *(sys.argv[1:] if argv is None else argv)])
     protocol = (
@@ -229,7 +214,8 @@ def main(argv=None) -> int:
         for precision in args.precisions:
             for variant in args.variants:
                 runs.append(run_one(model, precision, variant, args))
-                save(args, {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs})
+                result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
+                save_runs(args, SECTION, result, KEY, markdown)
     for r in runs:
         print(
             f"{r['model']:>8} d{r['depth']} {r['schedule']:>8} {r['precision']:>4} {r['variant']:>8}: "

@@ -48,3 +48,26 @@ def test_merge_previous_drops_runs_of_another_protocol(tmp_path):
     path.write_text(json.dumps({"command": "c", "protocol": "30 epochs", "runs": [{"seed": 0}]}))
     merged = _common.merge_previous(path, {"command": "d", "protocol": "2 epochs", "runs": [{"seed": 5}]}, ("seed",))
     assert [r["seed"] for r in merged["runs"]] == [5]
+
+
+def test_save_runs_merges_writes_the_json_and_renders_the_section(tmp_path, capsys):
+    import argparse
+
+    args = argparse.Namespace(json=tmp_path / "r.json", markdown=tmp_path / "B.md", no_markdown=False)
+    for seed in (0, 1, 0):
+        result = {"command": f"run {seed}", "protocol": "P", "runs": [{"seed": seed}]}
+        merged = _common.save_runs(args, "s", result, ("seed",), lambda r: f"{len(r['runs'])} runs")
+    assert merged == json.loads(args.json.read_text())
+    assert [r["command"] for r in merged["runs"]] == ["run 1", "run 0"]  # seed 0 measured again replaces the first
+    assert "<!-- s:start -->\n2 runs\n<!-- s:end -->" in args.markdown.read_text()
+    args.no_markdown = True
+    _common.save_runs(args, "t", {"command": "c", "protocol": "P", "runs": []}, ("seed",), str)
+    assert "t:start" not in args.markdown.read_text()
+
+
+def test_data_dir_missing_names_the_folder(tmp_path, capsys):
+    import argparse
+
+    assert not _common.data_dir_missing(argparse.Namespace(data_dir=tmp_path))
+    assert _common.data_dir_missing(argparse.Namespace(data_dir=tmp_path / "nope"))
+    assert f"`--data-dir` does not exist: {tmp_path / 'nope'}" in capsys.readouterr().err

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the project's packages, also without `pip install -e .`
@@ -72,6 +75,46 @@ def render_from_json(args: argparse.Namespace, section: str, markdown: Callable[
     write_section(args.markdown, section, markdown(json.loads(args.from_json.read_text())))
     print(f"Wrote the '{section}' section of {args.markdown} from {args.from_json}")
     return True
+
+
+def head_commit() -> str:
+    """The short commit of the repository's HEAD, recorded with every run."""
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """How the user invoked benchmark ``script`` (e.g. ``"seg_busi.py"``), for the results."""
+    return " ".join([f"python benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
+
+
+def history_summary(rows: list[dict], train_images: int) -> dict:
+    """Last and best validation Dice/IoU and training speed from per-epoch rows.
+
+    Each row holds ``epoch``, ``val_dice``, ``val_iou``, ``train_seconds`` and ``epoch_seconds``.
+    Speed leaves out the first epoch, which also traces the graph and fills caches.
+    """
+    best = max(rows, key=lambda r: r["val_dice"])
+    last = rows[-1]
+    timed = rows[1:] or rows
+    return {
+        "epochs": len(rows),
+        "last": {"epoch": int(last["epoch"]), "dice": last["val_dice"], "iou": last["val_iou"]},
+        "best": {"epoch": int(best["epoch"]), "dice": best["val_dice"], "iou": best["val_iou"]},
+        "seconds_per_epoch": sum(r["epoch_seconds"] for r in timed) / len(timed),
+        "train_images_per_second": train_images * len(timed) / sum(r["train_seconds"] for r in timed),
+    }
+
+
+def seed_spread(runs: list[dict]) -> str:
+    """Mean, sample standard deviation and range of the last- and best-epoch Dice of ``runs``."""
+    parts = []
+    for name, which in (("last-epoch Dice", "last"), ("best Dice", "best")):
+        d = np.array([r[which]["dice"] for r in runs])
+        parts.append(f"{name} {d.mean():.3f} +- {d.std(ddof=1):.3f} (range {d.min():.3f}-{d.max():.3f})")
+    seeds = ", ".join(str(r["seed"]) for r in runs)
+    return f"seeds {seeds}): {', '.join(parts)}; mean +- standard deviation."
 
 
 def data_dir_missing(args: argparse.Namespace) -> bool:

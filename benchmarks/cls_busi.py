@@ -36,6 +36,7 @@ from _common import (
     REPO,
     VARIANTS,
     add_training_run_args,
+    command_line,
     data_dir_missing,
     merge_previous,
     render_from_json,
@@ -214,7 +215,7 @@ def markdown(result: dict) -> str:
     lines = [
         "## BUSI classification from scratch (issue: classification)",
         "",
-        *[f"Command: `{c}`  " for c in result.get("commands", [result["command"]])],
+        *[f"Command: `{c}`  " for c in result["commands"]],
         f"Protocol: {result['protocol']}. Date: {result['date']}.",
         "",
         f"Validation is fold 0 of the duplicate-grouped splits ({r0['train_cases']} training, "
@@ -320,7 +321,7 @@ def main(argv=None) -> int:
     if data_dir_missing(args):
         return 2
     previous = json.loads(args.json.read_text()) if args.json.exists() else {}
-    command = " ".join(["python benchmarks/cls_busi.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("cls_busi.py", argv)
     if args.ensemble_only:
         if not previous:
             print(f"error: `--ensemble-only` needs an earlier result in {args.json}", file=sys.stderr)

@@ -35,9 +35,13 @@ from _common import (
     REPO,
     VARIANTS,
     add_training_run_args,
+    command_line,
     data_dir_missing,
+    head_commit,
+    history_summary,
     render_from_json,
     save_runs,
+    seed_spread,
     variant_env,
     write_json,
 )
@@ -76,6 +80,7 @@ def fold_arrays(data_dir: Path, project: Path) -> dict[str, np.ndarray]:
 def train_worker(args: argparse.Namespace) -> None:
     """Train BasicUNet for one seed in this process, writing the history to ``args.worker_out`` every epoch."""
     try:
+        import monai
         import torch
         from monai.losses import DiceCELoss
         from monai.networks.nets import BasicUNet
@@ -84,7 +89,6 @@ def train_worker(args: argparse.Namespace) -> None:
             f"error: this benchmark needs PyTorch and MONAI, which the project does not depend on ({e}). "
             "Install them beside it: pip install torch==2.13.0 monai==1.6.0"
         ) from e
-    import monai
 
     from metrics.segmentation import per_image_scores
     from pipeline.augment import Augmenter
@@ -159,9 +163,7 @@ def run_one(seed: int, variant: str, args: argparse.Namespace) -> dict:
         sys.executable, str(Path(__file__).resolve()), "--worker", "--seed", str(seed), "--epochs", str(args.epochs),
         "--data-dir", str(args.data_dir), "--project", str(args.project), "--worker-out", str(out),
     ]  # fmt: skip
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    commit = head_commit()
     print(f"== BasicUNet seed {seed}, {variant} malloc, at {commit}", flush=True)
     subprocess.run(cmd, cwd=REPO, env=variant_env(variant), check=True)
     return summarize(json.loads(out.read_text()), seed, variant, commit)
@@ -172,18 +174,10 @@ def summarize(run: dict, seed: int, variant: str, commit: str) -> dict:
 
     Speed leaves out the first epoch, as ``seg_busi.py`` does.
     """
-    rows = run["history"]
-    best = max(rows, key=lambda r: r["val_dice"])
-    last = rows[-1]
-    timed = rows[1:] or rows
     return {
         "seed": seed,
         "variant": variant,
-        "epochs": len(rows),
-        "last": {"epoch": last["epoch"], "dice": last["val_dice"], "iou": last["val_iou"]},
-        "best": {"epoch": best["epoch"], "dice": best["val_dice"], "iou": best["val_iou"]},
-        "seconds_per_epoch": sum(r["epoch_seconds"] for r in timed) / len(timed),
-        "train_images_per_second": run["train_images"] * len(timed) / sum(r["train_seconds"] for r in timed),
+        **history_summary(run["history"], run["train_images"]),
         **{k: run[k] for k in ("parameters", "torch", "monai", "train_cases", "val_cases")},
         "commit": commit,
     }
@@ -216,15 +210,7 @@ def markdown(result: dict) -> str:
         )
     default = [r for r in runs if r["variant"] == "default"]
     if len(default) > 1:
-        last = np.array([r["last"]["dice"] for r in default])
-        best = np.array([r["best"]["dice"] for r in default])
-        lines += [
-            "",
-            f"Seed to seed (default malloc; seeds {', '.join(str(r['seed']) for r in default)}): last-epoch Dice "
-            f"{last.mean():.3f} +- {last.std(ddof=1):.3f} (range {last.min():.3f}-{last.max():.3f}), best Dice "
-            f"{best.mean():.3f} +- {best.std(ddof=1):.3f} (range {best.min():.3f}-{best.max():.3f}); "
-            "mean +- standard deviation.",
-        ]
+        lines += ["", "Seed to seed (default malloc; " + seed_spread(default)]
     return "\n".join([*lines, ""])
 
 
@@ -248,7 +234,7 @@ def main(argv=None) -> int:
     if args.worker:
         train_worker(args)
         return 0
-    command = " ".join(["python benchmarks/monai_basicunet.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("monai_basicunet.py", argv)
     protocol = (
         f"benign + malignant, fold 0, 128x128, {args.epochs} epochs, batch 8, Adam 1e-3 constant, "
         "DiceCE (sigmoid), flip + rotation +-15 degrees, no early stopping"

@@ -29,14 +29,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from _common import (
     REPO,
     VARIANTS,
     add_training_run_args,
+    command_line,
     data_dir_missing,
+    head_commit,
+    history_summary,
     render_from_json,
     save_runs,
+    seed_spread,
     variant_env,
 )
 
@@ -60,9 +63,7 @@ def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) 
         "--patience", "0", "--seed", str(args.seed),
         "--mixed-precision", precision, "--project", str(args.project), "--name", name, "--exist-ok",
     ]  # fmt: skip
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    commit = head_commit()
     print(f"== {name} at {commit}: {' '.join(cmd[1:])}", flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, env=variant_env(variant), check=True)
@@ -77,16 +78,8 @@ def read_run(run_dir: Path) -> dict:
     with open(run_dir / "history.csv", newline="") as f:
         rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    best = max(rows, key=lambda r: r["val_dice"])
-    last = rows[-1]
-    timed = rows[1:] or rows  # the first epoch also traces the graph and fills the cache
-    train_images = metrics["train_cases"] // 8 * 8
     return {
-        "epochs": len(rows),
-        "last": {"epoch": int(last["epoch"]), "dice": last["val_dice"], "iou": last["val_iou"]},
-        "best": {"epoch": int(best["epoch"]), "dice": best["val_dice"], "iou": best["val_iou"]},
-        "seconds_per_epoch": sum(r["epoch_seconds"] for r in timed) / len(timed),
-        "train_images_per_second": train_images * len(timed) / sum(r["train_seconds"] for r in timed),
+        **history_summary(rows, metrics["train_cases"] // 8 * 8),
         "train_cases": metrics["train_cases"],
         "val_cases": metrics["val_cases"],
         "run_dir": str(run_dir),
@@ -98,7 +91,7 @@ def markdown(result: dict) -> str:
     lines = [
         "## BUSI lesion segmentation (issue: segmentation)",
         "",
-        *[f"Command: `{c}`  " for c in result.get("commands") or [result["command"]]],
+        *[f"Command: `{c}`  " for c in result["commands"]],
         f"Protocol: {result['protocol']}. Date: {result['date']}.",
         "",
         "Validation is fold 0 of the duplicate-grouped splits "
@@ -138,14 +131,10 @@ def markdown(result: dict) -> str:
         groups.setdefault((r["model"], r["depth"], r["schedule"], r["precision"], r["variant"]), []).append(r)
     for (model, depth, schedule, precision, variant), rows in groups.items():
         if len(rows) > 1:
-            last = np.array([r["last"]["dice"] for r in rows])
-            best = np.array([r["best"]["dice"] for r in rows])
             lines += [
                 "",
                 f"Seed to seed ({model}, depth {depth}, {schedule} LR, {PRECISIONS[precision]}, {variant} malloc; "
-                f"seeds {', '.join(str(r['seed']) for r in rows)}): last-epoch Dice {last.mean():.3f} "
-                f"+- {last.std(ddof=1):.3f} (range {last.min():.3f}-{last.max():.3f}), best Dice {best.mean():.3f} "
-                f"+- {best.std(ddof=1):.3f} (range {best.min():.3f}-{best.max():.3f}); mean +- standard deviation.",
+                + seed_spread(rows),
             ]
     notes = [r for r in runs if r.get("note")]
     if notes:
@@ -204,7 +193,7 @@ def main(argv=None) -> int:
         return 0
     if data_dir_missing(args):
         return 2
-    command = " ".join(["python benchmarks/seg_busi.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("seg_busi.py", argv)
     protocol = (
         f"benign + malignant, fold 0, 128x128, {args.epochs} epochs, batch 8, Adam 1e-3 (LR schedule per row), "
         "BCE + Dice, flip + rotation +-15 degrees, no early stopping"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import _common
@@ -50,9 +51,7 @@ def test_merge_previous_drops_runs_of_another_protocol(tmp_path):
     assert [r["seed"] for r in merged["runs"]] == [5]
 
 
-def test_save_runs_merges_writes_the_json_and_renders_the_section(tmp_path, capsys):
-    import argparse
-
+def test_save_runs_merges_writes_the_json_and_renders_the_section(tmp_path):
     args = argparse.Namespace(json=tmp_path / "r.json", markdown=tmp_path / "B.md", no_markdown=False)
     for seed in (0, 1, 0):
         result = {"command": f"run {seed}", "protocol": "P", "runs": [{"seed": seed}]}
@@ -66,8 +65,6 @@ def test_save_runs_merges_writes_the_json_and_renders_the_section(tmp_path, caps
 
 
 def test_data_dir_missing_names_the_folder(tmp_path, capsys):
-    import argparse
-
     assert not _common.data_dir_missing(argparse.Namespace(data_dir=tmp_path))
     assert _common.data_dir_missing(argparse.Namespace(data_dir=tmp_path / "nope"))
     assert f"`--data-dir` does not exist: {tmp_path / 'nope'}" in capsys.readouterr().err

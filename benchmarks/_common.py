@@ -107,14 +107,24 @@ def history_summary(rows: list[dict], train_images: int) -> dict:
     }
 
 
-def seed_spread(runs: list[dict]) -> str:
-    """Mean, sample standard deviation and range of the last- and best-epoch Dice of ``runs``."""
+def spread(runs: list[dict], over: str = "seed") -> str:
+    """Mean, sample standard deviation and range of the last- and best-epoch Dice of ``runs``.
+
+    ``over`` names the field the runs differ in (``"seed"`` or ``"fold"``); the text starts with
+    its values, e.g. ``"seeds 0, 1): ..."``, to close a parenthesis the caller opened.
+    """
     parts = []
     for name, which in (("last-epoch Dice", "last"), ("best Dice", "best")):
         d = np.array([r[which]["dice"] for r in runs])
         parts.append(f"{name} {d.mean():.3f} +- {d.std(ddof=1):.3f} (range {d.min():.3f}-{d.max():.3f})")
-    seeds = ", ".join(str(r["seed"]) for r in runs)
-    return f"seeds {seeds}): {', '.join(parts)}; mean +- standard deviation."
+    values = ", ".join(str(r[over]) for r in runs)
+    return f"{over}s {values}): {', '.join(parts)}; mean +- standard deviation."
+
+
+def fold_sizes(runs: list[dict]) -> str:
+    """Training and validation cases of each fold in ``runs``, e.g. ``"fold 0: 516 training, 129 validation"``."""
+    sizes = {r["fold"]: (r["train_cases"], r["val_cases"]) for r in runs}
+    return "; ".join(f"fold {f}: {t} training, {v} validation" for f, (t, v) in sorted(sizes.items()))
 
 
 def data_dir_missing(args: argparse.Namespace) -> bool:

@@ -1,13 +1,14 @@
-"""MONAI's BasicUNet on the same BUSI fold as ``seg_busi.py``: the segmentation reference, measured here.
+"""MONAI's BasicUNet on the same BUSI folds as ``seg_busi.py``: the segmentation reference, measured here.
 
 The issue's reference (MONAI 1.6 ``BasicUNet``, defaults, DiceCE loss) was measured on data
 prepared outside this project. This script trains it on exactly what ``seg_busi.py`` trains
-our U-Net on: the same fold-0 cases of the duplicate-grouped splits, decoded and resized to
+our U-Net on: the same cases of the duplicate-grouped splits (fold 0; others with
+``--folds``), decoded and resized to
 128x128 by the project's pipeline, augmented by the project's ``flip_rotate`` preset, scored
 by the project's per-image Dice and IoU (threshold 0.5). 30 epochs, batch 8, Adam 1e-3
 constant, no early stopping; inputs scaled to [0, 1]; one sigmoid output channel
-(``DiceCELoss(sigmoid=True)``: Dice per image plus BCE from the logits). Each (seed, malloc
-setting) runs in its own process; results are saved after every run.
+(``DiceCELoss(sigmoid=True)``: Dice per image plus BCE from the logits). Each (fold, seed,
+malloc setting) runs in its own process; results are saved after every run.
 
 PyTorch and MONAI are not dependencies of the project. Install them beside it, e.g. in a
 virtual environment that sees the project's packages::
@@ -18,6 +19,7 @@ virtual environment that sees the project's packages::
 Usage:
     .venv-monai/bin/python benchmarks/monai_basicunet.py --seeds 0 1 2 --variants default
     .venv-monai/bin/python benchmarks/monai_basicunet.py --seeds 0 --variants no-trim
+    .venv-monai/bin/python benchmarks/monai_basicunet.py --folds 1 2 3 4 --variants default
     python benchmarks/monai_basicunet.py --from-json benchmarks/results/monai_basicunet.json
 """
 
@@ -37,22 +39,23 @@ from _common import (
     add_training_run_args,
     command_line,
     data_dir_missing,
+    fold_sizes,
     head_commit,
     history_summary,
     render_from_json,
     save_runs,
-    seed_spread,
+    spread,
     variant_env,
     write_json,
 )
 
 SECTION = "monai_basicunet"
-KEY = ("seed", "variant")
+KEY = ("fold", "seed", "variant")
 BATCH = 8
 
 
-def fold_arrays(data_dir: Path, project: Path) -> dict[str, np.ndarray]:
-    """Fold 0's benign and malignant cases as ``seg_busi.py`` sees them, before augmentation.
+def fold_arrays(data_dir: Path, project: Path, fold: int) -> dict[str, np.ndarray]:
+    """One fold's benign and malignant cases as ``seg_busi.py`` sees them, before augmentation.
 
     Returns:
         ``x_train``/``x_val`` uint8 ``(N, 128, 128, 3)`` and ``y_train``/``y_val`` uint8 ``(N, 128, 128)``.
@@ -63,9 +66,14 @@ def fold_arrays(data_dir: Path, project: Path) -> dict[str, np.ndarray]:
     from training.trainer import fold_records, prepare_data
 
     cfg = TrainConfig(
-        task="seg", data_dir=str(data_dir), project=str(project), fold=0, img_size=128, classes=("benign", "malignant")
+        task="seg",
+        data_dir=str(data_dir),
+        project=str(project),
+        fold=fold,
+        img_size=128,
+        classes=("benign", "malignant"),
     )
-    train, val = fold_records(prepare_data(cfg), cfg, 0)
+    train, val = fold_records(prepare_data(cfg), cfg, fold)
     pcfg = PipelineConfig(img_size=128, batch_size=BATCH, augment="none")
     out = {}
     for tag, records in (("train", train), ("val", val)):
@@ -78,7 +86,7 @@ def fold_arrays(data_dir: Path, project: Path) -> dict[str, np.ndarray]:
 
 
 def train_worker(args: argparse.Namespace) -> None:
-    """Train BasicUNet for one seed in this process, writing the history to ``args.worker_out`` every epoch."""
+    """Train BasicUNet for one fold and seed in this process, writing the history to ``args.worker_out`` every epoch."""
     try:
         import monai
         import torch
@@ -93,7 +101,7 @@ def train_worker(args: argparse.Namespace) -> None:
     from metrics.segmentation import per_image_scores
     from pipeline.augment import Augmenter
 
-    d = fold_arrays(args.data_dir, args.project)
+    d = fold_arrays(args.data_dir, args.project, args.fold)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     augment = Augmenter("flip_rotate")
@@ -156,25 +164,28 @@ def train_worker(args: argparse.Namespace) -> None:
         write_json(args.worker_out, {**info, "history": history})
 
 
-def run_one(seed: int, variant: str, args: argparse.Namespace) -> dict:
-    """Train one seed under one malloc setting in a child process and summarize its history."""
-    out = args.project / "monai_basicunet" / f"s{seed}-{variant}.json"
+def run_one(fold: int, seed: int, variant: str, args: argparse.Namespace) -> dict:
+    """Train one fold and seed under one malloc setting in a child process and summarize its history."""
+    prefix = f"f{fold}-" if fold else ""  # fold 0 keeps the names of the runs measured before --folds
+    out = args.project / "monai_basicunet" / f"{prefix}s{seed}-{variant}.json"
     cmd = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", "--seed", str(seed), "--epochs", str(args.epochs),
+        sys.executable, str(Path(__file__).resolve()), "--worker", "--fold", str(fold), "--seed", str(seed),
+        "--epochs", str(args.epochs),
         "--data-dir", str(args.data_dir), "--project", str(args.project), "--worker-out", str(out),
     ]  # fmt: skip
     commit = head_commit()
-    print(f"== BasicUNet seed {seed}, {variant} malloc, at {commit}", flush=True)
+    print(f"== BasicUNet fold {fold}, seed {seed}, {variant} malloc, at {commit}", flush=True)
     subprocess.run(cmd, cwd=REPO, env=variant_env(variant), check=True)
-    return summarize(json.loads(out.read_text()), seed, variant, commit)
+    return summarize(json.loads(out.read_text()), fold, seed, variant, commit)
 
 
-def summarize(run: dict, seed: int, variant: str, commit: str) -> dict:
+def summarize(run: dict, fold: int, seed: int, variant: str, commit: str) -> dict:
     """A table row from a worker's output: last and best validation Dice/IoU and training speed.
 
     Speed leaves out the first epoch, as ``seg_busi.py`` does.
     """
     return {
+        "fold": fold,
         "seed": seed,
         "variant": variant,
         **history_summary(run["history"], run["train_images"]),
@@ -185,32 +196,36 @@ def summarize(run: dict, seed: int, variant: str, commit: str) -> dict:
 
 def markdown(result: dict) -> str:
     """The BENCHMARKS.md section."""
-    runs = sorted(result["runs"], key=lambda r: (r["seed"], list(VARIANTS).index(r["variant"])))
+    runs = sorted(result["runs"], key=lambda r: (r["fold"], r["seed"], list(VARIANTS).index(r["variant"])))
     first = runs[0]
     lines = [
-        "## Reference: MONAI BasicUNet on the same BUSI fold",
+        "## Reference: MONAI BasicUNet on the same BUSI folds",
         "",
         *[f"Command: `{c}`  " for c in result["commands"]],
         f"Protocol: {result['protocol']}. Date: {result['date']}.",
         "",
         f"MONAI {first['monai']} `BasicUNet` with its defaults ({first['parameters'] / 1e6:.2f}M parameters), "
         f"PyTorch {first['torch']} on the CPU, trained on the cases, pixels, augmentation and Dice of the "
-        f"segmentation benchmark above ({first['train_cases']} training, {first['val_cases']} validation images). "
+        f"segmentation benchmark above ({fold_sizes(runs)} images). "
         "The commands run under a Python that has PyTorch and MONAI besides the project (the script's docstring "
         "shows how to set one up).",
         "",
-        "| seed | malloc | last-epoch Dice | last-epoch IoU | best Dice (epoch) | s/epoch | train img/s | code |",
-        "|---|---|---|---|---|---|---|---|",
+        "| fold | seed | malloc | last-epoch Dice | last-epoch IoU | best Dice (epoch) | s/epoch | train img/s "
+        "| code |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
-            f"| {r['seed']} | {r['variant']} | {r['last']['dice']:.3f} | {r['last']['iou']:.3f} | "
+            f"| {r['fold']} | {r['seed']} | {r['variant']} | {r['last']['dice']:.3f} | {r['last']['iou']:.3f} | "
             f"{r['best']['dice']:.3f} ({r['best']['epoch']}) | {r['seconds_per_epoch']:.1f} | "
             f"{r['train_images_per_second']:.1f} | {r['commit']} |"
         )
     default = [r for r in runs if r["variant"] == "default"]
-    if len(default) > 1:
-        lines += ["", "Seed to seed (default malloc; " + seed_spread(default)]
+    for over, other in (("seed", "fold"), ("fold", "seed")):
+        for fixed in sorted({r[other] for r in default}):
+            rows = sorted((r for r in default if r[other] == fixed), key=lambda r: r[over])
+            if len(rows) > 1:
+                lines += ["", f"{over.capitalize()} to {over} (default malloc, {other} {fixed}; " + spread(rows, over)]
     return "\n".join([*lines, ""])
 
 
@@ -218,9 +233,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=30, help="epochs per run (protocol: 30)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to train (weights, order, augmentation)")
+    p.add_argument(
+        "--folds", type=int, nargs="+", default=[0], help="folds of the grouped splits to validate on (protocol: 0)"
+    )
     add_training_run_args(p, SECTION)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--fold", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -236,18 +255,20 @@ def main(argv=None) -> int:
         return 0
     command = command_line("monai_basicunet.py", argv)
     protocol = (
-        f"benign + malignant, fold 0, 128x128, {args.epochs} epochs, batch 8, Adam 1e-3 constant, "
+        f"benign + malignant, fold per row, 128x128, {args.epochs} epochs, batch 8, Adam 1e-3 constant, "
         "DiceCE (sigmoid), flip + rotation +-15 degrees, no early stopping"
     )
     runs = []
-    for seed in args.seeds:
-        for variant in args.variants:
-            runs.append(run_one(seed, variant, args))
-            result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
-            save_runs(args, SECTION, result, KEY, markdown)
+    for fold in args.folds:
+        for seed in args.seeds:
+            for variant in args.variants:
+                runs.append(run_one(fold, seed, variant, args))
+                result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
+                save_runs(args, SECTION, result, KEY, markdown)
     for r in runs:
         print(
-            f"seed {r['seed']} {r['variant']:>8}: last Dice {r['last']['dice']:.3f} IoU {r['last']['iou']:.3f}, "
+            f"fold {r['fold']} seed {r['seed']} {r['variant']:>8}: "
+            f"last Dice {r['last']['dice']:.3f} IoU {r['last']['iou']:.3f}, "
             f"best Dice {r['best']['dice']:.3f} (epoch {r['best']['epoch']}), {r['seconds_per_epoch']:.1f} s/epoch, "
             f"{r['train_images_per_second']:.1f} img/s"
         )

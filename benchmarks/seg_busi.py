@@ -1,7 +1,7 @@
 """U-Net and ResUNet lesion segmentation on BUSI, by the issue's protocol.
 
 Protocol: benign and malignant images (normals excluded, as in the literature),
-fold 0 of the duplicate-grouped splits, 128x128, 30 epochs, batch 8, Adam 1e-3
+fold 0 of the duplicate-grouped splits (other folds with ``--folds``), 128x128, 30 epochs, batch 8, Adam 1e-3
 (constant, or cosine decay with ``--schedule cosine``), BCE + Dice, horizontal flip and +-15 degree rotation
 (``--augment flip_rotate``), no early stopping. Each model is trained in float32
 and in mixed bfloat16, each under glibc's default malloc settings and with
@@ -16,6 +16,7 @@ Usage:
     python benchmarks/seg_busi.py --epochs 2 --models unet --precisions off --variants default --no-markdown
     python benchmarks/seg_busi.py --models unet --depth 5 --schedule cosine
     python benchmarks/seg_busi.py --models unet --precisions off --variants default --seed 1
+    python benchmarks/seg_busi.py --models unet --precisions off --variants default --folds 1 2 3 4
     python benchmarks/seg_busi.py --from-json benchmarks/results/seg_busi.json
 """
 
@@ -35,29 +36,31 @@ from _common import (
     add_training_run_args,
     command_line,
     data_dir_missing,
+    fold_sizes,
     head_commit,
     history_summary,
     render_from_json,
     save_runs,
-    seed_spread,
+    spread,
     variant_env,
 )
 
 SECTION = "seg_busi"
 MODELS = ("unet", "resunet")
 PRECISIONS = {"off": "float32", "bf16": "mixed bfloat16"}
-KEY = ("model", "precision", "variant", "depth", "schedule", "seed")
+KEY = ("model", "precision", "variant", "depth", "schedule", "seed", "fold")
 """Fields that identify a run; a run measured again replaces the stored one."""
 
 
-def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) -> dict:
-    """Train one configuration in its own process and read its history."""
+def run_one(model: str, precision: str, variant: str, fold: int, args: argparse.Namespace) -> dict:
+    """Train one configuration on one fold in its own process and read its history."""
     name = f"{model}-{precision}-{variant}" + (f"-d{args.depth}" if args.depth != 4 else "")
     name += f"-{args.schedule}" if args.schedule != "constant" else ""
     name += f"-s{args.seed}" if args.seed else ""
+    name += f"-f{fold}" if fold else ""
     cmd = [
         sys.executable, "train.py", "--task", "seg", "--model", model,
-        "--data-dir", str(args.data_dir), "--classes", "benign", "malignant", "--fold", "0",
+        "--data-dir", str(args.data_dir), "--classes", "benign", "malignant", "--fold", str(fold),
         "--img-size", "128", "--epochs", str(args.epochs), "--batch-size", "8", "--lr", "1e-3",
         "--schedule", args.schedule, "--depth", str(args.depth), "--loss", "bce_dice", "--augment", "flip_rotate",
         "--patience", "0", "--seed", str(args.seed),
@@ -69,7 +72,7 @@ def run_one(model: str, precision: str, variant: str, args: argparse.Namespace) 
     subprocess.run(cmd, cwd=REPO, env=variant_env(variant), check=True)
     wall = time.perf_counter() - t0
     row = read_run(Path(args.project) / "seg" / name)
-    key = dict(zip(KEY, (model, precision, variant, args.depth, args.schedule, args.seed), strict=True))
+    key = dict(zip(KEY, (model, precision, variant, args.depth, args.schedule, args.seed, fold), strict=True))
     return {**key, **row, "wall_seconds": wall, "commit": commit}
 
 
@@ -94,17 +97,17 @@ def markdown(result: dict) -> str:
         *[f"Command: `{c}`  " for c in result["commands"]],
         f"Protocol: {result['protocol']}. Date: {result['date']}.",
         "",
-        "Validation is fold 0 of the duplicate-grouped splits "
-        f"({result['runs'][0]['train_cases']} training, {result['runs'][0]['val_cases']} validation images). "
+        "Validation is the row's fold of the duplicate-grouped splits "
+        f"({fold_sizes(result['runs'])} images). "
         "Dice and IoU are per-image means at threshold 0.5. The best epoch is chosen on the same fold, "
         "so its figure is optimistic; the last epoch is the honest one. Seconds per epoch and images/s "
         "leave out the first epoch (graph tracing and cache filling). The code column is the commit each row "
         "was measured at; from a9e3e4a on, the cross-entropy term is computed from the logits (before, from "
         "probabilities clipped to [1e-7, 1 - 1e-7], which gives confidently wrong pixels no gradient).",
         "",
-        "| model | depth | LR schedule | seed | precision | malloc | last-epoch Dice | last-epoch IoU | "
+        "| model | depth | LR schedule | seed | fold | precision | malloc | last-epoch Dice | last-epoch IoU | "
         "best Dice (epoch) | s/epoch | train img/s | code |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def order(r: dict) -> tuple:
@@ -113,6 +116,7 @@ def markdown(result: dict) -> str:
             r["depth"],
             r["schedule"],
             r["seed"],
+            r["fold"],
             list(PRECISIONS).index(r["precision"]),
             list(VARIANTS).index(r["variant"]),
         )
@@ -120,22 +124,24 @@ def markdown(result: dict) -> str:
     runs = sorted(result["runs"], key=order)
     for r in runs:
         lines.append(
-            f"| {r['model']} | {r['depth']} | {r['schedule']} | {r['seed']} | "
+            f"| {r['model']} | {r['depth']} | {r['schedule']} | {r['seed']} | {r['fold']} | "
             f"{PRECISIONS[r['precision']]} | {r['variant']} | "
             f"{r['last']['dice']:.3f} | "
             f"{r['last']['iou']:.3f} | {r['best']['dice']:.3f} ({r['best']['epoch']}) | "
             f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {r['commit']} |"
         )
-    groups: dict[tuple, list[dict]] = {}
-    for r in runs:
-        groups.setdefault((r["model"], r["depth"], r["schedule"], r["precision"], r["variant"]), []).append(r)
-    for (model, depth, schedule, precision, variant), rows in groups.items():
-        if len(rows) > 1:
-            lines += [
-                "",
-                f"Seed to seed ({model}, depth {depth}, {schedule} LR, {PRECISIONS[precision]}, {variant} malloc; "
-                + seed_spread(rows),
-            ]
+    for over, other in (("seed", "fold"), ("fold", "seed")):
+        groups: dict[tuple, list[dict]] = {}
+        for r in runs:
+            config = (r["model"], r["depth"], r["schedule"], r[other], r["precision"], r["variant"])
+            groups.setdefault(config, []).append(r)
+        for (model, depth, schedule, fixed, precision, variant), rows in groups.items():
+            if len(rows) > 1:
+                lines += [
+                    "",
+                    f"{over.capitalize()} to {over} ({model}, depth {depth}, {schedule} LR, {other} {fixed}, "
+                    f"{PRECISIONS[precision]}, {variant} malloc; " + spread(sorted(rows, key=lambda r: r[over]), over),
+                ]
     notes = [r for r in runs if r.get("note")]
     if notes:
         lines.append("")
@@ -161,7 +167,7 @@ def markdown(result: dict) -> str:
         "at its best) and trains at 20.1 images/s. Target: our default U-Net at least 0.77 at the last "
         "epoch and at least 24 training images/s. Trained on this benchmark's own fold, pixels and augmentation, "
         "BasicUNet ends at 0.730-0.732 over three seeds (section 'Reference: MONAI BasicUNet on the same BUSI "
-        "fold' below).",
+        "folds' below).",
         "",
     ]
     return "\n".join(lines)
@@ -183,6 +189,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--schedule", choices=["constant", "cosine"], default="constant", help="learning rate: constant 1e-3 or cosine"
     )
     p.add_argument("--seed", type=int, default=0, help="train.py --seed (weights, augmentation, order); 0 in the table")
+    p.add_argument(
+        "--folds", type=int, nargs="+", default=[0], help="folds of the grouped splits to validate on (protocol: 0)"
+    )
     add_training_run_args(p, SECTION)
     return p.parse_args(argv)
 
@@ -195,19 +204,20 @@ def main(argv=None) -> int:
         return 2
     command = command_line("seg_busi.py", argv)
     protocol = (
-        f"benign + malignant, fold 0, 128x128, {args.epochs} epochs, batch 8, Adam 1e-3 (LR schedule per row), "
+        f"benign + malignant, fold per row, 128x128, {args.epochs} epochs, batch 8, Adam 1e-3 (LR schedule per row), "
         "BCE + Dice, flip + rotation +-15 degrees, no early stopping"
     )
     runs = []
     for model in args.models:
-        for precision in args.precisions:
-            for variant in args.variants:
-                runs.append(run_one(model, precision, variant, args))
-                result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
-                save_runs(args, SECTION, result, KEY, markdown)
+        for fold in args.folds:
+            for precision in args.precisions:
+                for variant in args.variants:
+                    runs.append(run_one(model, precision, variant, fold, args))
+                    result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
+                    save_runs(args, SECTION, result, KEY, markdown)
     for r in runs:
         print(
-            f"{r['model']:>8} d{r['depth']} {r['schedule']:>8} {r['precision']:>4} {r['variant']:>8}: "
+            f"{r['model']:>8} d{r['depth']} {r['schedule']:>8} fold {r['fold']} {r['precision']:>4} {r['variant']:>8}: "
             f"last Dice {r['last']['dice']:.3f} "
             f"IoU {r['last']['iou']:.3f}, best Dice {r['best']['dice']:.3f} (epoch {r['best']['epoch']}), "
             f"{r['seconds_per_epoch']:.1f} s/epoch, {r['train_images_per_second']:.1f} img/s"

@@ -68,3 +68,25 @@ def test_data_dir_missing_names_the_folder(tmp_path, capsys):
     assert not _common.data_dir_missing(argparse.Namespace(data_dir=tmp_path))
     assert _common.data_dir_missing(argparse.Namespace(data_dir=tmp_path / "nope"))
     assert f"`--data-dir` does not exist: {tmp_path / 'nope'}" in capsys.readouterr().err
+
+
+def _dice_row(fold, seed, last, best):
+    return {"fold": fold, "seed": seed, "last": {"dice": last}, "best": {"dice": best}}
+
+
+def test_spread_gives_mean_sample_sd_and_range_over_the_named_field():
+    runs = [_dice_row(f, 0, last, last + 0.02) for f, last in enumerate([0.70, 0.74, 0.78])]
+    text = _common.spread(runs, "fold")
+    assert text.startswith("folds 0, 1, 2): ")
+    assert "last-epoch Dice 0.740 +- 0.040 (range 0.700-0.780)" in text  # sd with ddof=1: sqrt(0.0032/2)
+    assert "best Dice 0.760 +- 0.040 (range 0.720-0.800)" in text
+    assert _common.spread(runs[:2]).startswith("seeds 0, 0): ")
+
+
+def test_fold_sizes_lists_each_fold_once_in_order():
+    runs = [
+        {"fold": 2, "train_cases": 510, "val_cases": 135},
+        {"fold": 0, "train_cases": 516, "val_cases": 129},
+        {"fold": 2, "train_cases": 510, "val_cases": 135},
+    ]
+    assert _common.fold_sizes(runs) == "fold 0: 516 training, 129 validation; fold 2: 510 training, 135 validation"

@@ -1,4 +1,4 @@
-"""seg_busi.py: reading a run folder into a row, and the table with its seed-to-seed line."""
+"""seg_busi.py: reading a run folder into a row, and the table with its seed-to-seed and fold-to-fold lines."""
 
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ def test_read_run_reports_last_and_best_and_times_without_the_first_epoch(tmp_pa
     assert (row["train_cases"], row["val_cases"]) == (21, 7)
 
 
-def _row(seed, last, best, variant="default"):
+def _row(seed, last, best, variant="default", fold=0):
     return {
         "model": "unet", "precision": "off", "variant": variant, "depth": 4, "schedule": "constant", "seed": seed,
+        "fold": fold,
         "last": {"epoch": 30, "dice": last, "iou": last - 0.1}, "best": {"epoch": 20, "dice": best, "iou": best - 0.1},
         "seconds_per_epoch": 16.0, "train_images_per_second": 34.0, "train_cases": 516, "val_cases": 129,
         "commit": "abc1234",
@@ -51,5 +52,32 @@ def test_markdown_lists_every_run_and_summarizes_seeds_of_one_configuration():
     assert [line.split(" | ")[3] for line in table] == ["0", "0", "1"]  # sorted by seed, then malloc
     assert "| 0.720 | 0.620 | 0.730 (20) | 16.0 | 34.0 | abc1234 |" in table[0]
     # mean and sample standard deviation of the default-malloc seeds 0 and 1 only
-    assert "seeds 0, 1): last-epoch Dice 0.730 +- 0.014 (range 0.720-0.740)" in text
+    assert "fold 0, float32, default malloc; seeds 0, 1): last-epoch Dice 0.730 +- 0.014 (range 0.720-0.740)" in text
+    assert "Fold to fold" not in text
     assert "Not yet measured with this protocol: unet mixed bfloat16 (default)" in text
+
+
+def test_markdown_gives_the_fold_column_sizes_and_a_fold_to_fold_line():
+    result = {
+        "commands": ["python benchmarks/seg_busi.py --folds 1 2"],
+        "protocol": "P",
+        "date": "2026-11-24",
+        "runs": [
+            {**_row(0, 0.78, 0.79, fold=2), "train_cases": 510, "val_cases": 135},
+            _row(0, 0.72, 0.73),
+            _row(0, 0.76, 0.77, fold=1),
+            _row(1, 0.74, 0.75),
+        ],
+    }
+    text = seg_busi.markdown(result)
+    table = [line.split(" | ") for line in text.splitlines() if line.startswith("| unet ")]
+    assert [(row[3], row[4]) for row in table] == [("0", "0"), ("0", "1"), ("0", "2"), ("1", "0")]  # (seed, fold)
+    assert (
+        "(fold 0: 516 training, 129 validation; fold 1: 516 training, 129 validation; "
+        "fold 2: 510 training, 135 validation images)"
+    ) in text
+    # seed 0 over folds 0-2 (0.72, 0.76, 0.78): mean 0.753, sample sd 0.031; the seed-1 run is not part of it
+    assert (
+        "Fold to fold (unet, depth 4, constant LR, seed 0, float32, default malloc; folds 0, 1, 2): "
+        "last-epoch Dice 0.753 +- 0.031 (range 0.720-0.780)"
+    ) in text

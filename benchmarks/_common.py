@@ -121,6 +121,18 @@ def spread(runs: list[dict], over: str = "seed") -> str:
     return f"{over}s {values}): {', '.join(parts)}; mean +- standard deviation."
 
 
+def spread_groups(runs: list[dict], over: str, shared: tuple[str, ...]) -> list[tuple[tuple, list[dict]]]:
+    """Runs that agree on the fields ``shared`` and differ in ``over``, for :func:`spread`.
+
+    Returns ``(values of shared, runs sorted by over)`` for every group of two or more runs,
+    groups in order of their first run.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(tuple(r[k] for k in shared), []).append(r)
+    return [(values, sorted(rows, key=lambda r: r[over])) for values, rows in groups.items() if len(rows) > 1]
+
+
 def fold_sizes(runs: list[dict]) -> str:
     """Training and validation cases of each fold in ``runs``, e.g. ``"fold 0: 516 training, 129 validation"``."""
     sizes = {r["fold"]: (r["train_cases"], r["val_cases"]) for r in runs}

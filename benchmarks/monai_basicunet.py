@@ -3,12 +3,12 @@
 The issue's reference (MONAI 1.6 ``BasicUNet``, defaults, DiceCE loss) was measured on data
 prepared outside this project. This script trains it on exactly what ``seg_busi.py`` trains
 our U-Net on: the same cases of the duplicate-grouped splits (fold 0; others with
-``--folds``), decoded and resized to
-128x128 by the project's pipeline, augmented by the project's ``flip_rotate`` preset, scored
-by the project's per-image Dice and IoU (threshold 0.5). 30 epochs, batch 8, Adam 1e-3
-constant, no early stopping; inputs scaled to [0, 1]; one sigmoid output channel
-(``DiceCELoss(sigmoid=True)``: Dice per image plus BCE from the logits). Each (fold, seed,
-malloc setting) runs in its own process; results are saved after every run.
+``--folds``), decoded and resized to 128x128 by the project's pipeline, augmented by the
+project's ``flip_rotate`` preset, scored by the project's per-image Dice and IoU (threshold
+0.5). 30 epochs, batch 8, Adam 1e-3 constant, no early stopping; inputs scaled to [0, 1];
+one sigmoid output channel (``DiceCELoss(sigmoid=True)``: Dice per image plus BCE from the
+logits). Each (fold, seed, malloc setting) runs in its own process; results are saved after
+every run.
 
 PyTorch and MONAI are not dependencies of the project. Install them beside it, e.g. in a
 virtual environment that sees the project's packages::
@@ -45,6 +45,7 @@ from _common import (
     render_from_json,
     save_runs,
     spread,
+    spread_groups,
     variant_env,
     write_json,
 )
@@ -222,10 +223,8 @@ def markdown(result: dict) -> str:
         )
     default = [r for r in runs if r["variant"] == "default"]
     for over, other in (("seed", "fold"), ("fold", "seed")):
-        for fixed in sorted({r[other] for r in default}):
-            rows = sorted((r for r in default if r[other] == fixed), key=lambda r: r[over])
-            if len(rows) > 1:
-                lines += ["", f"{over.capitalize()} to {over} (default malloc, {other} {fixed}; " + spread(rows, over)]
+        for (fixed,), rows in spread_groups(default, over, (other,)):
+            lines += ["", f"{over.capitalize()} to {over} (default malloc, {other} {fixed}; " + spread(rows, over)]
     return "\n".join([*lines, ""])
 
 

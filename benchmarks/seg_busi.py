@@ -1,15 +1,17 @@
 """U-Net and ResUNet lesion segmentation on BUSI, by the issue's protocol.
 
 Protocol: benign and malignant images (normals excluded, as in the literature),
-fold 0 of the duplicate-grouped splits (other folds with ``--folds``), 128x128, 30 epochs, batch 8, Adam 1e-3
-(constant, or cosine decay with ``--schedule cosine``), BCE + Dice, horizontal flip and +-15 degree rotation
-(``--augment flip_rotate``), no early stopping. Each model is trained in float32
+fold 0 of the duplicate-grouped splits (other folds with ``--folds``), 128x128,
+30 epochs, batch 8, Adam 1e-3 (constant, or cosine decay with ``--schedule
+cosine``), BCE + Dice, horizontal flip and +-15 degree rotation (``--augment
+flip_rotate``), no early stopping. Each model is trained in float32
 and in mixed bfloat16, each under glibc's default malloc settings and with
 ``MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184``, every
 run a separate ``train.py`` process. Reported: mean per-image validation Dice and
 IoU at the last epoch and at the best epoch (choosing the best epoch on the same
 fold flatters it), seconds per epoch and training images/s. Results are saved
-after every run; rows with two or more seeds get a seed-to-seed summary.
+after every run; rows with two or more seeds (or folds) get a seed-to-seed (or
+fold-to-fold) summary.
 
 Usage:
     python benchmarks/seg_busi.py
@@ -42,6 +44,7 @@ from _common import (
     render_from_json,
     save_runs,
     spread,
+    spread_groups,
     variant_env,
 )
 
@@ -131,17 +134,13 @@ def markdown(result: dict) -> str:
             f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {r['commit']} |"
         )
     for over, other in (("seed", "fold"), ("fold", "seed")):
-        groups: dict[tuple, list[dict]] = {}
-        for r in runs:
-            config = (r["model"], r["depth"], r["schedule"], r[other], r["precision"], r["variant"])
-            groups.setdefault(config, []).append(r)
-        for (model, depth, schedule, fixed, precision, variant), rows in groups.items():
-            if len(rows) > 1:
-                lines += [
-                    "",
-                    f"{over.capitalize()} to {over} ({model}, depth {depth}, {schedule} LR, {other} {fixed}, "
-                    f"{PRECISIONS[precision]}, {variant} malloc; " + spread(sorted(rows, key=lambda r: r[over]), over),
-                ]
+        shared = ("model", "depth", "schedule", other, "precision", "variant")
+        for (model, depth, schedule, fixed, precision, variant), rows in spread_groups(runs, over, shared):
+            lines += [
+                "",
+                f"{over.capitalize()} to {over} ({model}, depth {depth}, {schedule} LR, {other} {fixed}, "
+                f"{PRECISIONS[precision]}, {variant} malloc; " + spread(rows, over),
+            ]
     notes = [r for r in runs if r.get("note")]
     if notes:
         lines.append("")

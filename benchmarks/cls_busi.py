@@ -305,13 +305,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 def save(args: argparse.Namespace, previous: dict, result: dict) -> None:
     """Soft-vote the runs, write the JSON results and BENCHMARKS.md; called after every run.
 
-    An interrupted invocation thus keeps the runs it finished.
+    An interrupted invocation thus keeps the runs it finished. Timings saved before any accuracy
+    run exists are written to the JSON only: the section describes the accuracy runs first.
     """
-    result = result | {"ensembles": soft_votes(result["runs"], Path(args.project), previous.get("ensembles", {}))}
+    runs = result.get("runs", [])
+    result = result | {"ensembles": soft_votes(runs, Path(args.project), previous.get("ensembles", {}))}
     write_json(args.json, result)
     print(f"Wrote {args.json}", flush=True)
-    if not args.no_markdown:
-        write_section(args.markdown, SECTION, markdown(result))
+    if args.no_markdown:
+        return
+    if not runs:
+        print(f"{args.json} holds no accuracy runs yet, so the section of {args.markdown} was left as it is.")
+        return
+    write_section(args.markdown, SECTION, markdown(result))
 
 
 def main(argv=None) -> int:

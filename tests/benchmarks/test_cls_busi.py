@@ -1,0 +1,75 @@
+"""cls_busi.py: ``--timing-only`` saves every timing as it finishes, with or without earlier accuracy runs."""
+
+from __future__ import annotations
+
+import json
+
+import cls_busi
+import pytest
+
+
+def _timing(model, variant, args):
+    return {
+        "model": model, "variant": variant, "imbalance": args.imbalance, "epochs": args.epochs, "timed_epochs": 1,
+        "seconds_per_epoch": 50.0, "train_images_per_second": 12.4, "fastest_epoch_seconds": 50.0, "slow_epochs": 0,
+    }  # fmt: skip
+
+
+def _accuracy_run(model):
+    last = {
+        "accuracy": 0.7, "macro_f1": 0.65, "macro_auc": 0.85,
+        "accuracy_ci95": [0.6, 0.8], "macro_f1_ci95": [0.55, 0.75], "macro_auc_ci95": [0.8, 0.9],
+    }  # fmt: skip
+    return {
+        "command": "python benchmarks/cls_busi.py", "model": model, "variant": "default", "epochs": 30,
+        "imbalance": "ce-oversample", "last": last, "best": {**last, "epoch": 28}, "predicted_share": [0.2, 0.5, 0.3],
+        "seconds_per_epoch": 60.0, "train_images_per_second": 10.4, "timed_epochs": 29, "fastest_epoch_seconds": 55.0,
+        "slow_epochs": 1, "train_cases": 622, "val_cases": 156, "run_dir": "/nonexistent",
+    }  # fmt: skip
+
+
+def _args(tmp_path, *models):
+    return [
+        "--timing-only", "--epochs", "2", "--variants", "no-trim", "--models", *models,
+        "--data-dir", str(tmp_path), "--project", str(tmp_path / "runs"),
+        "--json", str(tmp_path / "cls.json"), "--markdown", str(tmp_path / "B.md"),
+    ]  # fmt: skip
+
+
+def test_timing_only_into_a_new_json_keeps_the_finished_timing_when_the_next_run_fails(tmp_path, monkeypatch):
+    calls = []
+
+    def time_one(model, variant, args):
+        calls.append(model)
+        if len(calls) == 2:
+            raise RuntimeError("interrupted")
+        return _timing(model, variant, args)
+
+    monkeypatch.setattr(cls_busi, "time_one", time_one)
+    (tmp_path / "B.md").write_text("# Benchmarks\n")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        cls_busi.main(_args(tmp_path, "efficientnet_b0", "resnet50"))
+    saved = json.loads((tmp_path / "cls.json").read_text())
+    assert [(t["model"], t["variant"], t["epochs"]) for t in saved["timings"]] == [("efficientnet_b0", "no-trim", 2)]
+    assert "--timing-only" in saved["timings"][0]["command"]
+    assert saved["ensembles"] == {}
+    assert (tmp_path / "B.md").read_text() == "# Benchmarks\n"  # no accuracy runs to describe yet
+
+
+def test_timing_only_beside_accuracy_runs_adds_its_rows_to_the_section(tmp_path, monkeypatch):
+    monkeypatch.setattr(cls_busi, "time_one", _timing)
+    earlier = {
+        "command": "python benchmarks/cls_busi.py",
+        "protocol": "P",
+        "date": "2026-11-24",
+        "commands": ["python benchmarks/cls_busi.py"],
+        "runs": [_accuracy_run("efficientnet_b0")],
+    }
+    (tmp_path / "cls.json").write_text(json.dumps(earlier))
+    assert cls_busi.main(_args(tmp_path, "resnet50")) == 0
+    saved = json.loads((tmp_path / "cls.json").read_text())
+    assert saved["runs"] == earlier["runs"]
+    assert [t["model"] for t in saved["timings"]] == ["resnet50"]
+    text = (tmp_path / "B.md").read_text()
+    assert "| efficientnet_b0 | ce-oversample | 30 | default | 0.700 (0.60-0.80) |" in text
+    assert "| resnet50 | ce-oversample | no-trim | timing run, 2 epochs | 1 | 50.0 | 12.4 | 50.0 | 0 |" in text

@@ -302,22 +302,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def save(args: argparse.Namespace, previous: dict, result: dict) -> None:
-    """Soft-vote the runs, write the JSON results and BENCHMARKS.md; called after every run.
+def save(args: argparse.Namespace, result: dict) -> None:
+    """Write the JSON results and BENCHMARKS.md; called after every run.
 
     An interrupted invocation thus keeps the runs it finished. Timings saved before any accuracy
     run exists are written to the JSON only: the section describes the accuracy runs first.
     """
-    runs = result.get("runs", [])
-    result = result | {"ensembles": soft_votes(runs, Path(args.project), previous.get("ensembles", {}))}
     write_json(args.json, result)
     print(f"Wrote {args.json}", flush=True)
     if args.no_markdown:
         return
-    if not runs:
+    if not result.get("runs"):
         print(f"{args.json} holds no accuracy runs yet, so the section of {args.markdown} was left as it is.")
         return
     write_section(args.markdown, SECTION, markdown(result))
+
+
+def with_ensembles(result: dict, args: argparse.Namespace, previous: dict) -> dict:
+    """``result`` with the soft votes of its accuracy runs (only runs change them, not timings)."""
+    return result | {"ensembles": soft_votes(result["runs"], Path(args.project), previous.get("ensembles", {}))}
 
 
 def main(argv=None) -> int:
@@ -332,7 +335,7 @@ def main(argv=None) -> int:
         if not previous:
             print(f"error: `--ensemble-only` needs an earlier result in {args.json}", file=sys.stderr)
             return 2
-        save(args, previous, previous)
+        save(args, with_ensembles(previous, args, previous))
     elif args.timing_only:
         timings = []
         for v in args.variants:
@@ -342,7 +345,7 @@ def main(argv=None) -> int:
                 kept = [
                     t for t in previous.get("timings", []) if (t["model"], t["variant"], t["imbalance"]) not in keys
                 ]
-                save(args, previous, previous | {"timings": kept + timings})
+                save(args, previous | {"timings": kept + timings, "ensembles": previous.get("ensembles", {})})
     else:
         protocol = (
             "normal + benign + malignant, fold 0, 224x224, batch 16, Adam 1e-3 cosine, "
@@ -354,7 +357,7 @@ def main(argv=None) -> int:
                 runs.append(run_one(model, variant, args))
                 result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
                 result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
-                save(args, previous, result | {"timings": previous.get("timings", [])})
+                save(args, with_ensembles(result | {"timings": previous.get("timings", [])}, args, previous))
     return 0
 
 

@@ -49,6 +49,7 @@ from _common import (
     variant_env,
     write_json,
 )
+from seg_vs_basicunet import SEG_JSON, update_comparison
 
 SECTION = "monai_basicunet"
 KEY = ("fold", "seed", "variant")
@@ -264,6 +265,7 @@ def main(argv=None) -> int:
                 runs.append(run_one(fold, seed, variant, args))
                 result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
                 save_runs(args, SECTION, result, KEY, markdown)
+                update_comparison(args, seg_json=SEG_JSON, basic_json=args.json)
     for r in runs:
         print(
             f"fold {r['fold']} seed {r['seed']} {r['variant']:>8}: "

@@ -47,6 +47,7 @@ from _common import (
     spread_groups,
     variant_env,
 )
+from seg_vs_basicunet import BASIC_JSON, update_comparison
 
 SECTION = "seg_busi"
 MODELS = ("unet", "resunet")
@@ -214,6 +215,7 @@ def main(argv=None) -> int:
                     runs.append(run_one(model, precision, variant, fold, args))
                     result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
                     save_runs(args, SECTION, result, KEY, markdown)
+                    update_comparison(args, seg_json=args.json, basic_json=BASIC_JSON)
     for r in runs:
         print(
             f"{r['model']:>8} d{r['depth']} {r['schedule']:>8} fold {r['fold']} {r['precision']:>4} {r['variant']:>8}: "

@@ -107,6 +107,11 @@ def history_summary(rows: list[dict], train_images: int) -> dict:
     }
 
 
+def mean_sd(values: np.ndarray, signed: bool = False) -> str:
+    """``"0.746 +- 0.027"``: mean and sample standard deviation; ``signed`` puts a sign on the mean."""
+    return f"{values.mean():{'+' if signed else ''}.3f} +- {values.std(ddof=1):.3f}"
+
+
 def spread(runs: list[dict], over: str = "seed") -> str:
     """Mean, sample standard deviation and range of the last- and best-epoch Dice of ``runs``.
 
@@ -116,7 +121,7 @@ def spread(runs: list[dict], over: str = "seed") -> str:
     parts = []
     for name, which in (("last-epoch Dice", "last"), ("best Dice", "best")):
         d = np.array([r[which]["dice"] for r in runs])
-        parts.append(f"{name} {d.mean():.3f} +- {d.std(ddof=1):.3f} (range {d.min():.3f}-{d.max():.3f})")
+        parts.append(f"{name} {mean_sd(d)} (range {d.min():.3f}-{d.max():.3f})")
     values = ", ".join(str(r[over]) for r in runs)
     return f"{over}s {values}): {', '.join(parts)}; mean +- standard deviation."
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import REPO, VARIANTS, write_section
+from _common import REPO, VARIANTS, mean_sd, write_section
 
 SECTION = "seg_vs_basicunet"
 RESULTS = REPO / "benchmarks" / "results"
@@ -41,11 +41,6 @@ def pairs(ours: list[dict], basic: list[dict], seed: int, variant: str) -> list[
     return [(mine[f], theirs[f]) for f in sorted(mine.keys() & theirs.keys())]
 
 
-def _mean_sd(values: np.ndarray, signed: bool = False) -> str:
-    sign = "+" if signed else ""
-    return f"{values.mean():{sign}.3f} +- {values.std(ddof=1):.3f}"
-
-
 def _variant_block(rows: list[tuple[dict, dict]], variant: str) -> list[str]:
     last = np.array([[a["last"]["dice"], b["last"]["dice"]] for a, b in rows])
     best = np.array([[a["best"]["dice"], b["best"]["dice"]] for a, b in rows])
@@ -62,15 +57,14 @@ def _variant_block(rows: list[tuple[dict, dict]], variant: str) -> list[str]:
             f"{b['train_images_per_second']:.1f} |"
         )
     lines.append(
-        f"| mean +- sd | {_mean_sd(last[:, 0])} | {_mean_sd(last[:, 1])} | {_mean_sd(last[:, 0] - last[:, 1], True)} "
-        "| | |"
+        f"| mean +- sd | {mean_sd(last[:, 0])} | {mean_sd(last[:, 1])} | {mean_sd(last[:, 0] - last[:, 1], True)} | | |"
     )
     if len(rows) > 1:
         ahead = int((last[:, 0] > last[:, 1]).sum())
         lines += [
             "",
-            f"Ours ends ahead on {ahead} of {len(rows)} folds. At the best epoch: ours {_mean_sd(best[:, 0])}, "
-            f"BasicUNet {_mean_sd(best[:, 1])}, paired difference {_mean_sd(best[:, 0] - best[:, 1], True)}. "
+            f"Ours ends ahead on {ahead} of {len(rows)} folds. At the best epoch: ours {mean_sd(best[:, 0])}, "
+            f"BasicUNet {mean_sd(best[:, 1])}, paired difference {mean_sd(best[:, 0] - best[:, 1], True)}. "
             f"Ours trains {speed.min():.1f}-{speed.max():.1f} times as fast.",
         ]
     return lines

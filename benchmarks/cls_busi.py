@@ -150,9 +150,14 @@ def time_one(model: str, variant: str, args: argparse.Namespace) -> dict:
     """Train one model for a few epochs only to time it (``--timing-only``); no evaluation."""
     run_dir, rows, _ = _train(model, variant, args, f"{model}-{args.imbalance}-{variant}-timing")
     train_cases = json.loads((run_dir / "metrics.json").read_text())["train_cases"]
-    return {"model": model, "variant": variant, "imbalance": args.imbalance, "epochs": len(rows)} | _speed(
-        rows, train_cases
-    )
+    return {
+        "model": model,
+        "variant": variant,
+        "imbalance": args.imbalance,
+        "epochs": len(rows),
+        "date": time.strftime("%Y-%m-%d"),
+        "epoch_seconds": [round(r["epoch_seconds"], 1) for r in rows],
+    } | _speed(rows, train_cases)
 
 
 def soft_vote(runs: list[dict], out: Path) -> dict:
@@ -252,9 +257,10 @@ def markdown(result: dict) -> str:
     if result.get("timings"):
         lines += [
             "",
-            "Speed under both malloc settings. The default-malloc figures are the accuracy runs above (every "
-            "epoch after the first); the other rows are short runs of the same training "
-            f"(`{result['timings'][0]['command']}`), timed the same way and not evaluated.",
+            "Speed under both malloc settings. Rows marked accuracy run are the runs above (every epoch after "
+            "the first); timing runs are short runs of the same training, timed the same way and not evaluated, "
+            "dated because the machine under this VM has changed between sessions "
+            f"({'; '.join(f'`{c}`' for c in dict.fromkeys(t['command'] for t in result['timings']))}).",
             "",
             f"| model | imbalance | malloc | run | timed epochs | s/epoch | train img/s | fastest epoch (s) | "
             f"epochs over {SLOW}x the fastest |",
@@ -263,7 +269,8 @@ def markdown(result: dict) -> str:
         for r in result["runs"]:
             lines.append(_speed_row(r, f"accuracy run, {r['epochs']} epochs"))
         for t in result["timings"]:
-            lines.append(_speed_row(t, f"timing run, {t['epochs']} epochs"))
+            date = f", {t['date']}" if "date" in t else ""
+            lines.append(_speed_row(t, f"timing run, {t['epochs']} epochs{date}"))
     lines += [
         "",
         "Reference measured on this machine (from the issue): MONAI 1.6's EfficientNet-B0 from scratch with "

@@ -222,10 +222,9 @@ def markdown(result: dict) -> str:
             f"{r['best']['dice']:.3f} ({r['best']['epoch']}) | {r['seconds_per_epoch']:.1f} | "
             f"{r['train_images_per_second']:.1f} | {r['commit']} |"
         )
-    default = [r for r in runs if r["variant"] == "default"]
     for over, other in (("seed", "fold"), ("fold", "seed")):
-        for (fixed,), rows in spread_groups(default, over, (other,)):
-            lines += ["", f"{over.capitalize()} to {over} (default malloc, {other} {fixed}; " + spread(rows, over)]
+        for (variant, fixed), rows in spread_groups(runs, over, ("variant", other)):
+            lines += ["", f"{over.capitalize()} to {over} ({variant} malloc, {other} {fixed}; " + spread(rows, over)]
     return "\n".join([*lines, ""])
 
 

@@ -28,6 +28,18 @@ def _accuracy_run(model):
     }  # fmt: skip
 
 
+def _earlier_result(**more):
+    """A saved result with one accuracy run, as an earlier invocation leaves it."""
+    return {
+        "command": "python benchmarks/cls_busi.py",
+        "protocol": "P",
+        "date": "2026-11-24",
+        "commands": ["python benchmarks/cls_busi.py"],
+        "runs": [_accuracy_run("efficientnet_b0")],
+        **more,
+    }
+
+
 def _args(tmp_path, *models):
     return [
         "--timing-only", "--epochs", "2", "--variants", "no-trim", "--models", *models,
@@ -58,13 +70,7 @@ def test_timing_only_into_a_new_json_keeps_the_finished_timing_when_the_next_run
 
 def test_timing_only_beside_accuracy_runs_adds_its_rows_to_the_section(tmp_path, monkeypatch):
     monkeypatch.setattr(cls_busi, "time_one", _timing)
-    earlier = {
-        "command": "python benchmarks/cls_busi.py",
-        "protocol": "P",
-        "date": "2026-11-24",
-        "commands": ["python benchmarks/cls_busi.py"],
-        "runs": [_accuracy_run("efficientnet_b0")],
-    }
+    earlier = _earlier_result()
     (tmp_path / "cls.json").write_text(json.dumps(earlier))
     assert cls_busi.main(_args(tmp_path, "resnet50")) == 0
     saved = json.loads((tmp_path / "cls.json").read_text())
@@ -73,3 +79,41 @@ def test_timing_only_beside_accuracy_runs_adds_its_rows_to_the_section(tmp_path,
     text = (tmp_path / "B.md").read_text()
     assert "| efficientnet_b0 | ce-oversample | 30 | default | 0.700 (0.60-0.80) |" in text
     assert "| resnet50 | ce-oversample | no-trim | timing run, 2 epochs | 1 | 50.0 | 12.4 | 50.0 | 0 |" in text
+
+
+def test_time_one_keeps_the_date_and_every_epoch_time(tmp_path, monkeypatch):
+    (tmp_path / "metrics.json").write_text(json.dumps({"train_cases": 40}))
+    rows = [{"epoch_seconds": s, "train_seconds": s - 2} for s in (90.04, 50.0, 80.0, 52.0)]
+    monkeypatch.setattr(cls_busi, "_train", lambda model, variant, args, name: (tmp_path, rows, 300.0))
+    monkeypatch.setattr(cls_busi.time, "strftime", lambda fmt: "2026-11-25")
+    args = cls_busi.parse_args(["--timing-only", "--epochs", "4"])
+    t = cls_busi.time_one("efficientnet_b0", "default", args)
+    assert (t["date"], t["epochs"], t["timed_epochs"]) == ("2026-11-25", 4, 3)
+    assert t["epoch_seconds"] == [90.0, 50.0, 80.0, 52.0]
+    # the first epoch is left out: fastest 50 s, and 80 s is over 1.3x that; 32 images (40 // 16 * 16) per epoch
+    assert (t["fastest_epoch_seconds"], t["slow_epochs"]) == (50.0, 1)
+    assert t["train_images_per_second"] == pytest.approx(32 * 3 / (48.0 + 78.0 + 50.0))
+
+
+def test_a_new_timing_replaces_its_own_row_and_each_timing_keeps_its_command_and_date(tmp_path, monkeypatch):
+    monkeypatch.setattr(cls_busi, "time_one", lambda m, v, args: _timing(m, v, args) | {"date": "2026-11-25"})
+    old = {"command": "python benchmarks/cls_busi.py --timing-only --epochs 2 --variants no-trim"}
+    two = cls_busi.parse_args(["--epochs", "2"])
+    earlier = _earlier_result(timings=[_timing(m, "no-trim", two) | old for m in ("efficientnet_b0", "resnet50")])
+    (tmp_path / "cls.json").write_text(json.dumps(earlier))
+    argv = _args(tmp_path, "efficientnet_b0")
+    argv[argv.index("--variants") + 1 : argv.index("--models")] = ["default", "no-trim"]
+    argv[argv.index("--epochs") + 1] = "10"
+    assert cls_busi.main(argv) == 0
+    saved = json.loads((tmp_path / "cls.json").read_text())
+    assert [(t["model"], t["variant"], t["epochs"]) for t in saved["timings"]] == [
+        ("resnet50", "no-trim", 2), ("efficientnet_b0", "default", 10), ("efficientnet_b0", "no-trim", 10)
+    ]  # fmt: skip
+    text = (tmp_path / "B.md").read_text()
+    assert "| efficientnet_b0 | ce-oversample | default | timing run, 10 epochs, 2026-11-25 | 1 |" in text
+    assert "| efficientnet_b0 | ce-oversample | no-trim | timing run, 10 epochs, 2026-11-25 | 1 |" in text
+    assert "| resnet50 | ce-oversample | no-trim | timing run, 2 epochs | 1 |" in text
+    assert text.count("| efficientnet_b0 | ce-oversample | no-trim | timing run") == 1  # the 2-epoch row is gone
+    new = saved["timings"][1]["command"]
+    assert "--epochs 10" in new
+    assert f"(`{old['command']}`; `{new}`)." in text

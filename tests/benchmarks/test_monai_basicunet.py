@@ -53,11 +53,24 @@ def test_markdown_sorts_runs_and_summarizes_the_default_malloc_seeds():
     assert "Fold to fold" not in text
 
 
-def test_markdown_summarizes_folds_of_one_seed_under_default_malloc():
-    runs = _rows([(2, 0, "default", 0.78), (0, 0, "default", 0.72), (1, 0, "default", 0.76), (1, 0, "no-trim", 0.5)])
+def test_markdown_summarizes_folds_of_one_seed_per_malloc_setting():
+    runs = _rows(
+        [(2, 0, "default", 0.78), (0, 0, "default", 0.72), (1, 0, "default", 0.76), (1, 0, "no-trim", 0.5),
+         (0, 0, "no-trim", 0.6), (3, 0, "no-trim", 0.9)]
+    )  # fmt: skip
     text = monai_basicunet.markdown({"commands": ["c"], "protocol": "P", "date": "2026-11-24", "runs": runs})
     table = [line.split(" | ")[:3] for line in text.splitlines() if line[:2] == "| " and line[2].isdigit()]
-    assert table == [["| 0", "0", "default"], ["| 1", "0", "default"], ["| 1", "0", "no-trim"], ["| 2", "0", "default"]]
-    # the no-trim run is left out: 0.72, 0.76, 0.78 give mean 0.753, sample sd 0.031
-    assert "Fold to fold (default malloc, seed 0; folds 0, 1, 2): last-epoch Dice 0.753 +- 0.031" in text
+    assert table == [
+        ["| 0", "0", "default"], ["| 0", "0", "no-trim"], ["| 1", "0", "default"], ["| 1", "0", "no-trim"],
+        ["| 2", "0", "default"], ["| 3", "0", "no-trim"],
+    ]  # fmt: skip
+    lines = [line for line in text.splitlines() if line.startswith("Fold to fold")]
+    # each malloc setting alone: 0.72, 0.76, 0.78 give mean 0.753, sample sd 0.031; 0.6, 0.5, 0.9 give 0.667, 0.208, and
+    # their best epochs (at least the first epoch's 0.7) 0.767, 0.115
+    assert lines == [
+        "Fold to fold (default malloc, seed 0; folds 0, 1, 2): last-epoch Dice 0.753 +- 0.031 (range 0.720-0.780), "
+        "best Dice 0.753 +- 0.031 (range 0.720-0.780); mean +- standard deviation.",
+        "Fold to fold (no-trim malloc, seed 0; folds 0, 1, 3): last-epoch Dice 0.667 +- 0.208 (range 0.500-0.900), "
+        "best Dice 0.767 +- 0.115 (range 0.700-0.900); mean +- standard deviation.",
+    ]
     assert "Seed to seed" not in text

@@ -38,6 +38,7 @@ from _common import (
     add_training_run_args,
     command_line,
     data_dir_missing,
+    head_commit,
     merge_previous,
     render_from_json,
     variant_env,
@@ -156,6 +157,7 @@ def time_one(model: str, variant: str, args: argparse.Namespace) -> dict:
         "imbalance": args.imbalance,
         "epochs": len(rows),
         "date": time.strftime("%Y-%m-%d"),
+        "commit": head_commit(),
         "epoch_seconds": [round(r["epoch_seconds"], 1) for r in rows],
     } | _speed(rows, train_cases)
 
@@ -269,8 +271,8 @@ def markdown(result: dict) -> str:
         for r in result["runs"]:
             lines.append(_speed_row(r, f"accuracy run, {r['epochs']} epochs"))
         for t in result["timings"]:
-            date = f", {t['date']}" if "date" in t else ""
-            lines.append(_speed_row(t, f"timing run, {t['epochs']} epochs{date}"))
+            when = "".join(f", {p}" for p in (t.get("date"), t.get("commit") and f"code {t['commit']}") if p)
+            lines.append(_speed_row(t, f"timing run, {t['epochs']} epochs{when}"))
     lines += [
         "",
         "Reference measured on this machine (from the issue): MONAI 1.6's EfficientNet-B0 from scratch with "

@@ -86,9 +86,10 @@ def test_time_one_keeps_the_date_and_every_epoch_time(tmp_path, monkeypatch):
     rows = [{"epoch_seconds": s, "train_seconds": s - 2} for s in (90.04, 50.0, 80.0, 52.0)]
     monkeypatch.setattr(cls_busi, "_train", lambda model, variant, args, name: (tmp_path, rows, 300.0))
     monkeypatch.setattr(cls_busi.time, "strftime", lambda fmt: "2026-11-25")
+    monkeypatch.setattr(cls_busi, "head_commit", lambda: "abc1234")
     args = cls_busi.parse_args(["--timing-only", "--epochs", "4"])
     t = cls_busi.time_one("efficientnet_b0", "default", args)
-    assert (t["date"], t["epochs"], t["timed_epochs"]) == ("2026-11-25", 4, 3)
+    assert (t["date"], t["commit"], t["epochs"], t["timed_epochs"]) == ("2026-11-25", "abc1234", 4, 3)
     assert t["epoch_seconds"] == [90.0, 50.0, 80.0, 52.0]
     # the first epoch is left out: fastest 50 s, and 80 s is over 1.3x that; 32 images (40 // 16 * 16) per epoch
     assert (t["fastest_epoch_seconds"], t["slow_epochs"]) == (50.0, 1)
@@ -96,7 +97,8 @@ def test_time_one_keeps_the_date_and_every_epoch_time(tmp_path, monkeypatch):
 
 
 def test_a_new_timing_replaces_its_own_row_and_each_timing_keeps_its_command_and_date(tmp_path, monkeypatch):
-    monkeypatch.setattr(cls_busi, "time_one", lambda m, v, args: _timing(m, v, args) | {"date": "2026-11-25"})
+    stamp = {"date": "2026-11-25", "commit": "abc1234"}
+    monkeypatch.setattr(cls_busi, "time_one", lambda m, v, args: _timing(m, v, args) | stamp)
     old = {"command": "python benchmarks/cls_busi.py --timing-only --epochs 2 --variants no-trim"}
     two = cls_busi.parse_args(["--epochs", "2"])
     earlier = _earlier_result(timings=[_timing(m, "no-trim", two) | old for m in ("efficientnet_b0", "resnet50")])
@@ -110,8 +112,8 @@ def test_a_new_timing_replaces_its_own_row_and_each_timing_keeps_its_command_and
         ("resnet50", "no-trim", 2), ("efficientnet_b0", "default", 10), ("efficientnet_b0", "no-trim", 10)
     ]  # fmt: skip
     text = (tmp_path / "B.md").read_text()
-    assert "| efficientnet_b0 | ce-oversample | default | timing run, 10 epochs, 2026-11-25 | 1 |" in text
-    assert "| efficientnet_b0 | ce-oversample | no-trim | timing run, 10 epochs, 2026-11-25 | 1 |" in text
+    assert "| efficientnet_b0 | ce-oversample | default | timing run, 10 epochs, 2026-11-25, code abc1234 | 1 |" in text
+    assert "| efficientnet_b0 | ce-oversample | no-trim | timing run, 10 epochs, 2026-11-25, code abc1234 | 1 |" in text
     assert "| resnet50 | ce-oversample | no-trim | timing run, 2 epochs | 1 |" in text
     assert text.count("| efficientnet_b0 | ce-oversample | no-trim | timing run") == 1  # the 2-epoch row is gone
     new = saved["timings"][1]["command"]

@@ -127,6 +127,23 @@ def test_oversampling_draws_classes_about_equally(make_busi) -> None:
         assert abs(counts[c] / total - 1 / 3) < 0.1, counts
 
 
+def test_each_pass_of_a_repeated_training_dataset_is_a_new_balanced_epoch(make_busi) -> None:
+    # The trainer feeds `fit` one iterator of `build_dataset(...).repeat()`, `steps` batches per epoch.
+    root = make_busi(per_class=12)
+    keep = [c for c in discover(root).values() if c.label == "benign" or c.case_id.endswith(("(1)", "(2)", "(3)"))]
+    cfg = PipelineConfig(img_size=16, batch_size=6, augment="none", oversample=True)
+    batches = list(build_dataset(keep, "cls", cfg, training=True).repeat().take(4 * 3))  # 18 cases: 3 batches a pass
+    passes = [batches[3 * k : 3 * k + 3] for k in range(4)]
+    drawn = []
+    for p in passes:
+        x = np.concatenate([b[0].numpy() for b in p])
+        y = np.concatenate([b[1].numpy() for b in p]).argmax(axis=1)
+        assert np.bincount(y, minlength=3).tolist() == [6, 6, 6]  # every pass is one whole class-balanced epoch
+        drawn.append([hash(img.tobytes()) for img in x])
+    assert len({tuple(d) for d in drawn}) == 4  # reshuffled every pass
+    assert len({tuple(sorted(d)) for d in drawn}) > 1  # and the oversampled cases redrawn
+
+
 def test_file_cache_is_keyed_by_data_and_size(records, tmp_path: Path) -> None:
     prefix = tmp_path / "cache" / "busi"
     cfg = PipelineConfig(img_size=SIZE, batch_size=4, augment="none", cache=str(prefix))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import ensemble
 import evaluate
@@ -114,10 +116,21 @@ def test_smoke_run_writes_metrics_predictions_and_plots(tiny_data, tmp_path) -> 
 def test_phases_freeze_then_unfreeze_the_backbone_at_a_lower_rate(tiny_data, tmp_path, monkeypatch, capsys) -> None:
     two = dataclasses.replace(CLS_SPEC, phases=lambda cfg: [Phase(1, 1.0, False), Phase(2, 0.1, True)])
     monkeypatch.setattr(trainer, "task_spec", lambda task: two)
+    fits = []
+    fit = keras.Model.fit
+
+    def spy(self, x, *args, **kwargs):
+        fits.append((int(x.cardinality()), kwargs.get("steps_per_epoch"), kwargs["initial_epoch"]))
+        return fit(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
     res = train.run(
         task="cls", epochs=2, max_samples=8, schedule="constant", data_dir=str(tiny_data), project=str(tmp_path), **TINY
     )
     out = capsys.readouterr().out
+    # Each phase trains from one iterator: the dataset repeats and an epoch is its batches per pass.
+    steps = res["train_cases"] // int(re.search(r"global batch (\d+)", out).group(1))
+    assert steps >= 1 and fits == [(tf.data.INFINITE_CARDINALITY, steps, 0), (tf.data.INFINITE_CARDINALITY, steps, 1)]
     assert "backbone frozen until epoch 1" in out and "backbone trainable until epoch 2" in out
     rows = _rows(Path(res["run_dir"]))
     assert [r["epoch"] for r in rows] == [1, 2]

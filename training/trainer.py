@@ -276,7 +276,7 @@ def train_fold(
         else:
             # One iterator for the whole phase: the dataset repeats and `steps` batches make an epoch
             # (each pass is one epoch, reshuffled and redrawn). With a new iterator every epoch, freeing the
-            # old one waited for tf.data's autotuning thread: 12-20 s at about a third of the epochs (BENCHMARKS.md).
+            # old one waited for tf.data's autotuning thread: 12-17 s at about a third of the epochs (BENCHMARKS.md).
             model.fit(train_ds.repeat(), steps_per_epoch=steps, shuffle=False, **fit_args)
         stopped = bool(cfg.patience and checkpoint.wait >= cfg.patience)
         start = phase.end_epoch

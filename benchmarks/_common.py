@@ -109,6 +109,8 @@ def history_summary(rows: list[dict], train_images: int) -> dict:
 
 def mean_sd(values: np.ndarray, signed: bool = False) -> str:
     """``"0.746 +- 0.027"``: mean and sample standard deviation; ``signed`` puts a sign on the mean."""
+    if values.size < 2:
+        raise ValueError(f"a sample standard deviation needs at least 2 values. Received: {values.size}")
     return f"{values.mean():{'+' if signed else ''}.3f} +- {values.std(ddof=1):.3f}"
 
 

@@ -56,10 +56,11 @@ def _variant_block(rows: list[tuple[dict, dict]], variant: str) -> list[str]:
             f"| {a['fold']} | {x:.3f} | {y:.3f} | {x - y:+.3f} | {a['train_images_per_second']:.1f} | "
             f"{b['train_images_per_second']:.1f} |"
         )
-    lines.append(
-        f"| mean +- sd | {mean_sd(last[:, 0])} | {mean_sd(last[:, 1])} | {mean_sd(last[:, 0] - last[:, 1], True)} | | |"
-    )
     if len(rows) > 1:
+        lines.append(
+            f"| mean +- sd | {mean_sd(last[:, 0])} | {mean_sd(last[:, 1])} | "
+            f"{mean_sd(last[:, 0] - last[:, 1], True)} | | |"
+        )
         ahead = int((last[:, 0] > last[:, 1]).sum())
         lines += [
             "",

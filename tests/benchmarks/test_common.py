@@ -6,6 +6,8 @@ import argparse
 import json
 
 import _common
+import numpy as np
+import pytest
 
 
 def test_variant_env_sets_exactly_the_variants_malloc_settings(monkeypatch):
@@ -90,3 +92,10 @@ def test_fold_sizes_lists_each_fold_once_in_order():
         {"fold": 2, "train_cases": 510, "val_cases": 135},
     ]
     assert _common.fold_sizes(runs) == "fold 0: 516 training, 129 validation; fold 2: 510 training, 135 validation"
+
+
+def test_mean_sd_formats_mean_and_sample_sd_and_refuses_one_value():
+    assert _common.mean_sd(np.array([0.70, 0.72, 0.77])) == "0.730 +- 0.036"  # sd sqrt(0.0026 / 2)
+    assert _common.mean_sd(np.array([-0.02, 0.01]), signed=True) == "-0.005 +- 0.021"
+    with pytest.raises(ValueError, match="at least 2 values. Received: 1"):
+        _common.mean_sd(np.array([0.7]))

@@ -43,6 +43,7 @@ def fit_distributed(
     strategy: tf.distribute.Strategy,
     validation_data: tf.data.Dataset | None = None,
     initial_epoch: int = 0,
+    steps_per_epoch: int | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 2,
 ) -> keras.callbacks.History:
@@ -56,6 +57,9 @@ def fit_distributed(
         strategy: Any ``tf.distribute`` strategy (also ``MultiWorkerMirroredStrategy``).
         validation_data: Batched validation data, evaluated after every epoch as ``val_*`` logs.
         initial_epoch: Epoch to start from (resume).
+        steps_per_epoch: As in ``fit``: with it, every epoch draws this many batches from one
+            iterator kept over all epochs (``train_ds`` must be long enough, e.g. repeated);
+            without it, every epoch is one pass of ``train_ds``.
         callbacks: Keras callbacks; ``model.stop_training`` ends training as in ``fit``.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
 
@@ -65,7 +69,8 @@ def fit_distributed(
     build_for_training(model, train_ds.element_spec, strategy)
     dist_train = strategy.experimental_distribute_dataset(train_ds)
     dist_val = strategy.experimental_distribute_dataset(validation_data) if validation_data is not None else None
-    steps = int(train_ds.cardinality())
+    steps = steps_per_epoch or int(train_ds.cardinality())
+    batches = iter(dist_train) if steps_per_epoch else None
     cbs = keras.callbacks.CallbackList(
         list(callbacks),
         add_history=True,
@@ -92,7 +97,8 @@ def fit_distributed(
     for epoch in range(initial_epoch, epochs):
         model.reset_metrics()
         cbs.on_epoch_begin(epoch)
-        for step, batch in enumerate(dist_train):
+        epoch_batches = dist_train if batches is None else (next(batches) for _ in range(steps_per_epoch))
+        for step, batch in enumerate(epoch_batches):
             cbs.on_train_batch_begin(step)
             logs = _floats(train_step(batch))
             cbs.on_train_batch_end(step, logs)

@@ -264,20 +264,21 @@ def train_fold(
         # A run resumed inside a phase keeps its loaded optimizer; a phase that starts here gets a new one.
         if initial_epoch <= start:
             _compile_phase(model, phase, strategy, lr, steps * (phase.end_epoch - start), cfg, loss, spec)
+        # One iterator for the whole phase: the dataset repeats and `steps` batches make an epoch
+        # (each pass is one epoch, reshuffled and redrawn). With a new iterator every epoch, freeing the
+        # old one waited for tf.data's autotuning thread: 12-17 s at about a third of the epochs (BENCHMARKS.md).
         fit_args = dict(
             validation_data=val_ds,
             epochs=phase.end_epoch,
             initial_epoch=max(initial_epoch, start),
+            steps_per_epoch=steps,
             callbacks=callbacks,
             verbose=1 if sys.stdout.isatty() else 2,
         )
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            fit_distributed(model, train_ds, strategy=strategy, **fit_args)  # Keras' fit fails here
+            fit_distributed(model, train_ds.repeat(), strategy=strategy, **fit_args)  # Keras' fit fails here
         else:
-            # One iterator for the whole phase: the dataset repeats and `steps` batches make an epoch
-            # (each pass is one epoch, reshuffled and redrawn). With a new iterator every epoch, freeing the
-            # old one waited for tf.data's autotuning thread: 12-17 s at about a third of the epochs (BENCHMARKS.md).
-            model.fit(train_ds.repeat(), steps_per_epoch=steps, shuffle=False, **fit_args)
+            model.fit(train_ds.repeat(), shuffle=False, **fit_args)  # the dataset shuffles itself
         stopped = bool(cfg.patience and checkpoint.wait >= cfg.patience)
         start = phase.end_epoch
     epochs_run = len(checkpoint.rows) - initial_epoch

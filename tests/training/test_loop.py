@@ -49,6 +49,21 @@ def test_matches_keras_fit_under_mirrored_strategy() -> None:
     assert int(ours.optimizer.iterations.numpy()) == 2 * 4  # 16 samples / global batch 4, two epochs
 
 
+def test_steps_per_epoch_draws_every_epoch_from_one_iterator_like_keras_fit() -> None:
+    strategy = make_strategy("mirrored", DEVICES)
+    keras.utils.set_random_seed(0)
+    ref = _model(strategy)
+    start = [w.copy() for w in ref.get_weights()]
+    data = _data().repeat()  # 4 batches a pass; 3 steps an epoch, so epoch 2 must go on where epoch 1 stopped
+    ref_hist = ref.fit(data, steps_per_epoch=3, epochs=3, verbose=0, shuffle=False)
+    ours = _model(strategy, start)
+    hist = fit_distributed(ours, data, strategy=strategy, steps_per_epoch=3, epochs=3, verbose=0)
+    assert hist.history["loss"] == pytest.approx(ref_hist.history["loss"], rel=1e-4, abs=1e-6)
+    for a, b in zip(ours.get_weights(), ref.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert int(ours.optimizer.iterations.numpy()) == 3 * 3
+
+
 class _StopAfter(keras.callbacks.Callback):
     def __init__(self, epoch: int) -> None:
         super().__init__()

@@ -144,6 +144,8 @@ def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
         "val_cases": best["val_cases"],
         "wall_seconds": wall,
         "run_dir": str(run_dir),
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": head_commit(),
     }
 
 
@@ -208,6 +210,11 @@ def _cell(d: dict, k: str) -> str:
     return f"{d[k]:.3f} ({lo:.2f}-{hi:.2f})"
 
 
+def _when(r: dict) -> str:
+    """When and at which code a run was measured, as far as it recorded (older runs lack the commit)."""
+    return ", ".join(p for p in (r.get("date"), r.get("commit") and f"code {r['commit']}") if p)
+
+
 def _speed_row(r: dict, run: str) -> str:
     return (
         f"| {r['model']} | {r['imbalance']} | {r['variant']} | {run} | {r['timed_epochs']} | "
@@ -223,7 +230,7 @@ def markdown(result: dict) -> str:
         "## BUSI classification from scratch (issue: classification)",
         "",
         *[f"Command: `{c}`  " for c in result["commands"]],
-        f"Protocol: {result['protocol']}. Date: {result['date']}.",
+        f"Protocol: {result['protocol']}. Each row gives the date and, where recorded, the code it was measured at.",
         "",
         f"Validation is fold 0 of the duplicate-grouped splits ({r0['train_cases']} training, "
         f"{r0['val_cases']} validation images, all three classes). Values are the last epoch's weights with "
@@ -235,8 +242,8 @@ def markdown(result: dict) -> str:
         "frequencies, gamma 2 (`--loss focal`).",
         "",
         "| model | imbalance | epochs | malloc | accuracy | macro F1 | macro AUC | best-epoch macro F1 (epoch) | "
-        "predicted share normal/benign/malignant | s/epoch | train img/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "predicted share normal/benign/malignant | s/epoch | train img/s | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         share = "/".join(f"{s:.2f}" for s in r["predicted_share"])
@@ -244,12 +251,12 @@ def markdown(result: dict) -> str:
             f"| {r['model']} | {r['imbalance']} | {r['epochs']} | {r['variant']} | {_cell(r['last'], 'accuracy')} | "
             f"{_cell(r['last'], 'macro_f1')} | {_cell(r['last'], 'macro_auc')} | "
             f"{r['best']['macro_f1']:.3f} ({r['best']['epoch']}) | {share} | "
-            f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} |"
+            f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {_when(r)} |"
         )
     for e in result.get("ensembles", {}).values():
         lines.append(
             f"| soft vote of {' + '.join(e['models'])} | {e['imbalance']} | {e['epochs']} | {e['variant']} | "
-            f"{_cell(e, 'accuracy')} | {_cell(e, 'macro_f1')} | {_cell(e, 'macro_auc')} | | | | |"
+            f"{_cell(e, 'accuracy')} | {_cell(e, 'macro_f1')} | {_cell(e, 'macro_auc')} | | | | | |"
         )
     done = {(r["model"], r["variant"]) for r in result["runs"] if r["imbalance"] == "ce-oversample"}
     timed = done | {(t["model"], t["variant"]) for t in result.get("timings", [])}
@@ -269,10 +276,9 @@ def markdown(result: dict) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in result["runs"]:
-            lines.append(_speed_row(r, f"accuracy run, {r['epochs']} epochs"))
+            lines.append(_speed_row(r, ", ".join(p for p in (f"accuracy run, {r['epochs']} epochs", _when(r)) if p)))
         for t in result["timings"]:
-            when = "".join(f", {p}" for p in (t.get("date"), t.get("commit") and f"code {t['commit']}") if p)
-            lines.append(_speed_row(t, f"timing run, {t['epochs']} epochs{when}"))
+            lines.append(_speed_row(t, ", ".join(p for p in (f"timing run, {t['epochs']} epochs", _when(t)) if p)))
     lines += [
         "",
         "Reference measured on this machine (from the issue): MONAI 1.6's EfficientNet-B0 from scratch with "

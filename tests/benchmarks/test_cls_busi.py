@@ -119,3 +119,33 @@ def test_a_new_timing_replaces_its_own_row_and_each_timing_keeps_its_command_and
     new = saved["timings"][1]["command"]
     assert "--epochs 10" in new
     assert f"(`{old['command']}`; `{new}`)." in text
+
+
+def test_run_one_records_the_date_and_the_code_it_ran_at(tmp_path, monkeypatch):
+    scores = _accuracy_run("efficientnet_b0")["last"]
+    best = scores | {"best_epoch": 3, "train_cases": 40, "val_cases": 10}
+    (tmp_path / "metrics.json").write_text(json.dumps(best))
+    rows = [{"epoch_seconds": 30.0, "train_seconds": 28.0}] * 4
+    monkeypatch.setattr(cls_busi, "_train", lambda model, variant, args, name: (tmp_path, rows, 120.0))
+    last = scores | {"n_images": 10, "confusion": [[2, 1, 0], [0, 4, 0], [0, 1, 2]]}
+    monkeypatch.setattr(cls_busi, "_last_epoch_report", lambda run_dir: last)
+    monkeypatch.setattr(cls_busi.time, "strftime", lambda fmt: "2026-11-26")
+    monkeypatch.setattr(cls_busi, "head_commit", lambda: "abc1234")
+    r = cls_busi.run_one("resnet50", "no-trim", cls_busi.parse_args(["--epochs", "4"]))
+    assert (r["date"], r["commit"], r["epochs"], r["best"]["epoch"]) == ("2026-11-26", "abc1234", 4, 3)
+    assert r["predicted_share"] == pytest.approx([0.2, 0.6, 0.2])  # column sums of the confusion matrix / 10
+
+
+def test_each_accuracy_row_shows_when_and_at_which_code_it_was_measured():
+    old = _accuracy_run("efficientnet_b0") | {"date": "2026-11-24"}  # recorded before runs kept their commit
+    new = _accuracy_run("resnet50") | {"variant": "no-trim", "date": "2026-11-26", "commit": "abc1234"}
+    timing = _timing("resnet50", "default", cls_busi.parse_args(["--epochs", "5"])) | {"command": "c"}
+    text = cls_busi.markdown(_earlier_result(runs=[old, new], timings=[timing]))
+    rows = [line for line in text.splitlines() if line.startswith(("| efficientnet_b0 |", "| resnet50 |"))]
+    assert rows[0].endswith("| 60.0 | 10.4 | 2026-11-24 |")
+    assert rows[1].endswith("| 60.0 | 10.4 | 2026-11-26, code abc1234 |")
+    assert rows[2].startswith("| efficientnet_b0 | ce-oversample | default | accuracy run, 30 epochs, 2026-11-24 |")
+    speed = "| resnet50 | ce-oversample | no-trim | accuracy run, 30 epochs, 2026-11-26, code abc1234 |"
+    assert rows[3].startswith(speed)
+    assert rows[4].startswith("| resnet50 | ce-oversample | default | timing run, 5 epochs | 1 |")  # neither recorded
+    assert "Date:" not in text  # one date for the section would misdate the older rows

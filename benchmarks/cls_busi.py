@@ -126,6 +126,11 @@ def _speed(rows: list[dict], train_cases: int) -> dict:
     }
 
 
+def _stamp() -> dict:
+    """When and at which code a run is measured (the machine under this VM changes between sessions)."""
+    return {"date": time.strftime("%Y-%m-%d"), "commit": head_commit()}
+
+
 def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
     """Train one model in its own process, then evaluate its last epoch."""
     run_dir, rows, wall = _train(model, variant, args, f"{model}-{args.imbalance}-{variant}")
@@ -144,8 +149,7 @@ def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
         "val_cases": best["val_cases"],
         "wall_seconds": wall,
         "run_dir": str(run_dir),
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": head_commit(),
+        **_stamp(),
     }
 
 
@@ -158,8 +162,7 @@ def time_one(model: str, variant: str, args: argparse.Namespace) -> dict:
         "variant": variant,
         "imbalance": args.imbalance,
         "epochs": len(rows),
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": head_commit(),
+        **_stamp(),
         "epoch_seconds": [round(r["epoch_seconds"], 1) for r in rows],
     } | _speed(rows, train_cases)
 
@@ -210,9 +213,14 @@ def _cell(d: dict, k: str) -> str:
     return f"{d[k]:.3f} ({lo:.2f}-{hi:.2f})"
 
 
+def _label(*parts: str | None) -> str:
+    """The non-empty ``parts``, comma-separated."""
+    return ", ".join(p for p in parts if p)
+
+
 def _when(r: dict) -> str:
     """When and at which code a run was measured, as far as it recorded (older runs lack the commit)."""
-    return ", ".join(p for p in (r.get("date"), r.get("commit") and f"code {r['commit']}") if p)
+    return _label(r.get("date"), r.get("commit") and f"code {r['commit']}")
 
 
 def _speed_row(r: dict, run: str) -> str:
@@ -276,9 +284,9 @@ def markdown(result: dict) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in result["runs"]:
-            lines.append(_speed_row(r, ", ".join(p for p in (f"accuracy run, {r['epochs']} epochs", _when(r)) if p)))
+            lines.append(_speed_row(r, _label(f"accuracy run, {r['epochs']} epochs", _when(r))))
         for t in result["timings"]:
-            lines.append(_speed_row(t, ", ".join(p for p in (f"timing run, {t['epochs']} epochs", _when(t)) if p)))
+            lines.append(_speed_row(t, _label(f"timing run, {t['epochs']} epochs", _when(t))))
     lines += [
         "",
         "Reference measured on this machine (from the issue): MONAI 1.6's EfficientNet-B0 from scratch with "
@@ -370,7 +378,7 @@ def main(argv=None) -> int:
         for variant in args.variants:
             for model in args.models:
                 runs.append(run_one(model, variant, args))
-                result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
+                result = {"command": command, "protocol": protocol, "runs": runs}  # each run keeps its own date
                 result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
                 save(args, with_ensembles(result | {"timings": previous.get("timings", [])}, args, previous))
     return 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,10 +70,65 @@ def test_imagenet_weights_train_in_two_phases() -> None:
     assert cls_phases(TrainConfig(task="cls", epochs=10)) == [Phase(10)]
 
 
-def test_smoke_run_writes_metrics_predictions_and_plots(tiny_data, tmp_path) -> None:
-    res = train.run(task="cls", epochs=1, max_samples=8, data_dir=str(tiny_data), project=str(tmp_path), **TINY)
-    run_dir = Path(res["run_dir"])
-    assert run_dir == tmp_path / "cls" / "exp"
+@dataclasses.dataclass
+class RecordedRun:
+    """A finished training run with what it printed and the ``fit`` calls it made."""
+
+    result: dict
+    run_dir: Path
+    stdout: str
+    fits: list[tuple[int, int | None, int]]  # (dataset cardinality, steps_per_epoch, initial_epoch)
+
+
+@pytest.fixture(scope="module")
+def two_phase_run(tiny_data, tmp_path_factory) -> RecordedRun:
+    """One 2-epoch classification run trained in two phases: frozen backbone, then unfrozen at a tenth of the rate.
+
+    Shared by the tests below (a classifier run is the slowest thing in this file); each
+    ``keras.Model.fit`` call is recorded.
+    """
+    two = dataclasses.replace(CLS_SPEC, phases=lambda cfg: [Phase(1, 1.0, False), Phase(2, 0.1, True)])
+    fits = []
+    fit = keras.Model.fit
+
+    def spy(self, x, *args, **kwargs):
+        fits.append((int(x.cardinality()), kwargs.get("steps_per_epoch"), kwargs["initial_epoch"]))
+        return fit(self, x, *args, **kwargs)
+
+    project = tmp_path_factory.mktemp("cls_runs")
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setattr(trainer, "task_spec", lambda task: two)
+        mp.setattr(keras.Model, "fit", spy)
+        res = train.run(
+            task="cls",
+            epochs=2,
+            max_samples=8,
+            schedule="constant",
+            data_dir=str(tiny_data),
+            project=str(project),
+            **TINY,
+        )
+    assert Path(res["run_dir"]) == project / "cls" / "exp"
+    return RecordedRun(res, Path(res["run_dir"]), out.getvalue(), fits)
+
+
+def test_phases_freeze_then_unfreeze_the_backbone_at_a_lower_rate(two_phase_run) -> None:
+    res, out = two_phase_run.result, two_phase_run.stdout
+    # Each phase trains from one iterator: the dataset repeats and an epoch is its batches per pass.
+    steps = res["train_cases"] // int(re.search(r"global batch (\d+)", out).group(1))
+    assert steps >= 1
+    assert two_phase_run.fits == [(tf.data.INFINITE_CARDINALITY, steps, 0), (tf.data.INFINITE_CARDINALITY, steps, 1)]
+    assert "backbone frozen until epoch 1" in out and "backbone trainable until epoch 2" in out
+    rows = _rows(two_phase_run.run_dir)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[1]["lr"] == pytest.approx(rows[0]["lr"] * 0.1)  # --lr (times replicas), then a tenth of it
+    last = keras.models.load_model(two_phase_run.run_dir / "weights" / "last.keras")
+    assert last.get_layer("backbone").trainable
+
+
+def test_smoke_run_writes_metrics_predictions_and_plots(two_phase_run, tiny_data, tmp_path) -> None:
+    run_dir = two_phase_run.run_dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"):
         assert f"{key}_ci95" in metrics
@@ -101,42 +159,16 @@ def test_smoke_run_writes_metrics_predictions_and_plots(tiny_data, tmp_path) -> 
     ext = evaluate.main(evaluate.parse_args(["--run", str(run_dir), "--data-dir", str(other)]))
     assert ext["fold0"]["n_images"] == 6
     assert (run_dir / "eval" / "site2-all" / "plots" / "roc.png").is_file()
-    # evaluate.py in its own process loads a model with our custom layers (ResNet's Caffe preprocessing).
+    # evaluate.py in its own process loads a model with our custom layers (ResNet's Caffe preprocessing),
+    # put into a copy of the run so that the shared run keeps its own weights.
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
     inputs = keras.Input((32, 32, 3), name="image")
     x = keras.layers.GlobalAveragePooling2D()(CaffePreprocess()(inputs))
-    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x)).save(run_dir / "weights" / "best.keras")
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x)).save(copy / "weights" / "best.keras")
     repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(
-        [sys.executable, "evaluate.py", "--run", str(run_dir)], cwd=repo, capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, "evaluate.py", "--run", str(copy)], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"fold 0 on {tiny_data} (val, {n_val} cases)" in proc.stdout
-
-
-def test_phases_freeze_then_unfreeze_the_backbone_at_a_lower_rate(tiny_data, tmp_path, monkeypatch, capsys) -> None:
-    two = dataclasses.replace(CLS_SPEC, phases=lambda cfg: [Phase(1, 1.0, False), Phase(2, 0.1, True)])
-    monkeypatch.setattr(trainer, "task_spec", lambda task: two)
-    fits = []
-    fit = keras.Model.fit
-
-    def spy(self, x, *args, **kwargs):
-        fits.append((int(x.cardinality()), kwargs.get("steps_per_epoch"), kwargs["initial_epoch"]))
-        return fit(self, x, *args, **kwargs)
-
-    monkeypatch.setattr(keras.Model, "fit", spy)
-    res = train.run(
-        task="cls", epochs=2, max_samples=8, schedule="constant", data_dir=str(tiny_data), project=str(tmp_path), **TINY
-    )
-    out = capsys.readouterr().out
-    # Each phase trains from one iterator: the dataset repeats and an epoch is its batches per pass.
-    steps = res["train_cases"] // int(re.search(r"global batch (\d+)", out).group(1))
-    assert steps >= 1 and fits == [(tf.data.INFINITE_CARDINALITY, steps, 0), (tf.data.INFINITE_CARDINALITY, steps, 1)]
-    assert "backbone frozen until epoch 1" in out and "backbone trainable until epoch 2" in out
-    rows = _rows(Path(res["run_dir"]))
-    assert [r["epoch"] for r in rows] == [1, 2]
-    assert rows[1]["lr"] == pytest.approx(rows[0]["lr"] * 0.1)  # --lr (times replicas), then a tenth of it
-    last = keras.models.load_model(Path(res["run_dir"]) / "weights" / "last.keras")
-    assert last.get_layer("backbone").trainable
 
 
 def _fake_cv_run(root: Path, name: str, data: Path, seed: int) -> Path:

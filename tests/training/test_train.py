@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 import train
+from data.report import InspectOptions, analyze_dataset
+from data.splits import save_splits
 from data.synthetic import SynthConfig, generate_synthetic
 from tests.conftest import REPO
 from training.runs import load_run_model
@@ -39,10 +41,20 @@ def _args(data: Path, project: Path, **extra) -> list[str]:
     return out
 
 
-def test_smoke_run_writes_every_artifact(tiny_data, tmp_path) -> None:
-    result = train.run(task="seg", epochs=1, max_samples=8, data_dir=str(tiny_data), project=str(tmp_path), **TINY)
-    run_dir = Path(result["run_dir"])
-    assert run_dir == tmp_path / "seg" / "exp"
+@pytest.fixture(scope="module")
+def smoke_run(tiny_data, tmp_path_factory) -> Path:
+    """``train.run(task="seg", epochs=1, max_samples=8)`` on the tiny data; its run folder.
+
+    Shared by the smoke and evaluate tests, which only add files beside what the run wrote.
+    """
+    project = tmp_path_factory.mktemp("seg_runs")
+    result = train.run(task="seg", epochs=1, max_samples=8, data_dir=str(tiny_data), project=str(project), **TINY)
+    assert Path(result["run_dir"]) == project / "seg" / "exp"
+    return Path(result["run_dir"])
+
+
+def test_smoke_run_writes_every_artifact(smoke_run, tiny_data) -> None:
+    run_dir = smoke_run
     for name in ("config.json", "splits.json", "history.csv", "metrics.json", "state.json"):
         assert (run_dir / name).is_file(), name
     for name in ("best.keras", "last.keras"):
@@ -61,8 +73,9 @@ def test_smoke_run_writes_every_artifact(tiny_data, tmp_path) -> None:
         row = next(csv.DictReader(f))
     assert 0 < float(row["train_seconds"]) <= float(row["epoch_seconds"])
     # A second run with the same name goes to exp2, never over exp.
-    again = train.run(task="seg", epochs=1, max_samples=4, data_dir=str(tiny_data), project=str(tmp_path), **TINY)
-    assert Path(again["run_dir"]).name == "exp2"
+    project = run_dir.parents[1]
+    again = train.run(task="seg", epochs=1, max_samples=4, data_dir=str(tiny_data), project=str(project), **TINY)
+    assert Path(again["run_dir"]) == run_dir.with_name("exp2")
 
 
 def test_bad_size_and_model_are_clear_errors(tiny_data, tmp_path) -> None:
@@ -195,14 +208,14 @@ def test_two_local_workers_train_one_epoch_with_multiworker(tiny_data, tmp_path)
     assert (run_dir / "metrics.json").is_file() and _history_epochs(run_dir) == [1]
 
 
-def test_evaluate_run_on_own_and_external_data(tiny_data, tmp_path) -> None:
+def test_evaluate_run_on_own_and_external_data(smoke_run, tmp_path) -> None:
     import evaluate
 
-    res = train.run(task="seg", epochs=1, max_samples=4, data_dir=str(tiny_data), project=str(tmp_path), **TINY)
-    run_dir = Path(res["run_dir"])
+    run_dir = smoke_run
     own = evaluate.main(evaluate.parse_args(["--run", str(run_dir)]))
     trained = json.loads((run_dir / "metrics.json").read_text())
-    assert own["fold0"]["n_images"] == trained["val_cases"] == 4  # the cases the run validated on
+    fold0 = json.loads((run_dir / "splits.json").read_text())["folds"][0]
+    assert own["fold0"]["n_images"] == trained["val_cases"] == min(8, len(fold0["val"]))  # the run's own cases
     assert own["fold0"]["dice"] == pytest.approx(trained["dice"], abs=1e-6)  # same weights, same cases
     assert (run_dir / "eval" / "own-val" / "plots" / "dice_histogram.png").is_file()
     other = generate_synthetic(tmp_path / "site2", SynthConfig(per_class=3, size=64, seed=9))
@@ -214,28 +227,37 @@ def test_evaluate_run_on_own_and_external_data(tiny_data, tmp_path) -> None:
 
 
 def test_fold_all_trains_every_fold_and_summarizes(tiny_data, tmp_path) -> None:
+    # A user's own 3-fold splits: every fold of whatever file is given is trained (3 keep the test short).
+    splits = save_splits(tmp_path / "three_folds.json", analyze_dataset(tiny_data, InspectOptions(folds=3)).splits)
     res = train.run(
-        task="seg", epochs=1, max_samples=6, fold="all", data_dir=str(tiny_data), project=str(tmp_path), **TINY
+        task="seg",
+        epochs=1,
+        max_samples=6,
+        fold="all",
+        splits=str(splits),
+        data_dir=str(tiny_data),
+        project=str(tmp_path),
+        **TINY,
     )
     run_dir = Path(res["run_dir"])
     summary = json.loads((run_dir / "cv_summary.json").read_text())
-    assert summary["folds"] == 5
-    per_fold = [json.loads((run_dir / f"fold{k}" / "metrics.json").read_text())["dice"] for k in range(5)]
+    assert summary["folds"] == 3
+    per_fold = [json.loads((run_dir / f"fold{k}" / "metrics.json").read_text())["dice"] for k in range(3)]
     assert summary["dice"]["per_fold"] == pytest.approx(per_fold)
     assert summary["dice"]["mean"] == pytest.approx(float(np.mean(per_fold)))
     assert summary["dice"]["std"] == pytest.approx(float(np.std(per_fold, ddof=1)))
     lo, hi = summary["dice"]["ci95"]
     assert min(per_fold) <= lo <= summary["dice"]["mean"] <= hi <= max(per_fold)
-    for k in range(5):
+    for k in range(3):
         assert (run_dir / f"fold{k}" / "weights" / "best.keras").is_file()
-    val_sets = [set(json.loads((run_dir / "splits.json").read_text())["folds"][k]["val"]) for k in range(5)]
+    val_sets = [set(json.loads((run_dir / "splits.json").read_text())["folds"][k]["val"]) for k in range(3)]
     assert all(not (a & b) for i, a in enumerate(val_sets) for b in val_sets[i + 1 :])
     # evaluate.py on a --fold all run evaluates every fold's best weights on its own validation cases.
     import evaluate
 
     ev = evaluate.main(evaluate.parse_args(["--run", str(run_dir)]))
-    assert sorted(ev) == [f"fold{k}" for k in range(5)]
-    assert [ev[f"fold{k}"]["dice"] for k in range(5)] == pytest.approx(per_fold, abs=1e-6)
+    assert sorted(ev) == [f"fold{k}" for k in range(3)]
+    assert [ev[f"fold{k}"]["dice"] for k in range(3)] == pytest.approx(per_fold, abs=1e-6)
     # An interrupted cross-validation resumes: finished folds are kept, the rest completes, the summary returns.
     (run_dir / "fold2" / "metrics.json").unlink()
     (run_dir / "cv_summary.json").unlink()

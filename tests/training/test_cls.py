@@ -75,9 +75,12 @@ class RecordedRun:
     """A finished training run with what it printed and the ``fit`` calls it made."""
 
     result: dict
-    run_dir: Path
     stdout: str
     fits: list[tuple[int, int | None, int]]  # (dataset cardinality, steps_per_epoch, initial_epoch)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.result["run_dir"])
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +113,7 @@ def two_phase_run(tiny_data, tmp_path_factory) -> RecordedRun:
             **TINY,
         )
     assert Path(res["run_dir"]) == project / "cls" / "exp"
-    return RecordedRun(res, Path(res["run_dir"]), out.getvalue(), fits)
+    return RecordedRun(res, out.getvalue(), fits)
 
 
 def test_phases_freeze_then_unfreeze_the_backbone_at_a_lower_rate(two_phase_run) -> None:

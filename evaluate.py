@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cli import exit_on_user_error
 from data.atomic import write_json
-from data.errors import DataError, exit_on_user_error
+from data.errors import DataError
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

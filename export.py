@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from data.errors import exit_on_user_error, with_overrides
+from cli import exit_on_user_error, with_overrides
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

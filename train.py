@@ -12,7 +12,10 @@ Usage:
 
 Every run writes runs/<task>/<name>/ (name incremented, never overwritten):
 config.json, splits.json, weights/best.keras and last.keras, history.csv,
-metrics.json, plots/, tensorboard/ and saved_model/ (best weights).
+metrics.json, plots/, tensorboard/ and saved_model/ (best weights; --no-export
+skips it). Without --img-size, segmentation on a CPU-only machine trains at 96
+pixels, 128 with a GPU (training.strategy.device_defaults). TensorFlow's oneDNN
+CPU kernels are turned on unless TF_ENABLE_ONEDNN_OPTS is set (cli.prefer_onednn).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from cli import exit_on_user_error, with_overrides
 from data.classes import CLASS_NAMES
-from data.errors import exit_on_user_error, with_overrides
-from training.config import MIXED_PRECISION, STRATEGIES, TrainConfig
+from training.config import MIXED_PRECISION, NORMS, SCHEDULES, STRATEGIES, TASKS, TrainConfig
 from training.runs import increment_run_dir
 
 DEFAULTS = TrainConfig()
@@ -37,13 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     from losses.segmentation import SEG_LOSSES
     from models.registry import model_names
     from pipeline.augment import PRESETS
+    from training.strategy import CPU_TASK_DEFAULTS
 
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    p.add_argument("--task", choices=["seg", "cls"], default="seg", help="seg: lesion segmentation; cls: 3 classes")
+    p.add_argument("--task", choices=TASKS, default=DEFAULTS.task, help="seg: lesion segmentation; cls: 3 classes")
     p.add_argument(
         "--model",
         choices=model_names(),
@@ -58,7 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--splits", default="", help="splits JSON to use (default: the dataset's own, made once)")
     p.add_argument("--fold", default="0", help="fold index, or 'all' for cross-validation (default 0)")
-    p.add_argument("--img-size", type=int, default=DEFAULTS.img_size, help="side of the square model input")
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=DEFAULTS.folds,
+        help="folds when the dataset's splits are made (first use of a dataset; ignored when they exist)",
+    )
+    cpu = ", ".join(f"{t}: {v['img_size']}" for t, v in CPU_TASK_DEFAULTS.items() if "img_size" in v)
+    p.add_argument(
+        "--img-size",
+        type=int,
+        default=None,
+        help=f"side of the square model input (default {DEFAULTS.img_size}; on a CPU-only machine {cpu})",
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        choices=[1, 3],
+        default=DEFAULTS.channels,
+        help="model input channels (gray images are repeated, colour ones reduced to luma for 1)",
+    )
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="number of epochs")
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="batch size per replica")
     p.add_argument(
@@ -131,13 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--norm",
-        choices=["instance", "batch"],
+        choices=NORMS,
         default=DEFAULTS.norm,
         help="seg: instance norm (default) or synchronized batch norm after each convolution",
     )
     p.add_argument(
         "--schedule",
-        choices=["cosine", "constant"],
+        choices=SCHEDULES,
         default=DEFAULTS.schedule,
         help="learning-rate schedule: cosine decay to 5%% over the run, or constant",
     )
@@ -147,12 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.dropout,
         help="seg: spatial dropout in the deepest levels; cls: dropout before the last layer (0: off)",
     )
+    p.add_argument(
+        "--export",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.export,
+        help="write each fold's best weights as a SavedModel in saved_model/ (default on)",
+    )
     p.add_argument("--project", default=DEFAULTS.project, help="root folder of runs")
     p.add_argument("--name", default=DEFAULTS.name, help="run name (incremented if taken)")
     p.add_argument("--exist-ok", action="store_true", help="reuse runs/<task>/<name> instead of incrementing")
     p.add_argument("--resume", default="", help="run folder to continue from its last completed epoch")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of shuffling, augmentation and init")
-    p.add_argument("--max-samples", type=int, default=0, help="debug: use at most this many cases per split")
+    p.add_argument(
+        "--max-samples", type=int, default=DEFAULTS.max_samples, help="debug: use at most this many cases per split"
+    )
     return p
 
 
@@ -161,42 +193,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+RUN_FLAGS = ("resume", "exist_ok")
+"""Flags that choose what to do with a run folder, not how to train: not part of :class:`TrainConfig`."""
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Turn parsed flags into the run's frozen config."""
-    fold = args.fold.strip().lower()
+    """Turn parsed flags into the run's frozen config: every :class:`TrainConfig` field from its flag.
+
+    Raises:
+        ValueError: If a config field has no flag (or a flag no field), or ``--fold`` is not an index or 'all'.
+    """
+    names = {f.name for f in fields(TrainConfig)}
+    flags = set(vars(args)) - set(RUN_FLAGS)
+    if names != flags:
+        raise ValueError(
+            f"train.py's flags and TrainConfig's fields differ: no flag for {sorted(names - flags)}, "
+            f"no field for {sorted(flags - names)}"
+        )
+    values = {name: getattr(args, name) for name in names}
+    fold = str(args.fold).strip().lower()
     if fold != "all" and not fold.lstrip("-").isdigit():
         raise ValueError(f"`--fold` must be a fold index or 'all'. Received: --fold {args.fold}")
-    return TrainConfig(
-        task=args.task,
-        model=args.model,
-        data_dir=args.data_dir,
-        splits=args.splits,
-        fold=-1 if fold == "all" else int(fold),
-        img_size=args.img_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        loss=args.loss,
-        augment=args.augment,
-        mixed_precision=args.mixed_precision,
-        strategy=args.strategy,
-        project=args.project,
-        name=args.name,
-        seed=args.seed,
-        max_samples=args.max_samples,
-        classes=tuple(args.classes),
-        patience=args.patience,
-        base_filters=args.base_filters,
-        depth=args.depth,
-        norm=args.norm,
-        dropout=args.dropout,
-        schedule=args.schedule,
-        weights=args.weights,
-        freeze_epochs=args.freeze_epochs,
-        gamma=args.gamma,
-        label_smoothing=args.label_smoothing,
-        oversample=args.oversample,
-    )
+    values["fold"] = -1 if fold == "all" else int(fold)
+    values["classes"] = tuple(args.classes)
+    if values["img_size"] is None:
+        from training.strategy import device_defaults
+
+        values["img_size"] = device_defaults(values["task"])["img_size"]
+    return TrainConfig(**values)
 
 
 def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict[str, Any]:
@@ -218,13 +242,21 @@ def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict
             run_dir = increment_run_dir(cfg.project, cfg.task, cfg.name)
     keras.utils.set_random_seed(cfg.seed)
     print("train: " + " ".join(f"{k}={v}" for k, v in cfg.to_dict().items()))
+    if not args.resume and args.img_size is None and cfg.img_size != DEFAULTS.img_size:
+        print(f"img_size={cfg.img_size}: the {cfg.task} default on a CPU-only machine ({DEFAULTS.img_size} with a GPU)")
     print(f"run folder: {run_dir}")
     if cfg.task == "cls" and cfg.oversample and cfg.loss != "ce":
         print(f"note: --oversample with --loss {cfg.loss} corrects the class imbalance twice", file=sys.stderr)
-    result = train(cfg, run_dir, resume=bool(args.resume), devices=devices)
+    on_best = None
+    if cfg.export:
+        from serving.export import save_run_servable
+
+        on_best = save_run_servable
+    result = train(cfg, run_dir, resume=bool(args.resume), devices=devices, on_best=on_best)
     if result:
         print(f"Results: {format_metrics(result, task_spec(cfg.task).summary_keys)}")
-        print(f"Wrote {run_dir}: config.json, splits.json, weights/, history.csv, metrics.json, plots/, saved_model/")
+        saved = ", saved_model/" if cfg.export else ""
+        print(f"Wrote {run_dir}: config.json, splits.json, weights/, history.csv, metrics.json, plots/{saved}")
     result["run_dir"] = str(run_dir)
     return result
 

@@ -14,6 +14,7 @@ Usage:
     python benchmarks/pipeline_throughput.py
     python benchmarks/pipeline_throughput.py --sizes 128 --min-seconds 5
     python benchmarks/pipeline_throughput.py --variant default --json /tmp/one.json
+    python benchmarks/pipeline_throughput.py --variant default --sizes 128 --presets none --no-training --json p.json
     python benchmarks/pipeline_throughput.py --from-json benchmarks/results/pipeline_throughput.json
 """
 
@@ -102,12 +103,14 @@ def measure_training(model_name: str, size: int, batch: int, min_seconds: float)
     return {"img_s": steps * batch / seconds, "batch": batch, "steps": steps}
 
 
-def run_variant(data_dir: Path, sizes: list[int], min_seconds: float) -> dict:
+def run_variant(
+    data_dir: Path, sizes: list[int], min_seconds: float, presets: tuple[str, ...] = PRESETS, training: bool = True
+) -> dict:
     """All measurements in this process (its malloc settings are fixed at start)."""
     records = _records(data_dir)
     out: dict = {"pipeline": {}, "training": {}}
     for size in sizes:
-        for preset in PRESETS:
+        for preset in presets:
             r = measure_pipeline(records, preset, size)
             out["pipeline"][f"{preset}@{size}"] = r
             print(
@@ -115,7 +118,7 @@ def run_variant(data_dir: Path, sizes: list[int], min_seconds: float) -> dict:
                 f"cached {r['cached_img_s']:7.1f} img/s",
                 flush=True,
             )
-        for model_name, batch in MODELS.items():
+        for model_name, batch in MODELS.items() if training else ():
             r = measure_training(model_name, size, batch, min_seconds)
             out["training"][f"{model_name}@{size}"] = r
             print(f"  training {model_name:>8} @{size}: {r['img_s']:6.1f} img/s", flush=True)
@@ -217,6 +220,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="time each model's training steps for at least this long (default 10)",
     )
     p.add_argument("--variant", choices=list(VARIANTS), help="measure one malloc setting only")
+    p.add_argument(
+        "--presets", nargs="+", choices=PRESETS, default=list(PRESETS), help="with --variant: presets to measure"
+    )
+    p.add_argument(
+        "--no-training", action="store_true", help="with --variant: measure the pipeline only, not the models"
+    )
     add_output_args(p, SECTION)
     return p.parse_args(argv)
 
@@ -230,7 +239,7 @@ def main(argv=None) -> int:
     if render_from_json(args, SECTION, markdown):
         return 0
     if args.variant:  # child process: one malloc setting
-        result = run_variant(data_dir, args.sizes, args.min_seconds)
+        result = run_variant(data_dir, args.sizes, args.min_seconds, tuple(args.presets), not args.no_training)
         write_json(Path(args.json), result)
         return 0
     variants = {}

@@ -38,7 +38,6 @@ from _common import BUSI, REPO, VARIANTS, add_output_args, render_from_json, var
 SECTION = "serving_latency"
 MODELS = {"unet": ("seg", 128), "efficientnet_b0": ("cls", 224)}
 BATCHES = (1, 8)
-TARGET = 1.1
 
 
 def _png_files(data_dir: Path, n: int) -> list[Path]:

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from cli import exit_on_user_error
 from data.atomic import write_json
 from data.discover import discover
 from data.duplicates import NEAR_DUPLICATE_BITS
-from data.errors import DataError, exit_on_user_error
+from data.errors import DataError
 from data.report import (
     InspectOptions,
     analyze_dataset,

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -54,35 +51,3 @@ class DataError(ValueError):
             lines.append(f"... and {len(self.problems) - len(shown)} more")
         head = "1 problem" if len(self.problems) == 1 else f"{len(self.problems)} problems"
         super().__init__(f"{head} in the dataset:\n  " + "\n  ".join(lines))
-
-
-USER_ERRORS = (DataError, FileNotFoundError, FileExistsError, ValueError)
-"""Errors caused by what the user passed: reported in one line, never as a traceback."""
-
-
-def exit_on_user_error(fn: Callable[[], object], also: tuple[type[BaseException], ...] = ()) -> int:
-    """Run a command; return its exit status, or 2 after printing a user error to stderr.
-
-    Args:
-        fn: The command's work. An ``int`` result is its exit status; anything else means 0.
-        also: More exception types the command reports in one line (e.g. an unreachable server).
-    """
-    try:
-        result = fn()
-    except USER_ERRORS + also as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return result if isinstance(result, int) else 0
-
-
-def with_overrides(args: Any, overrides: dict[str, Any]) -> Any:
-    """Set parsed flags from keyword arguments (a script's ``run(**overrides)``); unknown names raise.
-
-    Raises:
-        ValueError: If a name is not one of the parser's options.
-    """
-    for key, value in overrides.items():
-        if not hasattr(args, key):
-            raise ValueError(f"unknown option {key!r}; valid: {sorted(vars(args))}")
-        setattr(args, key, value)
-    return args

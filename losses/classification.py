@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from pipeline.balance import class_frequencies, class_weights
+from data.balance import class_frequencies, class_weights
 
 CLS_LOSSES = ("ce", "weighted_ce", "focal")
 

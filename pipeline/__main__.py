@@ -12,8 +12,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from cli import exit_on_user_error
 from data.discover import discover
-from data.errors import exit_on_user_error
 from data.synthetic import resolve_data_dir
 from pipeline.augment import PRESETS
 from pipeline.config import PipelineConfig

@@ -21,7 +21,7 @@ from data.discover import Case
 from data.scan import merge_masks
 from pipeline.augment import Augmenter, augment_tf
 from pipeline.config import TASKS, PipelineConfig
-from pipeline.decode import decode_image_file, preprocess, resize_mask
+from pipeline.decode import decode_image_file, merge_mask_files, preprocess, resize_mask
 
 AUTOTUNE = tf.data.AUTOTUNE
 NUM_CLASSES = len(CLASS_NAMES)
@@ -34,6 +34,8 @@ def global_batch_size(config: PipelineConfig, strategy: tf.distribute.Strategy |
 
 
 def _mask_loader(records: Sequence[Case]):
+    """Python reader for cases with a BMP mask (TensorFlow cannot decode every BMP)."""
+
     def load(index: np.int64, height: np.int32, width: np.int32) -> np.ndarray:
         case = records[int(index)]
         mask, _, problems = merge_masks(case, (int(height), int(width)))
@@ -83,8 +85,14 @@ def _load(records: Sequence[Case], task: str, config: PipelineConfig) -> tf.data
         }
         if needs_mask:
             shape = tf.shape(raw)
-            mask = tf.numpy_function(load_mask, [e["index"], shape[0], shape[1]], tf.uint8, stateful=False)
-            mask = tf.ensure_shape(mask, [None, None, 1])
+            mask = tf.cond(
+                e["mask_in_graph"],
+                lambda: merge_mask_files(e["masks"], shape[0], shape[1]),
+                lambda: tf.ensure_shape(
+                    tf.numpy_function(load_mask, [e["index"], shape[0], shape[1]], tf.uint8, stateful=False),
+                    [None, None, 1],
+                ),
+            )
             out["mask"] = tf.ensure_shape(resize_mask(mask, size), [size, size, 1])
         return out
 

@@ -97,11 +97,20 @@ def binarize_mask_bytes(contents: tf.Tensor) -> tf.Tensor:
 
 
 def merge_mask_files(paths: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
-    """OR-merge PNG/JPEG mask files into ``uint8`` ``(height, width, 1)``; none gives zeros."""
+    """OR-merge PNG/JPEG mask files into ``uint8`` ``(height, width, 1)``; none gives zeros.
+
+    Raises:
+        tf.errors.InvalidArgumentError: If a mask's size differs from ``(height, width)``
+            (the message names the file).
+    """
 
     def body(i, acc):
-        m = binarize_mask_bytes(tf.io.read_file(paths[i]))
-        return i + 1, tf.maximum(acc, tf.ensure_shape(m, [None, None, 1]))
+        m = tf.ensure_shape(binarize_mask_bytes(tf.io.read_file(paths[i])), [None, None, 1])
+        # The data layer reports such masks before training; callers that skip it get the file named here.
+        same = tf.reduce_all(tf.equal(tf.shape(m)[:2], tf.stack([height, width])))
+        check = tf.debugging.Assert(same, ["mask size differs from its image:", paths[i], tf.shape(m)[:2]])
+        with tf.control_dependencies([check]):
+            return i + 1, tf.maximum(acc, m)
 
     zeros = tf.zeros(tf.stack([height, width, 1]), tf.uint8)
     _, merged = tf.while_loop(

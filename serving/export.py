@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,6 +115,25 @@ def export_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ExportResult(name, version, final, write_models_config(root))
+
+
+def save_run_servable(model: keras.Model, cfg: TrainConfig, fold_dir: Path) -> Path:
+    """Write a run's best weights as ``fold_dir/saved_model`` with the serving signatures (replaced atomically).
+
+    ``train.py`` passes this to the trainer as its ``on_best`` step unless ``--no-export``.
+    """
+    path = Path(fold_dir) / "saved_model"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        shutil.rmtree(tmp)
+        write_servable(model, spec_from_config(cfg), tmp, cfg.model, {"source": str(path.parent / "weights")})
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
 
 
 def read_export_info(version_dir: str | Path) -> dict:

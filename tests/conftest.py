@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import cli  # noqa: F401  (before TensorFlow: the same oneDNN setting as the scripts, see cli.prefer_onednn)
+
 REPO = Path(__file__).resolve().parents[1]
 N_LOGICAL_CPUS = 2
 
@@ -103,6 +105,15 @@ def trained_runs(tmp_path_factory) -> dict[str, Path]:
         "seg": Path(train.run(task="seg", base_filters=4, project=str(root / "runs"), **common)["run_dir"]),
         "cls": Path(train.run(task="cls", project=str(root / "runs"), **common)["run_dir"]),
     }
+
+
+@pytest.fixture(scope="session")
+def exported(trained_runs, tmp_path_factory) -> dict[str, Path]:
+    """Each tiny run exported once by ``export.py``: ``{"seg": version_dir, "cls": version_dir}`` (read only)."""
+    import export
+
+    root = tmp_path_factory.mktemp("export")
+    return {task: export.run(str(run), out=str(root)).path for task, run in trained_runs.items()}
 
 
 def odd_images(folder: Path, seed: int = 0) -> list[Path]:

@@ -128,6 +128,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             save_model_atomic(self.model, weights / "last.keras")
             if improved:
                 atomic_write(weights / "best.keras", lambda p: shutil.copyfile(weights / "last.keras", p))
+            self.rows[-1]["checkpoint_seconds"] = time.perf_counter() - now
             write_text(self.run_dir / HISTORY_NAME, self._history_csv())
             write_json(
                 self.run_dir / STATE_NAME,

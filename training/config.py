@@ -9,9 +9,11 @@ from typing import Any
 
 from data.classes import CLASS_NAMES
 
+TASKS = ("seg", "cls")
 MIXED_PRECISION = ("auto", "off", "fp16", "bf16")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 SCHEDULES = ("cosine", "constant")
+NORMS = ("instance", "batch")
 # Model and loss when --model / --loss are not given.
 TASK_DEFAULTS = {"seg": {"model": "unet", "loss": "bce_dice"}, "cls": {"model": "efficientnet_b0", "loss": "ce"}}
 
@@ -28,7 +30,8 @@ class TrainConfig:
     apply to classification only. ``oversample`` None (the default) resolves to True
     for plain cross-entropy on ``cls`` (the imbalance is handled by sampling) and to
     False otherwise (the weighted losses handle it; segmentation never oversamples),
-    so a saved config always holds the choice made.
+    so a saved config always holds the choice made. ``export`` writes each fold's best
+    weights as a SavedModel (``saved_model/``) after training.
     """
 
     task: str = "seg"
@@ -62,17 +65,18 @@ class TrainConfig:
     gamma: float = 2.0
     label_smoothing: float = 0.0
     oversample: bool | None = None
+    export: bool = True
 
     def __post_init__(self) -> None:
-        if self.task not in ("seg", "cls"):
-            raise ValueError(f"`task` must be 'seg' or 'cls'. Received: task={self.task!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"`task` must be one of {list(TASKS)}. Received: task={self.task!r}")
         for key in ("model", "loss"):
             if not getattr(self, key):
                 object.__setattr__(self, key, TASK_DEFAULTS[self.task][key])
         if self.oversample is None:
             object.__setattr__(self, "oversample", self.task == "cls" and self.loss == "ce")
-        if self.norm not in ("instance", "batch"):
-            raise ValueError(f"`norm` must be 'instance' or 'batch'. Received: norm={self.norm!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"`norm` must be one of {list(NORMS)}. Received: norm={self.norm!r}")
         if self.freeze_epochs < 0:
             raise ValueError(f"`freeze_epochs` must be >= 0. Received: freeze_epochs={self.freeze_epochs}")
         if self.mixed_precision not in MIXED_PRECISION:

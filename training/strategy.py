@@ -101,3 +101,21 @@ def resolve_precision(choice: str) -> str:
 def set_precision(policy: str) -> None:
     """Set the global Keras dtype policy."""
     keras.mixed_precision.set_global_policy(policy)
+
+
+CPU_TASK_DEFAULTS: dict[str, dict[str, int]] = {"seg": {"img_size": 96}}
+"""Options whose default differs on a CPU-only machine, per task. A 96-pixel U-Net trains
+about twice as fast as a 128-pixel one (BENCHMARKS.md, 'The main commands')."""
+
+
+def device_defaults(task: str) -> dict[str, int]:
+    """Defaults of :data:`CPU_TASK_DEFAULTS`'s options for ``task`` on this machine.
+
+    :class:`TrainConfig`'s values with a GPU; on a CPU-only machine, :data:`CPU_TASK_DEFAULTS`'s.
+    """
+    from training.config import TrainConfig
+
+    out = {"img_size": TrainConfig.img_size}
+    if not tf.config.list_physical_devices("GPU"):
+        out.update(CPU_TASK_DEFAULTS.get(task, {}))
+    return out

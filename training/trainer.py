@@ -2,7 +2,7 @@
 
 A task contributes a :class:`TaskSpec` (how to build its model, loss and
 metrics, which metric picks the best epoch, how to evaluate); everything else
-(data and splits, strategy, precision, schedule, checkpoints, resume, export,
+(data and splits, strategy, precision, schedule, checkpoints, resume,
 cross-validation) is the same code for segmentation and classification.
 """
 
@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,7 +89,6 @@ def task_spec(task: str) -> TaskSpec:
 class PreparedData:
     """Cases and the splits a run uses."""
 
-    data_dir: Path
     cases: dict[str, Case]
     splits: dict[str, Any]
 
@@ -114,7 +110,7 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
     if analysis.splits_source == "new":
         write_report(analysis, out)
         print(f"Wrote the dataset report and splits to {out}")
-    return PreparedData(data_dir, analysis.cases, analysis.splits)
+    return PreparedData(analysis.cases, analysis.splits)
 
 
 def fold_records(data: PreparedData, cfg: TrainConfig, fold: int) -> tuple[list[Case], list[Case]]:
@@ -167,42 +163,25 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def _export_saved_model(model: keras.Model, cfg: TrainConfig, path: Path) -> None:
-    """The best weights as a SavedModel with the serving signatures of ``export.py`` (replaced atomically)."""
-    from serving.export import spec_from_config, write_servable
-
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        shutil.rmtree(tmp)
-        write_servable(model, spec_from_config(cfg), tmp, cfg.model, {"source": str(path.parent / "weights")})
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+OnBest = Callable[[keras.Model, TrainConfig, Path], None]
+"""Called with a fold's best model, the config and the fold's folder once it is evaluated
+(``train.py`` exports the SavedModel there); the fold counts as complete only after it returns."""
 
 
-def train_fold(
-    cfg: TrainConfig,
-    data: PreparedData,
-    fold: int,
-    fold_dir: Path,
-    strategy: tf.distribute.Strategy,
-    resume: bool = False,
-) -> dict[str, Any]:
-    """Train (or resume) one fold in ``fold_dir``; evaluate its best weights.
+@dataclass
+class FoldData:
+    """One fold's cases and datasets, and the batch arithmetic of its strategy."""
 
-    Returns:
-        The fold's metrics (also written to ``fold_dir/metrics.json``).
-    """
-    spec = task_spec(cfg.task)
-    chief = is_chief(strategy)
-    metrics_path = fold_dir / "metrics.json"
-    state = read_state(fold_dir) if resume else None
-    if resume and metrics_path.is_file():
-        print(f"fold {fold}: already complete, {metrics_path}")
-        return json.loads(metrics_path.read_text())
+    train_records: list[Case]
+    val_records: list[Case]
+    train_ds: tf.data.Dataset
+    val_ds: tf.data.Dataset
+    steps: int
+    lr: float
+
+
+def fold_datasets(cfg: TrainConfig, data: PreparedData, fold: int, strategy: tf.distribute.Strategy) -> FoldData:
+    """Step 1 of a fold: its cases, the training and validation datasets, steps per epoch and learning rate."""
     train_records, val_records = fold_records(data, cfg, fold)
     pcfg = PipelineConfig(
         img_size=cfg.img_size,
@@ -214,7 +193,7 @@ def train_fold(
     )
     replicas = strategy.num_replicas_in_sync
     batch = global_batch_size(pcfg, strategy)
-    steps = max(1, len(train_records) // batch) if len(train_records) >= batch else 1
+    steps = max(1, len(train_records) // batch)
     lr = cfg.lr * replicas  # linear scaling rule: the global batch grows with the replicas
     print(
         f"fold {fold}: {len(train_records)} train / {len(val_records)} val cases, "
@@ -233,15 +212,118 @@ def train_fold(
         opts = tf.data.Options()
         opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         train_ds, val_ds = train_ds.with_options(opts), val_ds.with_options(opts)
-    initial_epoch = 0
+    return FoldData(train_records, val_records, train_ds, val_ds, steps, lr)
+
+
+def restore_or_build(
+    cfg: TrainConfig, fold: int, fold_dir: Path, strategy: tf.distribute.Strategy, state: dict[str, Any] | None
+) -> tuple[keras.Model, int]:
+    """Step 2: the model of a resumed fold (its last checkpoint) or a new one; and the epochs already done."""
     with strategy.scope():
-        if state is not None:
-            model = load_run_model(fold_dir / "weights" / "last.keras")
-            initial_epoch = int(state["epoch"])
-            print(f"fold {fold}: resuming after epoch {initial_epoch} of {cfg.epochs}")
+        if state is None:
+            return task_spec(cfg.task).build_model(cfg), 0
+        model = load_run_model(fold_dir / "weights" / "last.keras")
+    print(f"fold {fold}: resuming after epoch {int(state['epoch'])} of {cfg.epochs}")
+    return model, int(state["epoch"])
+
+
+def run_phases(
+    model: keras.Model,
+    cfg: TrainConfig,
+    fd: FoldData,
+    strategy: tf.distribute.Strategy,
+    checkpoint: RunCheckpoint,
+    initial_epoch: int,
+    callbacks: list[keras.callbacks.Callback],
+) -> None:
+    """Step 3: train the task's phases from ``initial_epoch`` on, stopping early when patience runs out."""
+    spec = task_spec(cfg.task)
+    loss = spec.loss(cfg, fd.train_records)
+    stopped = bool(cfg.patience and checkpoint.wait >= cfg.patience)
+    start = 0
+    for phase in spec.phases(cfg):
+        if stopped or phase.end_epoch <= initial_epoch:
+            start = phase.end_epoch
+            continue
+        # A run resumed inside a phase keeps its loaded optimizer; a phase that starts here gets a new one.
+        if initial_epoch <= start:
+            _compile_phase(model, phase, strategy, fd.lr, fd.steps * (phase.end_epoch - start), cfg, loss, spec)
+        # One iterator for the whole phase: the dataset repeats and `steps` batches make an epoch
+        # (each pass is one epoch, reshuffled and redrawn). With a new iterator every epoch, freeing the
+        # old one waited for tf.data's autotuning thread: 12-17 s at about a third of the epochs (BENCHMARKS.md).
+        fit_args = dict(
+            validation_data=fd.val_ds,
+            epochs=phase.end_epoch,
+            initial_epoch=max(initial_epoch, start),
+            steps_per_epoch=fd.steps,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            fit_distributed(model, fd.train_ds.repeat(), strategy=strategy, **fit_args)  # Keras' fit fails here
         else:
-            model = spec.build_model(cfg)
-    loss = spec.loss(cfg, train_records)
+            model.fit(fd.train_ds.repeat(), shuffle=False, **fit_args)  # the dataset shuffles itself
+        stopped = bool(cfg.patience and checkpoint.wait >= cfg.patience)
+        start = phase.end_epoch
+
+
+def evaluate_best(
+    cfg: TrainConfig, fd: FoldData, fold: int, fold_dir: Path, checkpoint: RunCheckpoint, on_best: OnBest | None
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Step 4: evaluate the best weights on the validation cases, then hand them to ``on_best``.
+
+    Returns:
+        The fold's metrics and the seconds spent evaluating (predictions, metrics, plots) and in ``on_best``.
+    """
+    spec = task_spec(cfg.task)
+    t0 = time.perf_counter()
+    best = load_run_model(fold_dir / "weights" / "best.keras")
+    result = spec.evaluate(best, fd.val_records, cfg, fold_dir, checkpoint.rows)
+    result.update(
+        fold=fold,
+        best_epoch=checkpoint.best_epoch,
+        epochs_completed=len(checkpoint.rows),
+        monitor=spec.monitor,
+        train_cases=len(fd.train_records),
+        val_cases=len(fd.val_records),
+    )
+    seconds = {"evaluate": time.perf_counter() - t0}
+    if on_best is not None:
+        t0 = time.perf_counter()
+        on_best(best, cfg, fold_dir)
+        seconds["on_best"] = time.perf_counter() - t0
+    return result, seconds
+
+
+def train_fold(
+    cfg: TrainConfig,
+    data: PreparedData,
+    fold: int,
+    fold_dir: Path,
+    strategy: tf.distribute.Strategy,
+    resume: bool = False,
+    on_best: OnBest | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) one fold in ``fold_dir``; evaluate its best weights.
+
+    The steps: :func:`fold_datasets`, :func:`restore_or_build`, :func:`run_phases`,
+    :func:`evaluate_best`. ``metrics.json`` is written last, so a fold that has it is complete.
+
+    Returns:
+        The fold's metrics (also written to ``fold_dir/metrics.json``), with ``seconds``: where the
+        fold's time went (``datasets_and_model``, ``first_epoch``, ``other_epochs``, ``validation``,
+        ``checkpoints``, ``evaluate``, ``on_best``).
+    """
+    metrics_path = fold_dir / "metrics.json"
+    if resume and metrics_path.is_file():
+        print(f"fold {fold}: already complete, {metrics_path}")
+        return json.loads(metrics_path.read_text())
+    state = read_state(fold_dir) if resume else None
+    chief = is_chief(strategy)
+    t0 = time.perf_counter()
+    fd = fold_datasets(cfg, data, fold, strategy)
+    model, initial_epoch = restore_or_build(cfg, fold, fold_dir, strategy, state)
+    spec = task_spec(cfg.task)
     checkpoint = RunCheckpoint(
         fold_dir,
         monitor=spec.monitor,
@@ -254,51 +336,32 @@ def train_fold(
     callbacks: list[keras.callbacks.Callback] = [checkpoint]
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(str(fold_dir / "tensorboard")))
-    stopped = bool(state and cfg.patience and state["wait"] >= cfg.patience)
+    setup = time.perf_counter() - t0
     t0 = time.perf_counter()
-    start = 0
-    for phase in spec.phases(cfg):
-        if stopped or phase.end_epoch <= initial_epoch:
-            start = phase.end_epoch
-            continue
-        # A run resumed inside a phase keeps its loaded optimizer; a phase that starts here gets a new one.
-        if initial_epoch <= start:
-            _compile_phase(model, phase, strategy, lr, steps * (phase.end_epoch - start), cfg, loss, spec)
-        # One iterator for the whole phase: the dataset repeats and `steps` batches make an epoch
-        # (each pass is one epoch, reshuffled and redrawn). With a new iterator every epoch, freeing the
-        # old one waited for tf.data's autotuning thread: 12-17 s at about a third of the epochs (BENCHMARKS.md).
-        fit_args = dict(
-            validation_data=val_ds,
-            epochs=phase.end_epoch,
-            initial_epoch=max(initial_epoch, start),
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            fit_distributed(model, train_ds.repeat(), strategy=strategy, **fit_args)  # Keras' fit fails here
-        else:
-            model.fit(train_ds.repeat(), shuffle=False, **fit_args)  # the dataset shuffles itself
-        stopped = bool(cfg.patience and checkpoint.wait >= cfg.patience)
-        start = phase.end_epoch
+    run_phases(model, cfg, fd, strategy, checkpoint, initial_epoch, callbacks)
     epochs_run = len(checkpoint.rows) - initial_epoch
     if epochs_run:
         print(f"fold {fold}: {epochs_run} epochs in {time.perf_counter() - t0:.0f}s")
     if not chief:
         return {}
-    best = load_run_model(fold_dir / "weights" / "best.keras")
-    result = spec.evaluate(best, val_records, cfg, fold_dir, checkpoint.rows)
-    result.update(
-        fold=fold,
-        best_epoch=checkpoint.best_epoch,
-        epochs_completed=len(checkpoint.rows),
-        monitor=spec.monitor,
-        train_cases=len(train_records),
-        val_cases=len(val_records),
-    )
-    _export_saved_model(best, cfg, fold_dir / "saved_model")
+    result, seconds = evaluate_best(cfg, fd, fold, fold_dir, checkpoint, on_best)
+    result["seconds"] = {"datasets_and_model": setup, **epoch_seconds(checkpoint.rows[initial_epoch:]), **seconds}
+    print(f"fold {fold}: seconds " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
     write_json(metrics_path, result)
     return result
+
+
+def epoch_seconds(rows: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Training time of the first epoch run (tracing, cache filling), of the rest, of validation and checkpoints."""
+    if not rows:
+        return {}
+    train_s = [float(r["train_seconds"]) for r in rows]
+    return {
+        "first_epoch": train_s[0],
+        "other_epochs": sum(train_s[1:]),
+        "validation": sum(float(r["epoch_seconds"]) - float(r["train_seconds"]) for r in rows),
+        "checkpoints": sum(float(r.get("checkpoint_seconds", 0.0)) for r in rows),
+    }
 
 
 def _compile_phase(
@@ -347,29 +410,42 @@ def train(
     run_dir: Path,
     resume: bool = False,
     devices: Sequence[str] | None = None,
+    on_best: OnBest | None = None,
 ) -> dict[str, Any]:
     """Train every fold the config asks for into ``run_dir``.
 
+    Nothing is written into ``run_dir`` before the data and the fold are checked.
+
+    Args:
+        cfg: The run's options.
+        run_dir: The run folder (created here).
+        resume: Continue the run in ``run_dir`` from its last completed epoch.
+        devices: Devices for the strategy (default: all local GPUs, or the CPU).
+        on_best: Called with each fold's best model once it is evaluated (see :data:`OnBest`).
+
     Returns:
         The single fold's metrics, or the cross-validation summary for ``fold=-1``.
+
+    Raises:
+        ValueError: If ``cfg.fold`` is not a fold of the splits.
     """
     policy = resolve_precision(cfg.mixed_precision)
     set_precision(policy)
     print(f"mixed precision {cfg.mixed_precision!r}: dtype policy {policy}")
     strategy = make_strategy(cfg.strategy, devices)
     data = prepare_data(cfg)
+    n_folds = len(data.splits["folds"])
+    if cfg.fold != -1 and not 0 <= cfg.fold < n_folds:
+        raise ValueError(f"`--fold` must be 0..{n_folds - 1} or 'all'. Received: fold={cfg.fold}")
     chief = is_chief(strategy)
     if chief:
         write_json(run_dir / "config.json", cfg.to_dict())
         write_json(run_dir / "splits.json", data.splits)
-    n_folds = len(data.splits["folds"])
-    if cfg.fold != -1 and not 0 <= cfg.fold < n_folds:
-        raise ValueError(f"`--fold` must be 0..{n_folds - 1} or 'all'. Received: fold={cfg.fold}")
     if cfg.fold != -1:
-        return train_fold(cfg, data, cfg.fold, run_dir, strategy, resume)
+        return train_fold(cfg, data, cfg.fold, run_dir, strategy, resume, on_best)
     results = []
     for k in range(n_folds):
-        results.append(train_fold(cfg, data, k, run_dir / f"fold{k}", strategy, resume))
+        results.append(train_fold(cfg, data, k, run_dir / f"fold{k}", strategy, resume, on_best))
         keras.backend.clear_session()
     if not chief:
         return {}

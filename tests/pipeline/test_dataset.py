@@ -1,4 +1,4 @@
-"""build_dataset: outputs per task, masks, determinism, evaluation, distribution, balance."""
+"""build_dataset: outputs per task, masks, determinism, evaluation, distribution, oversampling."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from PIL import Image
 
 from data.discover import discover
 from data.imageio import read_image
-from pipeline.balance import class_weights
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset, global_batch_size
 from pipeline.decode import preprocess
@@ -169,14 +168,6 @@ def test_bad_arguments_raise(records) -> None:
         PipelineConfig(augment="heavy")
     with pytest.raises(ValueError, match="channels"):
         PipelineConfig(channels=2)
-
-
-def test_class_weights_hand_computed() -> None:
-    w = class_weights(["normal", "benign", "benign", "benign", "malignant", "malignant"])
-    assert w == pytest.approx({0: 2.0, 1: 2 / 3, 2: 1.0})
-    assert class_weights(["benign", "malignant"]) == {0: 0.0, 1: 1.0, 2: 1.0}
-    with pytest.raises(ValueError, match="empty"):
-        class_weights([])
 
 
 @pytest.mark.parametrize(

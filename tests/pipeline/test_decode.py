@@ -12,7 +12,7 @@ from PIL import Image
 
 from data.imageio import read_image
 from pipeline.decode import decode_image_bytes, decode_image_file, preprocess, to_channels
-from tests.conftest import disc_mask, textured
+from tests.conftest import disc_mask, save_mask, textured
 
 G = textured(1)
 RGB = np.dstack([G, 255 - G, G // 2])
@@ -147,3 +147,14 @@ def test_merge_of_no_mask_files_is_empty() -> None:
 
     out = merge_mask_files(tf.constant([], tf.string), tf.constant(5), tf.constant(7)).numpy()
     assert out.shape == (5, 7, 1) and not out.any()
+
+
+def test_merge_names_a_mask_whose_size_differs_from_its_image(tmp_path: Path) -> None:
+    from pipeline.decode import merge_mask_files
+
+    good = save_mask(tmp_path / "a_mask.png", disc_mask(48, 64, 24, 32, 10))
+    bad = save_mask(tmp_path / "a_mask_1.png", disc_mask(40, 64, 20, 32, 10))
+    merged = merge_mask_files(tf.constant([str(good)]), tf.constant(48), tf.constant(64)).numpy()
+    np.testing.assert_array_equal(merged[:, :, 0].astype(bool), disc_mask(48, 64, 24, 32, 10))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="a_mask_1.png"):
+        merge_mask_files(tf.constant([str(good), str(bad)]), tf.constant(48), tf.constant(64))

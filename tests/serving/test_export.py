@@ -29,13 +29,6 @@ from training.runs import load_inference_model
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def exported(trained_runs, tmp_path_factory) -> dict[str, Path]:
-    """Each tiny run exported once: ``{"seg": version_dir, "cls": version_dir}``."""
-    root = tmp_path_factory.mktemp("export")
-    return {task: export.run(str(run), out=str(root)).path for task, run in trained_runs.items()}
-
-
 def _pipeline_pixels(files: list[Path], cfg: TrainConfig) -> np.ndarray:
     """What evaluation feeds the model: the tf.data pipeline on these files."""
     records = [Case(f"c{i}", f, "benign") for i, f in enumerate(files)]
@@ -141,22 +134,22 @@ def _tree_digest(folder: Path) -> str:
 
 
 def test_versions_increment_and_an_existing_version_is_never_overwritten(trained_runs, tmp_path):
-    run = trained_runs["cls"]
+    run = trained_runs["seg"]  # the smaller model: versioning is the same for both tasks
     weights = run / "weights" / "best.keras"
     before = hashlib.sha256(weights.read_bytes()).hexdigest()
-    first = export.run(str(run), out=str(tmp_path), name="busi_cls")
-    second = export.run(str(run), out=str(tmp_path), name="busi_cls")
+    first = export.run(str(run), out=str(tmp_path), name="busi_seg")
+    second = export.run(str(run), out=str(tmp_path), name="busi_seg")
     assert (first.version, second.version) == (1, 2)
     digest = _tree_digest(first.path)
     with pytest.raises(FileExistsError, match="never overwritten"):
-        export.run(str(run), out=str(tmp_path), name="busi_cls", version=1)
+        export.run(str(run), out=str(tmp_path), name="busi_seg", version=1)
     assert _tree_digest(first.path) == digest
-    assert sorted(p.name for p in (tmp_path / "busi_cls").iterdir()) == ["1", "2"]  # no temporary left behind
-    assert resolve_version_dir(tmp_path / "busi_cls") == second.path
+    assert sorted(p.name for p in (tmp_path / "busi_seg").iterdir()) == ["1", "2"]  # no temporary left behind
+    assert resolve_version_dir(tmp_path / "busi_seg") == second.path
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == before  # the run's model is untouched
     export.run(str(trained_runs["seg"]), out=str(tmp_path), version=7)
     config = (tmp_path / MODELS_CONFIG).read_text()
-    assert re.findall(r'name: "([^"]+)"', config) == ["busi_cls", "unet"]
+    assert re.findall(r'name: "([^"]+)"', config) == ["busi_seg", "unet"]
     assert 'base_path: "/models/unet"' in config and config.count("config {") == 2
 
 

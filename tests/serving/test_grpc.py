@@ -11,7 +11,6 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-import export
 from tests.conftest import REPO, odd_images
 
 pytestmark = pytest.mark.slow
@@ -40,8 +39,8 @@ def _readme_grpc_example() -> str:
     return re.search(r"```python\n(.*?)```", block, re.S).group(1)
 
 
-def test_readme_grpc_example_gets_the_mask(trained_runs, tmp_path):
-    version_dir = export.run(str(trained_runs["seg"]), out=str(tmp_path / "export")).path
+def test_readme_grpc_example_gets_the_mask(exported, tmp_path):
+    version_dir = exported["seg"]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         _StandIn("unet", tf.saved_model.load(str(version_dir))), server

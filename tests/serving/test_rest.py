@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import export
 import predict
 from serving.rest import ServingError, parse_response, predict_url, request_body
 
@@ -112,8 +111,8 @@ class _StandInServing(BaseHTTPRequestHandler):
 
 
 @pytest.mark.slow
-def test_predict_over_rest_matches_the_local_savedmodel(trained_runs, tmp_path):
-    version_dir = export.run(str(trained_runs["cls"]), out=str(tmp_path / "export")).path
+def test_predict_over_rest_matches_the_local_savedmodel(exported, tmp_path):
+    version_dir = exported["cls"]
     handler = type("H", (_StandInServing,), {"name": "efficientnet_b0"})
     handler.signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -44,3 +44,60 @@ def test_eval_batch_plan_never_leaves_a_replica_empty(n, replicas, max_b, expect
     assert b <= max_b and n >= global_batch  # the first batch is full and splits evenly
     rest = n % global_batch
     assert drop or rest == 0 or rest >= replicas  # no replica gets an empty last batch
+
+
+def test_every_config_field_has_a_flag_and_flags_reach_the_config() -> None:
+    import dataclasses
+
+    import train
+
+    args = train.parse_args([])
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert fields == set(vars(args)) - set(train.RUN_FLAGS)
+    # Flags left at their defaults give the dataclass's defaults, but for the image size, which depends on the device.
+    from training.strategy import device_defaults
+
+    expected = dataclasses.replace(TrainConfig(), img_size=device_defaults("seg")["img_size"])
+    assert train.config_from_args(args) == expected
+    argv = ["--task", "cls", "--fold", "all", "--folds", "3", "--channels", "1", "--no-export", "--epochs", "7",
+            "--norm", "batch", "--classes", "benign", "malignant", "--no-oversample"]  # fmt: skip
+    cfg = train.config_from_args(train.parse_args(argv))
+    assert (cfg.task, cfg.fold, cfg.folds, cfg.channels, cfg.export, cfg.epochs, cfg.norm) == (
+        "cls",
+        -1,
+        3,
+        1,
+        False,
+        7,
+        "batch",
+    )
+    assert cfg.classes == ("benign", "malignant") and cfg.oversample is False
+    # A field the parser does not know would be dropped silently: it is an error instead.
+    del args.folds
+    with pytest.raises(ValueError, match=r"no flag for \['folds'\]"):
+        train.config_from_args(args)
+
+
+def test_image_size_default_by_device(monkeypatch) -> None:
+    import tensorflow as tf
+
+    import train
+    from training import strategy
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [] if kind == "GPU" else ["cpu"])
+    assert strategy.device_defaults("seg") == {"img_size": 96}
+    assert strategy.device_defaults("cls") == {"img_size": 128}
+    assert train.config_from_args(train.parse_args(["--task", "seg"])).img_size == 96
+    assert train.config_from_args(train.parse_args(["--task", "seg", "--img-size", "128"])).img_size == 128
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu"])
+    assert strategy.device_defaults("seg") == {"img_size": 128} == strategy.device_defaults("cls")
+    assert train.config_from_args(train.parse_args(["--task", "seg"])).img_size == TrainConfig().img_size == 128
+
+
+def test_flag_choices_come_from_the_library_constants() -> None:
+    import train
+    from training.config import MIXED_PRECISION, NORMS, SCHEDULES, STRATEGIES, TASKS
+
+    choices = {a.dest: a.choices for a in train.build_parser()._actions}
+    assert choices["task"] == TASKS and choices["norm"] == NORMS and choices["schedule"] == SCHEDULES
+    assert choices["mixed_precision"] == MIXED_PRECISION and choices["strategy"] == STRATEGIES

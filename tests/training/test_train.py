@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import train
+from cli import exit_on_user_error
 from data.report import InspectOptions, analyze_dataset
 from data.splits import save_splits
 from data.synthetic import SynthConfig, generate_synthetic
@@ -42,15 +43,13 @@ def _args(data: Path, project: Path, **extra) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tiny_data, tmp_path_factory) -> Path:
-    """``train.run(task="seg", epochs=1, max_samples=8)`` on the tiny data; its run folder.
+def smoke_run(trained_runs) -> Path:
+    """The session's tiny segmentation run (``train.run(task="seg", epochs=1, max_samples=8)``, see conftest).
 
-    Shared by the smoke and evaluate tests, which only add files beside what the run wrote.
+    Shared by the smoke, bad-fold and evaluate tests, which only add files beside what the run wrote.
     """
-    project = tmp_path_factory.mktemp("seg_runs")
-    result = train.run(task="seg", epochs=1, max_samples=8, data_dir=str(tiny_data), project=str(project), **TINY)
-    assert Path(result["run_dir"]) == project / "seg" / "exp"
-    return Path(result["run_dir"])
+    assert trained_runs["seg"].name == "exp"
+    return trained_runs["seg"]
 
 
 def test_smoke_run_writes_every_artifact(smoke_run, tiny_data) -> None:
@@ -72,23 +71,31 @@ def test_smoke_run_writes_every_artifact(smoke_run, tiny_data) -> None:
     with open(run_dir / "history.csv", newline="") as f:
         row = next(csv.DictReader(f))
     assert 0 < float(row["train_seconds"]) <= float(row["epoch_seconds"])
-    # A second run with the same name goes to exp2, never over exp.
-    project = run_dir.parents[1]
-    again = train.run(task="seg", epochs=1, max_samples=4, data_dir=str(tiny_data), project=str(project), **TINY)
-    assert Path(again["run_dir"]) == run_dir.with_name("exp2")
+    seconds = metrics["seconds"]  # where the fold's time went
+    assert set(seconds) == {
+        "datasets_and_model", "first_epoch", "other_epochs", "validation", "checkpoints", "evaluate", "on_best"
+    }  # fmt: skip
+    assert seconds["checkpoints"] == pytest.approx(float(row["checkpoint_seconds"])) and seconds["checkpoints"] > 0
+    assert seconds["first_epoch"] == pytest.approx(float(row["train_seconds"]))
+    assert seconds["other_epochs"] == 0 and all(v >= 0 for v in seconds.values())
 
 
-def test_bad_size_and_model_are_clear_errors(tiny_data, tmp_path) -> None:
+def test_bad_fold_is_a_clear_error_and_writes_nothing(smoke_run, capsys) -> None:
+    project = smoke_run.parents[1]
+    data = json.loads((smoke_run / "config.json").read_text())["data_dir"]
+    before = sorted(p.name for p in (project / "seg").iterdir())
+    status = exit_on_user_error(lambda: train.main(train.parse_args(_args(Path(data), project, fold=9, epochs=1))))
+    out, err = capsys.readouterr()
+    assert status == 2 and "`--fold` must be 0..4" in err and "Traceback" not in err
+    # A taken name is incremented, never reused (exp -> exp2); the bad fold stops the run before anything is
+    # written, so exp2 is not made and the name is not used up.
+    assert f"run folder: {project / 'seg' / 'exp2'}" in out
+    assert sorted(p.name for p in (project / "seg").iterdir()) == before == ["exp"]
+
+
+def test_bad_size_is_a_clear_error(tiny_data, tmp_path) -> None:
     with pytest.raises(ValueError, match="multiple of 16"):
         train.run(epochs=1, max_samples=4, data_dir=str(tiny_data), project=str(tmp_path), img_size=40)
-    proc = subprocess.run(
-        [sys.executable, "train.py", *_args(tiny_data, tmp_path, fold=9, epochs=1)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 2 and "--fold" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def _history_epochs(run_dir: Path) -> list[int]:
@@ -97,8 +104,8 @@ def _history_epochs(run_dir: Path) -> list[int]:
 
 
 def test_sigkill_then_resume_continues_at_the_next_epoch(tiny_data, tmp_path) -> None:
-    epochs = 8
-    cmd = [sys.executable, "train.py", *_args(tiny_data, tmp_path, epochs=epochs, name="r", patience=0)]
+    epochs = 5
+    cmd = [sys.executable, "train.py", *_args(tiny_data, tmp_path, epochs=epochs, max_samples=8, name="r", patience=0)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_dir = tmp_path / "seg" / "r"
     state_path = run_dir / "state.json"
@@ -135,7 +142,14 @@ def test_sigkill_then_resume_continues_at_the_next_epoch(tiny_data, tmp_path) ->
 
 def test_mirrored_two_devices_matches_single_device(tiny_data, tmp_path) -> None:
     common = dict(
-        task="seg", epochs=1, max_samples=16, data_dir=str(tiny_data), dropout=0.0, seed=3, **{**TINY, "batch_size": 2}
+        task="seg",
+        epochs=1,
+        max_samples=16,
+        data_dir=str(tiny_data),
+        dropout=0.0,
+        seed=3,
+        export=False,
+        **{**TINY, "batch_size": 2},
     )
     two = train.run(devices=["/cpu:0", "/cpu:1"], project=str(tmp_path / "two"), **common)
     # One device with the same global batch (2 x 2) and the same scaled learning rate.
@@ -155,6 +169,7 @@ def test_bf16_run_has_float32_outputs_and_finite_loss(tiny_data, tmp_path) -> No
         data_dir=str(tiny_data),
         project=str(tmp_path),
         mixed_precision="bf16",
+        export=False,
         **TINY,
     )
     run_dir = Path(res["run_dir"])
@@ -191,6 +206,7 @@ def test_two_local_workers_train_one_epoch_with_multiworker(tiny_data, tmp_path)
             sys.executable,
             "train.py",
             *_args(tiny_data, tmp_path, epochs=1, max_samples=8, name="mw", strategy="multiworker"),
+            "--no-export",
         ]
         procs.append(
             subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -227,8 +243,8 @@ def test_evaluate_run_on_own_and_external_data(smoke_run, tmp_path) -> None:
 
 
 def test_fold_all_trains_every_fold_and_summarizes(tiny_data, tmp_path) -> None:
-    # A user's own 3-fold splits: every fold of whatever file is given is trained (3 keep the test short).
-    splits = save_splits(tmp_path / "three_folds.json", analyze_dataset(tiny_data, InspectOptions(folds=3)).splits)
+    # A user's own 2-fold splits: every fold of whatever file is given is trained (2 keep the test short).
+    splits = save_splits(tmp_path / "two_folds.json", analyze_dataset(tiny_data, InspectOptions(folds=2)).splits)
     res = train.run(
         task="seg",
         epochs=1,
@@ -237,29 +253,31 @@ def test_fold_all_trains_every_fold_and_summarizes(tiny_data, tmp_path) -> None:
         splits=str(splits),
         data_dir=str(tiny_data),
         project=str(tmp_path),
+        export=False,
         **TINY,
     )
     run_dir = Path(res["run_dir"])
     summary = json.loads((run_dir / "cv_summary.json").read_text())
-    assert summary["folds"] == 3
-    per_fold = [json.loads((run_dir / f"fold{k}" / "metrics.json").read_text())["dice"] for k in range(3)]
+    assert summary["folds"] == 2
+    per_fold = [json.loads((run_dir / f"fold{k}" / "metrics.json").read_text())["dice"] for k in range(2)]
     assert summary["dice"]["per_fold"] == pytest.approx(per_fold)
     assert summary["dice"]["mean"] == pytest.approx(float(np.mean(per_fold)))
     assert summary["dice"]["std"] == pytest.approx(float(np.std(per_fold, ddof=1)))
     lo, hi = summary["dice"]["ci95"]
     assert min(per_fold) <= lo <= summary["dice"]["mean"] <= hi <= max(per_fold)
-    for k in range(3):
+    for k in range(2):
         assert (run_dir / f"fold{k}" / "weights" / "best.keras").is_file()
-    val_sets = [set(json.loads((run_dir / "splits.json").read_text())["folds"][k]["val"]) for k in range(3)]
+        assert not (run_dir / f"fold{k}" / "saved_model").exists()  # --no-export
+    val_sets = [set(json.loads((run_dir / "splits.json").read_text())["folds"][k]["val"]) for k in range(2)]
     assert all(not (a & b) for i, a in enumerate(val_sets) for b in val_sets[i + 1 :])
     # evaluate.py on a --fold all run evaluates every fold's best weights on its own validation cases.
     import evaluate
 
     ev = evaluate.main(evaluate.parse_args(["--run", str(run_dir)]))
-    assert sorted(ev) == [f"fold{k}" for k in range(3)]
-    assert [ev[f"fold{k}"]["dice"] for k in range(3)] == pytest.approx(per_fold, abs=1e-6)
+    assert sorted(ev) == [f"fold{k}" for k in range(2)]
+    assert [ev[f"fold{k}"]["dice"] for k in range(2)] == pytest.approx(per_fold, abs=1e-6)
     # An interrupted cross-validation resumes: finished folds are kept, the rest completes, the summary returns.
-    (run_dir / "fold2" / "metrics.json").unlink()
+    (run_dir / "fold1" / "metrics.json").unlink()
     (run_dir / "cv_summary.json").unlink()
     again = train.main(train.parse_args(["--resume", str(run_dir)]))
     assert json.loads((run_dir / "cv_summary.json").read_text())["dice"]["per_fold"] == pytest.approx(per_fold)

@@ -1,4 +1,4 @@
-"""Class imbalance: class weights from a training split."""
+"""Class statistics of a training split: counts, frequencies and balanced weights."""
 
 from __future__ import annotations
 

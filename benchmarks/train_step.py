@@ -245,6 +245,8 @@ def markdown(result: dict) -> str:
     lines += ["", "Settings: `default` is TensorFlow as it starts here (`TF_ENABLE_ONEDNN_OPTS=0`, no XLA on a CPU); "
               "`onednn` sets `TF_ENABLE_ONEDNN_OPTS=1`; `xla` compiles the step with `jit_compile=True`. "
               f"Versions: {'; '.join(versions)}."]  # fmt: skip
+    if result.get("note"):
+        lines += ["", result["note"]]
     return "\n".join(lines) + "\n"
 
 

@@ -33,6 +33,16 @@ _split_cpu()
 BUSI_DIR = REPO.parent / "shared" / "datasets" / "Dataset_BUSI_with_GT"
 
 
+SHARED_RUNS_GROUP = "trained_runs"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Send every test using the session's trained runs to one xdist worker, so they are trained once."""
+    for item in items:
+        if {"trained_runs", "exported"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group(SHARED_RUNS_GROUP))
+
+
 @pytest.fixture(scope="session")
 def busi_dir() -> Path:
     """The real BUSI dataset; missing is a failure in CI and a skip elsewhere."""

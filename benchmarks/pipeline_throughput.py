@@ -197,9 +197,10 @@ def markdown(result: dict) -> str:
         "whole shuffle buffer before the first augmented element leaves, so decoding and "
         "augmentation add up instead of overlapping; a smaller buffer would overlap them but "
         "would serve class-sorted records in clusters. This one-time cost is why the first "
-        "epoch of `strong` at 128 pixels can fall just under 5x. Masks are decoded in-graph: "
-        "decoding them in Python under `tf.numpy_function` cost 35% of first-epoch throughput "
-        "(150 against 232 images/s at 128 pixels) to GIL hand-offs.",
+        "epoch of `strong` at 128 pixels can fall just under 5x. These figures were measured with "
+        "every mask decoded in Python under `tf.numpy_function`: the in-graph mask decoding this "
+        "paragraph once credited with a 35% first-epoch gain was built but not wired in until "
+        "issue 20, which measured it (section 'Mask decoding in the graph' below).",
         "",
     ]
     return "\n".join(lines)

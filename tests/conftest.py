@@ -36,6 +36,7 @@ BUSI_DIR = REPO.parent / "shared" / "datasets" / "Dataset_BUSI_with_GT"
 SHARED_RUNS_GROUP = "trained_runs"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Send every test using the session's trained runs to one xdist worker, so they are trained once."""
     for item in items:

@@ -39,13 +39,16 @@ from _common import write_json as save_json
 
 SECTION = "train_step"
 IMG, BATCH, N_IMAGES = 128, 8, 64
-# name -> (environment, jit_compile); TF_ENABLE_ONEDNN_OPTS is set explicitly either way.
+# name -> (environment, jit_compile, (intra-op, inter-op) threads or None for TensorFlow's choice);
+# TF_ENABLE_ONEDNN_OPTS is set explicitly either way.
 SETTINGS = {
-    "default": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, False),
-    "onednn": ({"TF_ENABLE_ONEDNN_OPTS": "1"}, False),
-    "xla": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, True),
-    "onednn+xla": ({"TF_ENABLE_ONEDNN_OPTS": "1"}, True),
-    "basicunet": ({}, False),
+    "default": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, False, None),
+    "onednn": ({"TF_ENABLE_ONEDNN_OPTS": "1"}, False, None),
+    "xla": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, True, None),
+    "onednn+xla": ({"TF_ENABLE_ONEDNN_OPTS": "1"}, True, None),
+    "onednn+inter1": ({"TF_ENABLE_ONEDNN_OPTS": "1"}, False, (2, 1)),
+    "onednn+intra1": ({"TF_ENABLE_ONEDNN_OPTS": "1"}, False, (1, 2)),
+    "basicunet": ({}, False, None),
 }
 PEAK_FLOP_PER_CYCLE = 32  # FP32, two 256-bit FMA units: 2 units x 8 lanes x 2 FLOP
 
@@ -192,7 +195,11 @@ def worker(setting: str, seconds: float) -> dict:
         return time_basicunet(seconds)
     import tensorflow as tf
 
-    out = time_keras(SETTINGS[setting][1], seconds)
+    _, jit, threads = SETTINGS[setting]
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads[0])
+        tf.config.threading.set_inter_op_parallelism_threads(threads[1])
+    out = time_keras(jit, seconds)
     out["versions"] = f"tensorflow {tf.__version__}"
     return out
 
@@ -211,17 +218,27 @@ def run_setting(setting: str, variant: str, seconds: float) -> dict:
     return {"setting": setting, "variant": variant, **row}
 
 
+def merge_rows(path: Path, result: dict) -> dict:
+    """Keep rows of an earlier invocation that this one did not measure again (matched on setting and malloc)."""
+    if not path.exists():
+        return result
+    new = {(r["setting"], r["variant"]) for r in result["rows"]}
+    old = [r for r in json.loads(path.read_text())["rows"] if (r["setting"], r["variant"]) not in new]
+    return {**result, "rows": old + result["rows"]}
+
+
 def markdown(result: dict) -> str:
     """The BENCHMARKS.md section."""
     cpu = result["cpu"]
     lines = [
         "## Training step against the CPU's peak (issue 20)",
         "",
-        f"Command: `{result['command']}`  ",
+        *[f"Command: `{c}`  " for c in dict.fromkeys(r.get("command", result["command"]) for r in result["rows"])],
         f"Machine: {cpu['model']}, {cpu['cores']} cores at {cpu['ghz']} GHz, AVX-512 "
         f"{'yes' if cpu['avx512'] else 'no'}; FP32 peak {cpu['peak_gflops']:.0f} GFLOP/s "
         f"({cpu['cores']} x {cpu['ghz']} GHz x {PEAK_FLOP_PER_CYCLE}; the clock is /proc/cpuinfo's). "
-        f"Date: {result['date']}. Code: {result['commit']}.",
+        f"Dates: {', '.join(sorted({r.get('date', result['date']) for r in result['rows']}))}. "
+        f"Code: {', '.join(dict.fromkeys(r.get('commit', result['commit']) for r in result['rows']))}.",
         "",
         f"`fit` of the default U-Net (128x128x3, base 16, depth 4, instance norm, BCE + Dice, Adam) and of MONAI's "
         f"`BasicUNet` (DiceCE, Adam) on {N_IMAGES} in-memory images, batch {BATCH}, after a warm-up epoch; each row "
@@ -243,7 +260,8 @@ def markdown(result: dict) -> str:
         )
     versions = sorted({r["versions"] for r in result["rows"] if "versions" in r})
     lines += ["", "Settings: `default` is TensorFlow as it starts here (`TF_ENABLE_ONEDNN_OPTS=0`, no XLA on a CPU); "
-              "`onednn` sets `TF_ENABLE_ONEDNN_OPTS=1`; `xla` compiles the step with `jit_compile=True`. "
+              "`onednn` sets `TF_ENABLE_ONEDNN_OPTS=1`; `xla` compiles the step with `jit_compile=True`; "
+              "`inter1` / `intra1` set TensorFlow's inter-op / intra-op thread pool to 1 thread (the other to 2). "
               f"Versions: {'; '.join(versions)}."]  # fmt: skip
     if result.get("note"):
         lines += ["", result["note"]]
@@ -277,13 +295,10 @@ def main(argv=None) -> int:
             rows.append(run_setting(setting, variant, args.seconds))
             r = rows[-1]
             print(f"  {r.get('images_per_second', float('nan')):.1f} img/s {r.get('skipped', '')}", flush=True)
-    result = {
-        "command": command_line("train_step.py", argv),
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": head_commit(),
-        "cpu": cpu_info(),
-        "rows": rows,
-    }
+    stamp = {"command": command_line("train_step.py", argv), "date": time.strftime("%Y-%m-%d"), "commit": head_commit()}
+    result = {**stamp, "cpu": cpu_info(), "rows": [{**r, **stamp} for r in rows]}
+    if args.json.exists():
+        result = {**json.loads(args.json.read_text()), **merge_rows(args.json, result)}
     save_json(args.json, result)
     if not args.no_markdown:
         write_section(args.markdown, SECTION, markdown(result))

@@ -219,21 +219,26 @@ def run_setting(setting: str, variant: str, seconds: float) -> dict:
 
 
 def merge_rows(path: Path, result: dict) -> dict:
-    """Keep rows of an earlier invocation that this one did not measure again (matched on setting and malloc)."""
+    """Keep the rows of earlier invocations, but those of the same command (measured again here).
+
+    Settings measured again by another command keep both rows: run-to-run spread on these machines
+    is large, and comparisons hold within one invocation.
+    """
     if not path.exists():
         return result
-    new = {(r["setting"], r["variant"]) for r in result["rows"]}
-    old = [r for r in json.loads(path.read_text())["rows"] if (r["setting"], r["variant"]) not in new]
+    commands = {r["command"] for r in result["rows"]}
+    old = [r for r in json.loads(path.read_text())["rows"] if r.get("command") not in commands]
     return {**result, "rows": old + result["rows"]}
 
 
 def markdown(result: dict) -> str:
     """The BENCHMARKS.md section."""
     cpu = result["cpu"]
+    commands = list(dict.fromkeys(r.get("command", result["command"]) for r in result["rows"]))
     lines = [
         "## Training step against the CPU's peak (issue 20)",
         "",
-        *[f"Command: `{c}`  " for c in dict.fromkeys(r.get("command", result["command"]) for r in result["rows"])],
+        *[f"Run {i}: `{c}`  " for i, c in enumerate(commands, 1)],
         f"Machine: {cpu['model']}, {cpu['cores']} cores at {cpu['ghz']} GHz, AVX-512 "
         f"{'yes' if cpu['avx512'] else 'no'}; FP32 peak {cpu['peak_gflops']:.0f} GFLOP/s "
         f"({cpu['cores']} x {cpu['ghz']} GHz x {PEAK_FLOP_PER_CYCLE}; the clock is /proc/cpuinfo's). "
@@ -245,16 +250,18 @@ def markdown(result: dict) -> str:
         "in its own process. FLOPs: convolutions only, a training step as three forward passes. `malloc` "
         "`no-trim` is `MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184`.",
         "",
-        "| network | setting | malloc | forward GFLOP/image | train img/s | achieved GFLOP/s | % of peak | warm-up s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | network | setting | malloc | forward GFLOP/image | train img/s | achieved GFLOP/s | % of peak | "
+        "warm-up s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         net = "BasicUNet" if r["setting"] == "basicunet" else "U-Net"
+        run = commands.index(r.get("command", result["command"])) + 1
         if "skipped" in r:
-            lines.append(f"| {net} | {r['setting']} | {r['variant']} | - | skipped: {r['skipped']} | | | |")
+            lines.append(f"| {run} | {net} | {r['setting']} | {r['variant']} | - | skipped: {r['skipped']} | | | |")
             continue
         lines.append(
-            f"| {net} | {r['setting']} | {r['variant']} | {r['forward_flops'] / 1e9:.2f} | "
+            f"| {run} | {net} | {r['setting']} | {r['variant']} | {r['forward_flops'] / 1e9:.2f} | "
             f"{r['images_per_second']:.1f} | {r['train_gflops_per_second']:.1f} | "
             f"{100 * r['train_gflops_per_second'] / cpu['peak_gflops']:.0f}% | {r['warmup_seconds']:.1f} |"
         )

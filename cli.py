@@ -19,9 +19,9 @@ ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 def prefer_onednn() -> None:
     """Turn on TensorFlow's oneDNN CPU kernels unless the user has set ``TF_ENABLE_ONEDNN_OPTS``.
 
-    TensorFlow reads the variable once, when it is first imported, and leaves oneDNN off on
-    CPUs without AVX-512 (the project's 2-core AMD EPYC machines), where it trains the default
-    U-Net about twice as fast (BENCHMARKS.md, 'Training step against the CPU's peak'). It only
+    TensorFlow reads the variable once, when it is first imported, and left oneDNN off on the
+    project's 2-core AMD EPYC machines (no AVX-512), where it trains the default U-Net about
+    twice as fast (BENCHMARKS.md, 'Training step against the CPU's peak'). It only
     changes CPU kernels, so GPU training is unaffected; ``TF_ENABLE_ONEDNN_OPTS=0`` opts out.
     """
     os.environ.setdefault(ONEDNN_ENV, "1")

@@ -31,6 +31,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,20 @@ def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y[..., None].astype(np.float32)
 
 
+def _time_epochs(warmup: Callable[[], object], epoch: Callable[[], object], seconds: float) -> dict:
+    """Run ``warmup`` once, then ``epoch`` (``N_IMAGES`` images) until ``seconds`` have passed."""
+    t0 = time.perf_counter()
+    warmup()
+    warmup_seconds = time.perf_counter() - t0
+    epochs, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        epoch()
+        epochs += 1
+    elapsed = time.perf_counter() - t0
+    ips = epochs * N_IMAGES / elapsed
+    return {"images_per_second": ips, "warmup_seconds": warmup_seconds, "timed_seconds": elapsed}
+
+
 def time_keras(jit: bool, seconds: float) -> dict:
     """Images/s of ``fit`` on the default U-Net, after a warm-up epoch."""
     import keras
@@ -132,18 +147,12 @@ def time_keras(jit: bool, seconds: float) -> dict:
     model = build_model("unet", img_size=IMG, channels=3, base_filters=16, depth=4, dropout=0.1, norm="instance")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_seg_loss("bce_dice"), jit_compile=jit)
     x, y = _data()
-    t0 = time.perf_counter()
-    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
-    warmup = time.perf_counter() - t0
-    epochs, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
-        epochs += 1
-    elapsed = time.perf_counter() - t0
     return {
-        "images_per_second": epochs * N_IMAGES / elapsed,
-        "warmup_seconds": warmup,
-        "timed_seconds": elapsed,
+        **_time_epochs(
+            lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0),
+            lambda: model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False),
+            seconds,
+        ),
         "forward_flops": conv_flops_keras(model),
         "parameters": model.count_params(),
     }
@@ -171,18 +180,8 @@ def time_basicunet(seconds: float) -> dict:
             loss_fn(net(xt[i : i + BATCH]), yt[i : i + BATCH]).backward()
             opt.step()
 
-    t0 = time.perf_counter()
-    epoch()
-    warmup = time.perf_counter() - t0
-    epochs, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        epoch()
-        epochs += 1
-    elapsed = time.perf_counter() - t0
     return {
-        "images_per_second": epochs * N_IMAGES / elapsed,
-        "warmup_seconds": warmup,
-        "timed_seconds": elapsed,
+        **_time_epochs(epoch, epoch, seconds),
         "forward_flops": conv_flops_torch(net, xt),
         "parameters": sum(p.numel() for p in net.parameters()),
         "versions": f"torch {torch.__version__}, monai {monai.__version__}",

@@ -106,15 +106,26 @@ def export_model(
             "omit --version to write the next one"
         )
     model_dir.mkdir(parents=True, exist_ok=True)
-    tmp = model_dir / f".tmp-{version}-{os.getpid()}"  # not numeric: TF Serving ignores it
-    shutil.rmtree(tmp, ignore_errors=True)
+    _write_atomically(model, spec, final, name, {"version": version, "source": source}, replace=False)
+    return ExportResult(name, version, final, write_models_config(root))
+
+
+def _write_atomically(model: keras.Model, spec: ServingSpec, final: Path, name: str, info: dict, replace: bool) -> None:
+    """:func:`write_servable` into a hidden temporary folder beside ``final``, then rename it onto ``final``.
+
+    The temporary name is not numeric, so TF Serving ignores it. ``replace=False`` fails rather than
+    replace a folder created meanwhile; ``replace=True`` swaps out an existing ``final``.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     try:
-        write_servable(model, spec, tmp, name, {"version": version, "source": source})
-        os.rename(tmp, final)  # fails rather than replace a version created meanwhile
+        shutil.rmtree(tmp)
+        write_servable(model, spec, tmp, name, info)
+        if replace and final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(name, version, final, write_models_config(root))
 
 
 def save_run_servable(model: keras.Model, cfg: TrainConfig, fold_dir: Path) -> Path:
@@ -123,16 +134,7 @@ def save_run_servable(model: keras.Model, cfg: TrainConfig, fold_dir: Path) -> P
     ``train.py`` passes this to the trainer as its ``on_best`` step unless ``--no-export``.
     """
     path = Path(fold_dir) / "saved_model"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        shutil.rmtree(tmp)
-        write_servable(model, spec_from_config(cfg), tmp, cfg.model, {"source": str(path.parent / "weights")})
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _write_atomically(model, spec_from_config(cfg), path, cfg.model, {"source": str(path.parent / "weights")}, True)
     return path
 
 

@@ -84,7 +84,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             raise DataError(f"no cases of classes {list(cfg.classes)} to evaluate in {data_dir}")
         model = load_run_model(fold_dir / "weights" / "best.keras")
         out = fold_dir / "eval" / name
-        result = spec.evaluate(model, records, cfg, out, [])
+        result = spec.evaluate(model, records, cfg, out, [], fold_dir=fold_dir, own_data=own)
         result.update(fold=k, data_dir=str(data_dir), split=split)
         write_json(out / "metrics.json", result)
         print(f"fold {k} on {data_dir} ({split}, {len(records)} cases): {format_metrics(result, spec.summary_keys)}")

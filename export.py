@@ -38,6 +38,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace):
     """Export as ``args`` say; return the :class:`~serving.export.ExportResult`."""
+    from models.postprocess import NO_GATE
     from serving.export import export_model, spec_from_config
     from training.runs import load_inference_model, resolve_run
 
@@ -45,7 +46,11 @@ def main(args: argparse.Namespace):
     name = args.name or cfg.model
     print(f"Exporting {weights} ({cfg.task}, {cfg.model}, {cfg.img_size}x{cfg.img_size}x{cfg.channels}) as {name!r}")
     model = load_inference_model(weights)
-    result = export_model(model, spec_from_config(cfg), args.out, name, args.version, source=str(weights))
+    # The run's lesion gate was fitted for its best weights; the last ones go ungated.
+    spec = spec_from_config(cfg, weights.parent.parent if weights.stem == "best" else None)
+    if spec.gate != NO_GATE:
+        print(f"Lesion gate of the run: {spec.gate}")
+    result = export_model(model, spec, args.out, name, args.version, source=str(weights))
     print(f"Wrote {result.path} (version {result.version}) and {result.models_config}")
     print(
         "Serve it with:\n  docker run --rm -p 8501:8501 -p 8500:8500 "

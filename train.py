@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--oversample",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="cls: draw the classes equally often in training (default: on with --loss ce, off with the "
-        "weighted losses)",
+        help="draw the classes equally often in training (cls default: on with --loss ce, off with the "
+        "weighted losses; seg default: off)",
     )
     p.add_argument("--augment", choices=list(PRESETS), default=DEFAULTS.augment, help="augmentation preset")
     p.add_argument(
@@ -176,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=DEFAULTS.export,
         help="write each fold's best weights as a SavedModel in saved_model/ (default on)",
+    )
+    p.add_argument(
+        "--lesion-gate",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.lesion_gate,
+        help="seg: fit on the validation fold when a mask counts as 'no lesion' (smallest area and mean "
+        "probability), save it with the run and apply it in evaluate.py, predict.py and the export (default on)",
     )
     p.add_argument("--project", default=DEFAULTS.project, help="root folder of runs")
     p.add_argument("--name", default=DEFAULTS.name, help="run name (incremented if taken)")

@@ -40,9 +40,11 @@ class RunBackend(Backend):
         from training.runs import load_inference_model, resolve_run
 
         cfg, file = resolve_run(run_dir, weights)
+        # The run's lesion gate was fitted for its best weights; the last ones go ungated.
+        gate_dir = file.parent.parent if file.stem == "best" else None
         self.task = cfg.task
         self.description = f"{file} ({cfg.model})"
-        self._fn = compiled_serving_fns(load_inference_model(file), spec_from_config(cfg))[BYTES_SIGNATURE]
+        self._fn = compiled_serving_fns(load_inference_model(file), spec_from_config(cfg, gate_dir))[BYTES_SIGNATURE]
 
     def __call__(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in self._fn(tf.constant(list(images), tf.string)).items()}

@@ -26,9 +26,9 @@ from data.classes import CLASS_NAMES
 from data.imageio import read_image
 from inference.backends import Backend
 from inference.measure import measure_mask
+from models.postprocess import MASK_THRESHOLD
 from pipeline.decode import decode_image_bytes
 from serving.rest import RejectedInput
-from serving.signatures import MASK_THRESHOLD
 
 # Errors that mean "this file cannot be read" and "the model refused this input"; anything
 # else (a missing server, a bug) propagates and stops the command.

@@ -22,7 +22,8 @@ class PipelineConfig:
         cache: ``"memory"``, ``"none"``, or a file path prefix for a file cache
             (for data that does not fit in memory).
         shuffle_buffer: Largest shuffle buffer (the dataset size when smaller).
-        oversample: Draw classes equally often when training (``cls`` and ``joint``).
+        oversample: Draw classes equally often when training (for segmentation: normal images as
+            often as benign and as malignant ones).
         resize: ``"bilinear"`` (antialiased) or ``"area"`` filter for images;
             masks always use nearest neighbour.
     """

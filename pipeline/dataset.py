@@ -201,7 +201,7 @@ def build_dataset(
     n = len(records)
     ds = _cache(_load(records, task, config), records, task, config, "train" if training else "eval")
     if training:
-        if config.oversample and task != "seg":
+        if config.oversample:
             ds = _oversampled(ds, records, config)
         ds = ds.shuffle(min(n, config.shuffle_buffer), seed=config.seed, reshuffle_each_iteration=True)
         if config.augment != "none":

@@ -39,3 +39,22 @@ def bootstrap_ci(
     stats = np.array([statistic(values[i]) for i in idx])
     alpha = (1 - level) / 2
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+
+
+def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n`` (sound at 0% and 100%, unlike the bootstrap).
+
+    Raises:
+        ValueError: If ``n`` is not positive, ``successes`` is outside ``0..n`` or ``level`` not in (0, 1).
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1. Received: successes={successes}, n={n}")
+    if not 0 < level < 1:
+        raise ValueError(f"`level` must be in (0, 1). Received: level={level}")
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))

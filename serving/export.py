@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import keras
 
 from data.atomic import write_json
+from models.postprocess import NO_GATE, load_gate
 from serving.layout import check_name, next_version, versions, write_models_config
 from serving.signatures import BYTES_SIGNATURE, PIXELS_SIGNATURE, ServingSpec, serving_fns
 from serving.warmup import WARMUP_FILE, write_warmup
@@ -41,9 +42,11 @@ class ExportResult:
     models_config: Path
 
 
-def spec_from_config(cfg: TrainConfig) -> ServingSpec:
-    """The :class:`ServingSpec` of a run's :class:`~training.config.TrainConfig`."""
-    return ServingSpec(task=cfg.task, img_size=cfg.img_size, channels=cfg.channels)
+def spec_from_config(cfg: TrainConfig, fold_dir: str | Path | None = None) -> ServingSpec:
+    """The :class:`ServingSpec` of a run's :class:`~training.config.TrainConfig`, with the lesion gate
+    saved in ``fold_dir`` (the run's folder, or one fold's) for segmentation."""
+    gate = load_gate(fold_dir) if fold_dir is not None and cfg.task == "seg" else NO_GATE
+    return ServingSpec(task=cfg.task, img_size=cfg.img_size, channels=cfg.channels, gate=gate)
 
 
 def write_servable(model: keras.Model, spec: ServingSpec, path: Path, name: str, info: dict | None = None) -> Path:
@@ -134,7 +137,9 @@ def save_run_servable(model: keras.Model, cfg: TrainConfig, fold_dir: Path) -> P
     ``train.py`` passes this to the trainer as its ``on_best`` step unless ``--no-export``.
     """
     path = Path(fold_dir) / "saved_model"
-    _write_atomically(model, spec_from_config(cfg), path, cfg.model, {"source": str(path.parent / "weights")}, True)
+    _write_atomically(
+        model, spec_from_config(cfg, fold_dir), path, cfg.model, {"source": str(path.parent / "weights")}, True
+    )
     return path
 
 

@@ -11,9 +11,10 @@ models themselves, so both feed the model the same values.
 Outputs:
     classification: ``probabilities`` float32 ``(N, 3)``, ``class_id`` int64 ``(N,)``,
         ``class_name`` string ``(N,)``.
-    segmentation: ``mask_probability`` float32 ``(N, S, S)`` at model resolution,
-        ``lesion_area_fraction`` float32 ``(N,)`` (share of pixels >= 0.5); from bytes
-        also ``original_height`` and ``original_width`` int32 ``(N,)``.
+    segmentation: ``mask_probability`` float32 ``(N, S, S)`` at model resolution, all zeros
+        where the run's lesion gate (:mod:`models.postprocess`) declares the image lesion-free,
+        ``lesion_area_fraction`` float32 ``(N,)`` (share of pixels >= 0.5; 0 for "no lesion");
+        from bytes also ``original_height`` and ``original_width`` int32 ``(N,)``.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import keras
 import tensorflow as tf
 
 from data.classes import CLASS_NAMES
+from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate
 from pipeline.decode import decode_image_bytes, preprocess
 
 BYTES_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "serving_preprocessed"
 BYTES_INPUT = "images"
 PIXELS_INPUT = "pixels"
-MASK_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ServingSpec:
     channels: int
     resize: str = "bilinear"
     class_names: tuple[str, ...] = CLASS_NAMES
+    gate: LesionGate = NO_GATE
 
     def __post_init__(self) -> None:
         if self.task not in ("seg", "cls"):
@@ -77,7 +79,7 @@ def model_outputs(model: keras.Model, pixels: tf.Tensor, spec: ServingSpec) -> d
             "class_id": class_id,
             "class_name": tf.gather(tf.constant(list(spec.class_names)), class_id),
         }
-    prob = out[..., 0]
+    prob = spec.gate.apply_tf(out[..., 0])
     return {
         "mask_probability": prob,
         "lesion_area_fraction": tf.reduce_mean(tf.cast(prob >= MASK_THRESHOLD, tf.float32), axis=[1, 2]),

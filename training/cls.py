@@ -132,8 +132,14 @@ def evaluate_cls(
     cfg: TrainConfig,
     out_dir: Path,
     history: list[dict[str, float]],
+    fold_dir: Path | None = None,
+    fit: bool = False,
+    own_data: bool = True,
 ) -> dict[str, Any]:
-    """Predict ``records`` and write the report (see :func:`report_cls`)."""
+    """Predict ``records`` and write the report (see :func:`report_cls`).
+
+    ``fold_dir``, ``fit`` and ``own_data`` are unused: a classifier's output needs nothing fitted after training.
+    """
     images, labels, probs = predict_cls(model, records, cfg)
     return report_cls([r.case_id for r in records], labels, probs, out_dir, images, history)
 

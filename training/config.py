@@ -26,12 +26,14 @@ class TrainConfig:
     learning rate for one replica's batch; it is scaled linearly with the number
     of replicas (Goyal et al., 2017), since the global batch grows with them.
     An empty ``model`` or ``loss`` takes the task's default (:data:`TASK_DEFAULTS`).
-    ``weights``, ``freeze_epochs``, ``gamma``, ``label_smoothing`` and ``oversample``
-    apply to classification only. ``oversample`` None (the default) resolves to True
-    for plain cross-entropy on ``cls`` (the imbalance is handled by sampling) and to
-    False otherwise (the weighted losses handle it; segmentation never oversamples),
-    so a saved config always holds the choice made. ``export`` writes each fold's best
-    weights as a SavedModel (``saved_model/``) after training.
+    ``weights``, ``freeze_epochs``, ``gamma`` and ``label_smoothing`` apply to
+    classification only. ``oversample`` None (the default) resolves to True for plain
+    cross-entropy on ``cls`` (the imbalance is handled by sampling) and to False
+    otherwise (the weighted losses handle it; segmentation samples as the data come
+    unless asked), so a saved config always holds the choice made. ``export`` writes each fold's best
+    weights as a SavedModel (``saved_model/``) after training. ``lesion_gate`` (segmentation)
+    fits the rule that leaves an image's mask empty (:mod:`training.gate`) on the validation
+    fold and saves it with the run.
     """
 
     task: str = "seg"
@@ -66,6 +68,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     oversample: bool | None = None
     export: bool = True
+    lesion_gate: bool = True
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -12,12 +12,14 @@ import numpy as np
 from data.discover import Case
 from losses.segmentation import get_seg_loss
 from metrics.segmentation import per_image_scores, seg_metrics
+from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate
 from models.registry import build_model, get_model_entry, model_names
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
 from reports.plots import learning_curves, overlay_grid, score_histogram
-from reports.stats import bootstrap_ci
+from reports.stats import bootstrap_ci, wilson_ci
 from training.config import TrainConfig
+from training.gate import apply_gates, fit_fold_gate, load_fitted, save_fitted
 from training.trainer import TaskSpec
 
 
@@ -51,21 +53,96 @@ def predict_seg(
     return np.concatenate(images), np.concatenate(truths), np.concatenate(probs)
 
 
+def _empty(probs: np.ndarray) -> np.ndarray:
+    """Whether each map has no pixel at or above the mask threshold."""
+    return ~(probs.reshape(probs.shape[0], -1) >= MASK_THRESHOLD).any(axis=1)
+
+
+def empty_answers(truths: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """How often normal images (empty true mask) are left empty and lesion images wrongly so, with 95% CIs."""
+    n = truths.shape[0]
+    has_lesion = truths.reshape(n, -1).max(axis=1) > 0.5
+    empty = _empty(probs)
+    out: dict[str, Any] = {}
+    for key, group in (("normal_left_empty", ~has_lesion), ("lesion_left_empty", has_lesion)):
+        k, m = int((empty & group).sum()), int(group.sum())
+        out[key] = k / m if m else None
+        out[f"{key}_ci95"] = list(wilson_ci(k, m)) if m else None
+        out[f"{key}_n"] = m
+    return out
+
+
+def _lesion_dice(dice: np.ndarray, truths: np.ndarray) -> dict[str, Any]:
+    has_lesion = truths.reshape(truths.shape[0], -1).max(axis=1) > 0.5
+    if not has_lesion.any():
+        return {"lesion_dice": None, "lesion_dice_ci95": None}
+    return {"lesion_dice": float(dice[has_lesion].mean()), "lesion_dice_ci95": list(bootstrap_ci(dice[has_lesion]))}
+
+
+FOLD_GATE = "the gate fitted on the run's validation fold"
+
+
+def scoring_gates(
+    ids: Sequence[str],
+    labels: Sequence[str],
+    truths: np.ndarray,
+    probs: np.ndarray,
+    fold_dir: Path | None,
+    fit: bool,
+    own_data: bool = True,
+) -> tuple[list[LesionGate], dict[str, Any]]:
+    """The gate that scores each case, and what to report about it.
+
+    ``fit`` (training's evaluation of the validation fold) fits the fold's gate here and saves it
+    in ``fold_dir``; otherwise the gate saved in ``fold_dir`` is used (none if the run has none).
+    Cases the gate was fitted on are scored with their cross-fitted half's gate; ``own_data`` False
+    (another dataset, whose ids may collide with the run's) scores every case with the fold's gate.
+    """
+    fitted = fit_fold_gate(ids, labels, truths, probs) if fit else load_fitted(fold_dir) if fold_dir else None
+    if fitted is None:
+        return [NO_GATE] * len(ids), {"gate": None, "scored_with": "no gate (the run has none)"}
+    if fit and fold_dir is not None:
+        save_fitted(fold_dir, fitted)
+    if not own_data:
+        return [fitted.gate] * len(ids), {"gate": fitted.gate.to_dict(), "scored_with": FOLD_GATE}
+    gates = fitted.for_cases(ids)
+    halves_ids = {i for members, _ in fitted.halves for i in members}
+    crossed = sum(i in halves_ids for i in ids)
+    how = (
+        "each half of the validation fold with the gate fitted on the other half"
+        if crossed == len(ids)
+        else FOLD_GATE
+        if crossed == 0
+        else f"{crossed} case(s) the gate was fitted on with cross-fitted gates, the rest with the fold's gate"
+    )
+    return gates, {"gate": fitted.gate.to_dict(), "scored_with": how}
+
+
 def evaluate_seg(
     model: keras.Model,
     records: Sequence[Case],
     cfg: TrainConfig,
     out_dir: Path,
     history: list[dict[str, float]],
+    fold_dir: Path | None = None,
+    fit: bool = False,
+    own_data: bool = True,
 ) -> dict[str, Any]:
-    """Per-image and pooled Dice/IoU with bootstrap CIs, per class, and the plots."""
-    images, truths, probs = predict_seg(model, records, cfg)
-    dice, iou = per_image_scores(truths, probs)
-    t = truths > 0.5
-    p = probs >= 0.5
-    inter, total = float((t & p).sum()), float(t.sum() + p.sum())
+    """Per-image and pooled Dice/IoU with bootstrap CIs, per class, empty answers, and the plots.
+
+    Every score is of the gated maps (see :func:`scoring_gates` for ``fold_dir``, ``fit`` and
+    ``own_data``); ``ungated`` holds the main scores of the model's raw maps beside them.
+    """
+    images, truths, raw = predict_seg(model, records, cfg)
     labels = [r.label for r in records]
     ids = [r.case_id for r in records]
+    gates, gate_info = scoring_gates(ids, labels, truths, raw, fold_dir, fit, own_data)
+    probs = apply_gates(raw, gates)
+    dice, iou = per_image_scores(truths, probs)
+    raw_dice, _ = per_image_scores(truths, raw)
+    t = truths > 0.5
+    p = probs >= MASK_THRESHOLD
+    inter, total = float((t & p).sum()), float(t.sum() + p.sum())
     result: dict[str, Any] = {
         "dice": float(dice.mean()),
         "dice_ci95": list(bootstrap_ci(dice)),
@@ -73,7 +150,11 @@ def evaluate_seg(
         "iou_ci95": list(bootstrap_ci(iou)),
         "dice_pooled": 2 * inter / total if total else 1.0,
         "iou_pooled": inter / (total - inter) if total - inter else 1.0,
+        **_lesion_dice(dice, truths),
+        **empty_answers(truths, probs),
         "n_images": len(records),
+        "lesion_gate": gate_info,
+        "ungated": {"dice": float(raw_dice.mean()), **_lesion_dice(raw_dice, truths), **empty_answers(truths, raw)},
         "per_class": {
             c: {
                 "n": int(sum(lbl == c for lbl in labels)),
@@ -83,8 +164,16 @@ def evaluate_seg(
             for c in sorted(set(labels))
         },
         "per_image": [
-            {"id": i, "label": lbl, "dice": float(d), "iou": float(j)}
-            for i, lbl, d, j in zip(ids, labels, dice, iou, strict=True)
+            {
+                "id": i,
+                "label": lbl,
+                "dice": float(d),
+                "iou": float(j),
+                "empty": bool(e),
+                "dice_ungated": float(r),
+                "empty_ungated": bool(re),
+            }
+            for i, lbl, d, j, e, r, re in zip(ids, labels, dice, iou, _empty(probs), raw_dice, _empty(raw), strict=True)
         ],
     }
     plots = out_dir / "plots"
@@ -102,5 +191,5 @@ SEG_SPEC = TaskSpec(
     loss=lambda cfg, _records: get_seg_loss(cfg.loss),
     metrics=lambda cfg: seg_metrics(),
     evaluate=evaluate_seg,
-    summary_keys=("dice", "iou", "dice_pooled", "iou_pooled"),
+    summary_keys=("dice", "iou", "dice_pooled", "iou_pooled", "lesion_dice", "normal_left_empty", "lesion_left_empty"),
 )

@@ -63,7 +63,10 @@ class TaskSpec:
     build_model: Callable[[TrainConfig], keras.Model]
     loss: Callable[[TrainConfig, Sequence[Case]], keras.losses.Loss]
     metrics: Callable[[TrainConfig], list[keras.metrics.Metric]]
-    evaluate: Callable[[keras.Model, Sequence[Case], TrainConfig, Path, list[dict]], dict[str, Any]]
+    evaluate: Callable[..., dict[str, Any]]
+    """``(model, records, cfg, out_dir, history, fold_dir=None, fit=False, own_data=True)`` -> metrics:
+    ``fold_dir`` holds what the run fitted after training (segmentation's lesion gate), ``fit`` fits it
+    on ``records`` first, ``own_data`` False says the records come from another dataset."""
     summary_keys: tuple[str, ...]
     phases: Callable[[TrainConfig], list[Phase]] = _single_phase
 
@@ -189,7 +192,7 @@ def fold_datasets(cfg: TrainConfig, data: PreparedData, fold: int, strategy: tf.
         batch_size=cfg.batch_size,
         augment=cfg.augment,
         seed=cfg.seed,
-        oversample=cfg.oversample and cfg.task == "cls",
+        oversample=cfg.oversample,
     )
     replicas = strategy.num_replicas_in_sync
     batch = global_batch_size(pcfg, strategy)
@@ -278,7 +281,7 @@ def evaluate_best(
     spec = task_spec(cfg.task)
     t0 = time.perf_counter()
     best = load_run_model(fold_dir / "weights" / "best.keras")
-    result = spec.evaluate(best, fd.val_records, cfg, fold_dir, checkpoint.rows)
+    result = spec.evaluate(best, fd.val_records, cfg, fold_dir, checkpoint.rows, fold_dir=fold_dir, fit=cfg.lesion_gate)
     result.update(
         fold=fold,
         best_epoch=checkpoint.best_epoch,
@@ -394,6 +397,8 @@ def cv_summary(results: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, 
 
     out: dict[str, Any] = {"folds": len(results)}
     for k in keys:
+        if any(r.get(k) is None for r in results):  # e.g. normal images' share on folds without normals
+            continue
         vals = np.array([r[k] for r in results], dtype=float)
         lo, hi = bootstrap_ci(vals)
         out[k] = {

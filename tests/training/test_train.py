@@ -66,6 +66,14 @@ def test_smoke_run_writes_every_artifact(smoke_run, tiny_data) -> None:
     assert 0.0 <= metrics["dice"] <= 1.0
     assert metrics["val_cases"] == min(8, len(fold0["val"])) == len(metrics["per_image"])
     assert metrics["dice_ci95"][0] <= metrics["dice"] <= metrics["dice_ci95"][1]
+    # The lesion gate is fitted on the validation fold, saved, reported and exported with the run.
+    gate = json.loads((run_dir / "lesion_gate.json").read_text())
+    assert set(gate["gate"]) == {"min_area", "min_confidence"} and len(gate["halves"]) == 2
+    assert sorted(i for h in gate["halves"] for i in h["ids"]) == sorted(p["id"] for p in metrics["per_image"])
+    assert metrics["lesion_gate"]["gate"] == gate["gate"]
+    for key in ("normal_left_empty", "lesion_left_empty", "lesion_dice"):
+        assert key in metrics and key in metrics["ungated"]
+    assert json.loads((run_dir / "saved_model" / "assets.extra" / "export.json").read_text())["gate"] == gate["gate"]
     config = json.loads((run_dir / "config.json").read_text())
     assert config["epochs"] == 1 and config["img_size"] == 32
     with open(run_dir / "history.csv", newline="") as f:
@@ -268,6 +276,7 @@ def test_fold_all_trains_every_fold_and_summarizes(tiny_data, tmp_path) -> None:
     for k in range(2):
         assert (run_dir / f"fold{k}" / "weights" / "best.keras").is_file()
         assert not (run_dir / f"fold{k}" / "saved_model").exists()  # --no-export
+        assert (run_dir / f"fold{k}" / "lesion_gate.json").is_file()  # each fold's own gate
     val_sets = [set(json.loads((run_dir / "splits.json").read_text())["folds"][k]["val"]) for k in range(2)]
     assert all(not (a & b) for i, a in enumerate(val_sets) for b in val_sets[i + 1 :])
     # evaluate.py on a --fold all run evaluates every fold's best weights on its own validation cases.

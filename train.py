@@ -184,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seg: fit on the validation fold when a mask counts as 'no lesion' (smallest area and mean "
         "probability), save it with the run and apply it in evaluate.py, predict.py and the export (default on)",
     )
+    p.add_argument(
+        "--presence-head",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.presence_head,
+        help="seg: add an image-level lesion-presence logit to every pixel's, read from the deepest features",
+    )
     p.add_argument("--project", default=DEFAULTS.project, help="root folder of runs")
     p.add_argument("--name", default=DEFAULTS.name, help="run name (incremented if taken)")
     p.add_argument("--exist-ok", action="store_true", help="reuse runs/<task>/<name> instead of incrementing")

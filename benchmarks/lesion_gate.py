@@ -18,7 +18,7 @@ the gate existed), so an interrupted invocation resumes where it stopped.
 
 Usage:
     python benchmarks/lesion_gate.py --candidates baseline --folds 0
-    python benchmarks/lesion_gate.py --candidates baseline oversample --folds 0 1 2
+    python benchmarks/lesion_gate.py --candidates baseline oversample presence --folds 0 1 2
     python benchmarks/lesion_gate.py --from-json benchmarks/results/lesion_gate.json
 """
 
@@ -42,6 +42,7 @@ SECTION = "lesion_gate"
 CANDIDATES: dict[str, list[str]] = {
     "baseline": [],
     "oversample": ["--oversample"],
+    "presence": ["--presence-head"],
 }
 """Each candidate's train.py flags on top of the protocol's."""
 KEY = ("candidate", "fold", "seed")

@@ -6,7 +6,7 @@ import keras
 from keras import layers
 
 from models.registry import register
-from models.unet import check_input_size, norm_layer
+from models.unet import check_input_size, mask_output, norm_layer
 
 
 def _residual_unit(x, filters: int, stride: int, name: str, norm: str, first: bool = False):
@@ -32,6 +32,7 @@ def build_resunet(
     dropout: float = 0.1,
     num_classes: int = 1,
     norm: str = "instance",
+    presence_head: bool = False,
 ) -> keras.Model:
     """Build a ResUNet taking float32 pixels in [0, 255].
 
@@ -43,6 +44,8 @@ def build_resunet(
         dropout: Spatial dropout on the bridge (0 disables).
         num_classes: Output channels; 1 gives a sigmoid lesion probability.
         norm: ``"instance"`` (default) or ``"batch"`` normalization.
+        presence_head: Add an image-level lesion-presence logit to every pixel's
+            (see :func:`models.unet.mask_output`).
 
     Returns:
         A functional ``keras.Model`` with float32 probabilities ``(B, S, S, num_classes)``.
@@ -65,13 +68,11 @@ def build_resunet(
             skips.append(x)
     if dropout > 0:
         x = layers.SpatialDropout2D(dropout, name="bridge_drop")(x)
+    deep = x
     for level in reversed(range(depth)):
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
         x = _residual_unit(x, base_filters * 2**level, 1, f"dec{level}", norm)
     x = norm_layer(norm, "head_norm")(x)
     x = layers.Activation("relu", name="head_relu")(x)
-    logits = layers.Conv2D(num_classes, 1, name="head_conv")(x)
-    activation = "sigmoid" if num_classes == 1 else "softmax"
-    outputs = layers.Activation(activation, dtype="float32", name="mask")(logits)
-    return keras.Model(inputs, outputs, name="resunet")
+    return keras.Model(inputs, mask_output(x, deep, num_classes, presence_head), name="resunet")

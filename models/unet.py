@@ -48,6 +48,33 @@ def check_input_size(img_size: int, depth: int) -> None:
         )
 
 
+def mask_output(x, deep, num_classes: int, presence_head: bool):
+    """The 1x1 head and its activation; with ``presence_head``, an image-level lesion-presence logit.
+
+    The presence logit is read from the deepest features (their average and maximum over the
+    image) and added to every pixel's logit before the sigmoid, so one number per image can
+    lower the whole map of an image without a lesion, something a per-pixel head that sees
+    instance-normalized features cannot easily learn.
+
+    Raises:
+        ValueError: If ``presence_head`` is asked for more than one output channel.
+    """
+    logits = layers.Conv2D(num_classes, 1, name="head_conv")(x)
+    if presence_head:
+        if num_classes != 1:
+            raise ValueError(f"`presence_head` needs num_classes=1 (a lesion map). Received: num_classes={num_classes}")
+        pooled = layers.Concatenate(name="presence_pool")(
+            [
+                layers.GlobalAveragePooling2D(name="presence_avg")(deep),
+                layers.GlobalMaxPooling2D(name="presence_max")(deep),
+            ]
+        )
+        presence = layers.Dense(1, name="presence_logit")(pooled)
+        logits = layers.Add(name="head_logits")([logits, layers.Reshape((1, 1, 1), name="presence_bias")(presence)])
+    activation = "sigmoid" if num_classes == 1 else "softmax"
+    return layers.Activation(activation, dtype="float32", name="mask")(logits)
+
+
 @register("unet", task="seg")
 def build_unet(
     img_size: int = 128,
@@ -57,6 +84,7 @@ def build_unet(
     dropout: float = 0.1,
     num_classes: int = 1,
     norm: str = "instance",
+    presence_head: bool = False,
 ) -> keras.Model:
     """Build a U-Net taking float32 pixels in [0, 255].
 
@@ -69,6 +97,7 @@ def build_unet(
         num_classes: Output channels; 1 gives a sigmoid lesion probability.
         norm: ``"instance"`` (default; Ulyanov et al., 2016, as in nnU-Net and MONAI's BasicUNet)
             or ``"batch"`` normalization after every convolution.
+        presence_head: Add an image-level lesion-presence logit to every pixel's (see :func:`mask_output`).
 
     Returns:
         A functional ``keras.Model`` mapping ``(B, S, S, C)`` to ``(B, S, S, num_classes)``
@@ -91,13 +120,10 @@ def build_unet(
         x = _conv_block(x, base_filters * 2**level, drop, name=f"enc{level}", norm=norm)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
-    x = _conv_block(x, base_filters * 2**depth, dropout, name="bottleneck", norm=norm)
+    x = deep = _conv_block(x, base_filters * 2**depth, dropout, name="bottleneck", norm=norm)
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
         x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"dec{level}_up")(x)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
         x = _conv_block(x, filters, 0.0, name=f"dec{level}", norm=norm)
-    logits = layers.Conv2D(num_classes, 1, name="head_conv")(x)
-    activation = "sigmoid" if num_classes == 1 else "softmax"
-    outputs = layers.Activation(activation, dtype="float32", name="mask")(logits)
-    return keras.Model(inputs, outputs, name="unet")
+    return keras.Model(inputs, mask_output(x, deep, num_classes, presence_head), name="unet")

@@ -33,7 +33,8 @@ class TrainConfig:
     unless asked), so a saved config always holds the choice made. ``export`` writes each fold's best
     weights as a SavedModel (``saved_model/``) after training. ``lesion_gate`` (segmentation)
     fits the rule that leaves an image's mask empty (:mod:`training.gate`) on the validation
-    fold and saves it with the run.
+    fold and saves it with the run. ``presence_head`` (segmentation) adds an image-level
+    lesion-presence logit to the model (:func:`models.unet.mask_output`).
     """
 
     task: str = "seg"
@@ -69,6 +70,7 @@ class TrainConfig:
     oversample: bool | None = None
     export: bool = True
     lesion_gate: bool = True
+    presence_head: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -37,6 +37,7 @@ def build_seg_model(cfg: TrainConfig) -> keras.Model:
         depth=cfg.depth,
         dropout=cfg.dropout,
         norm=cfg.norm,
+        presence_head=cfg.presence_head,
     )
 
 

@@ -43,6 +43,8 @@ CANDIDATES: dict[str, list[str]] = {
     "baseline": [],
     "oversample": ["--oversample"],
     "presence": ["--presence-head"],
+    "image_loss": ["--loss", "bce_dice_image"],
+    "presence+image_loss": ["--presence-head", "--loss", "bce_dice_image"],
 }
 """Each candidate's train.py flags on top of the protocol's."""
 KEY = ("candidate", "fold", "seed")

@@ -92,11 +92,17 @@ def call_backend(backend: Backend, payloads: list[bytes]) -> list[dict[str, np.n
 
 
 def _combine(outputs: list[dict[str, np.ndarray]], task: str) -> dict[str, np.ndarray]:
-    """Average the original and horizontally flipped predictions in the original frame."""
+    """Average the original and horizontally flipped predictions in the original frame.
+
+    A segmenter's image keeps a lesion only if every view does: a view whose map is all zeros
+    (the lesion gate's "no lesion") makes the answer "no lesion".
+    """
     if task == "cls":
         probs = np.mean([o["probabilities"] for o in outputs], axis=0)
         return {"probabilities": probs}
     maps = [outputs[0]["mask_probability"]] + [o["mask_probability"][:, ::-1] for o in outputs[1:]]
+    if any(not m.any() for m in maps):  # a view the lesion gate declared lesion-free (all zeros): no lesion
+        return {"mask_probability": np.zeros_like(maps[0])}
     return {"mask_probability": np.mean(maps, axis=0)}
 
 

@@ -14,6 +14,8 @@ import keras
 from keras import ops
 
 SMOOTH = 1.0
+TOP_FRACTION = 0.005
+"""Share of an image's pixels whose mean probability scores the image in :func:`image_presence_bce`."""
 
 
 def _flat(y_true, y_pred):
@@ -37,6 +39,22 @@ def per_image_tversky(y_true, y_pred, alpha: float, beta: float, smooth: float =
     fn = ops.sum(t * (1.0 - p), axis=1)
     fp = ops.sum((1.0 - t) * p, axis=1)
     return (tp + smooth) / (tp + alpha * fn + beta * fp + smooth)
+
+
+def image_presence_bce(y_true, y_pred, top_fraction: float = 0.005):
+    """Image-level cross-entropy: does the image hold a lesion, scored by its most lesion-like pixels.
+
+    The image's score is the mean probability of its top ``top_fraction`` of pixels; the target is
+    1 if the true mask has any lesion pixel, else 0. On a normal image this pushes exactly the pixels
+    that would form a false lesion below threshold, where the per-image Dice of an empty mask gives
+    almost no gradient (it is saturated near 1 once a few hundred pixels are predicted).
+    Shape ``(B,)``.
+    """
+    t, p = _flat(y_true, y_pred)
+    k = max(1, round(top_fraction * p.shape[1]))
+    score = ops.mean(ops.top_k(p, k)[0], axis=1)
+    has_lesion = ops.cast(ops.max(t, axis=1) > 0.5, "float32")
+    return keras.losses.binary_crossentropy(has_lesion[:, None], score[:, None])
 
 
 @keras.saving.register_keras_serializable(package="busi")
@@ -66,6 +84,8 @@ class BceDiceLoss(keras.losses.Loss):
         bce_weight: Weight of the cross-entropy term.
         dice_weight: Weight of the Dice term.
         smooth: Dice smoothing.
+        image_weight: Weight of :func:`image_presence_bce` (0: off; ``--loss bce_dice_image``: 1).
+        top_fraction: Share of pixels that score the image in that term.
     """
 
     def __init__(
@@ -73,13 +93,19 @@ class BceDiceLoss(keras.losses.Loss):
         bce_weight: float = 1.0,
         dice_weight: float = 1.0,
         smooth: float = SMOOTH,
+        image_weight: float = 0.0,
+        top_fraction: float = TOP_FRACTION,
         name: str = "bce_dice",
         **kwargs,
     ) -> None:
         super().__init__(name=name, **kwargs)
+        if not 0.0 < top_fraction <= 1.0:
+            raise ValueError(f"`top_fraction` must be in (0, 1]. Received: top_fraction={top_fraction}")
         self.bce_weight = bce_weight
         self.dice_weight = dice_weight
         self.smooth = smooth
+        self.image_weight = image_weight
+        self.top_fraction = top_fraction
 
     def call(self, y_true, y_pred):
         # Cross-entropy on y_pred as given: Keras then finds the logits behind our sigmoid output and
@@ -87,7 +113,10 @@ class BceDiceLoss(keras.losses.Loss):
         # would give no gradient at all to pixels that are confidently wrong (|logit| > 16).
         bce = keras.losses.binary_crossentropy(ops.cast(y_true, y_pred.dtype), y_pred)
         bce = ops.mean(ops.reshape(bce, (ops.shape(bce)[0], -1)), axis=1)
-        return self.bce_weight * bce + self.dice_weight * (1.0 - per_image_dice(y_true, y_pred, self.smooth))
+        loss = self.bce_weight * bce + self.dice_weight * (1.0 - per_image_dice(y_true, y_pred, self.smooth))
+        if self.image_weight:
+            loss = loss + self.image_weight * image_presence_bce(y_true, y_pred, self.top_fraction)
+        return loss
 
     def get_config(self) -> dict:
         return {
@@ -95,6 +124,8 @@ class BceDiceLoss(keras.losses.Loss):
             "bce_weight": self.bce_weight,
             "dice_weight": self.dice_weight,
             "smooth": self.smooth,
+            "image_weight": self.image_weight,
+            "top_fraction": self.top_fraction,
         }
 
 
@@ -135,7 +166,16 @@ class FocalTverskyLoss(keras.losses.Loss):
         }
 
 
-SEG_LOSSES = {"dice": SoftDiceLoss, "bce_dice": BceDiceLoss, "focal_tversky": FocalTverskyLoss}
+def _bce_dice_image(**kwargs) -> BceDiceLoss:
+    return BceDiceLoss(**{"image_weight": 1.0, "name": "bce_dice_image", **kwargs})
+
+
+SEG_LOSSES = {
+    "dice": SoftDiceLoss,
+    "bce_dice": BceDiceLoss,
+    "bce_dice_image": _bce_dice_image,
+    "focal_tversky": FocalTverskyLoss,
+}
 """Segmentation losses by ``--loss`` name."""
 
 

@@ -105,6 +105,24 @@ def test_tta_averages_in_the_original_frame(tmp_path):
     assert b[:, :16].all() and not b[:, 24:].any()
 
 
+class _GatesTheFlippedView(_ImageAsProbability):
+    """Stand-in segmenter whose lesion gate says "no lesion" for the flipped view (the second image)."""
+
+    def __call__(self, images):
+        out = super().__call__(images)
+        out["mask_probability"][1:] = 0.0
+        return out
+
+
+def test_tta_keeps_a_lesion_only_if_the_gate_keeps_it_in_both_views(tmp_path):
+    img = np.zeros((40, 64), np.uint8)
+    img[:, :20] = 255
+    Image.fromarray(img).save(tmp_path / "left.png")
+    row = predict_files(_GatesTheFlippedView(), [tmp_path / "left.png"], tmp_path / "a", tta=True, progress=False)
+    assert row.rows[0]["lesion_area_fraction"] == 0.0  # averaging would have kept the 255-pixel strip at 0.5
+    assert not np.array(Image.open(row.rows[0]["mask"])).any()
+
+
 class _RejectsOne(Backend):
     task = "cls"
 

@@ -80,3 +80,22 @@ def test_norm_choice_sets_the_normalization_layers(builder: str) -> None:
     np.testing.assert_allclose(alone, together, atol=1e-5)
     with pytest.raises(ValueError, match="norm"):
         build_model(builder, img_size=32, depth=2, norm="layer")
+
+
+@pytest.mark.parametrize("builder", ["unet", "resunet"])
+def test_presence_head_adds_one_logit_per_image_to_every_pixel(builder: str, tmp_path) -> None:
+    model = build_model(builder, img_size=32, depth=2, base_filters=4, presence_head=True)
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32") * 255
+    y = keras.ops.convert_to_numpy(model(x, training=False))
+    assert y.shape == (2, 32, 32, 1) and y.dtype == "float32"
+    dense = model.get_layer("presence_logit")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([np.zeros_like(kernel), np.array([-30.0], np.float32)])  # "no lesion" in every image
+    assert float(np.max(keras.ops.convert_to_numpy(model(x)))) < 1e-6
+    dense.set_weights([kernel, bias])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.models.load_model(path)(x)), y, atol=1e-6)
+    with pytest.raises(ValueError, match="presence_head"):
+        build_model(builder, img_size=32, depth=2, base_filters=4, num_classes=2, presence_head=True)
+    assert "presence_logit" not in [layer.name for layer in build_model(builder, img_size=32, depth=2).layers]

@@ -126,6 +126,22 @@ def test_oversampling_draws_classes_about_equally(make_busi) -> None:
         assert abs(counts[c] / total - 1 / 3) < 0.1, counts
 
 
+def test_segmentation_oversampling_draws_normal_images_a_third_of_the_time(make_busi) -> None:
+    root = make_busi(per_class=12)
+    keep = [c for c in discover(root).values() if c.label == "benign" or c.case_id.endswith(("(1)", "(2)", "(3)"))]
+    cfg = PipelineConfig(img_size=16, batch_size=6, augment="none", oversample=True)
+    empty = total = 0
+    for _ in range(10):
+        for _, y in build_dataset(keep, "seg", cfg, training=True):
+            empty += int((y.numpy().reshape(len(y), -1).max(axis=1) == 0).sum())
+            total += len(y)
+    assert total == 10 * 18
+    assert abs(empty / total - 1 / 3) < 0.1  # 3 of the 18 cases (17%) without oversampling
+    plain = PipelineConfig(img_size=16, batch_size=6, augment="none")
+    masks = np.concatenate([y.numpy() for _, y in build_dataset(keep, "seg", plain, training=True)])
+    assert int((masks.reshape(len(masks), -1).max(axis=1) == 0).sum()) == 3
+
+
 def test_each_pass_of_a_repeated_training_dataset_is_a_new_balanced_epoch(make_busi) -> None:
     # The trainer feeds `fit` one iterator of `build_dataset(...).repeat()`, `steps` batches per epoch.
     root = make_busi(per_class=12)

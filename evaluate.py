@@ -6,7 +6,10 @@ Usage:
     python evaluate.py --run runs/seg/exp --data-dir ../shared/datasets/Dataset_BUSI_with_GT --split all
     python evaluate.py --run runs/cls/exp --data-dir other_site/ --split all
 
-Works for segmentation and classification runs alike. Writes
+Works for segmentation and classification runs alike. A segmentation run's
+lesion gate (lesion_gate.json) is applied: on the run's own validation fold with
+the cross-fitted gates training scored it with, on other data with the gate
+fitted on the whole fold; metrics.json keeps the ungated figures under "ungated". Writes
 <run>/eval/<dataset>-<split>/metrics.json and plots/ (classification also
 predictions.csv; for a --fold all run, one folder per fold), and prints the
 main metrics.

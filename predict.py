@@ -12,7 +12,9 @@ segmenters), masks/<name>_mask.png at each image's original size and
 overlays/<name>.png. A file that cannot be read or predicted gets an `error`
 and the others still complete; the exit status is the number of such files
 (at most 255), 0 when all succeeded. --source folders give their images (not
-recursive), leaving out ground-truth *_mask.png files.
+recursive), leaving out ground-truth *_mask.png files. A segmentation run's
+lesion gate (or the one baked into an export) decides when an image gets an
+empty mask ("no lesion": lesion_area_fraction 0, no measurements).
 """
 
 from __future__ import annotations

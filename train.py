@@ -12,9 +12,11 @@ Usage:
 
 Every run writes runs/<task>/<name>/ (name incremented, never overwritten):
 config.json, splits.json, weights/best.keras and last.keras, history.csv,
-metrics.json, plots/, tensorboard/ and saved_model/ (best weights; --no-export
-skips it). Without --img-size, segmentation on a CPU-only machine trains at 96
-pixels, 128 with a GPU (training.strategy.device_defaults). TensorFlow's oneDNN
+metrics.json, plots/, tensorboard/, saved_model/ (best weights; --no-export
+skips it) and, for segmentation, lesion_gate.json (when a mask counts as "no
+lesion", fitted on the validation fold; --no-lesion-gate skips it). Without
+--img-size, segmentation on a CPU-only machine trains at 96 pixels, 128 with
+a GPU (training.strategy.device_defaults). TensorFlow's oneDNN
 CPU kernels are turned on unless TF_ENABLE_ONEDNN_OPTS is set (cli.prefer_onednn).
 """
 

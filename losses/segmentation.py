@@ -50,8 +50,13 @@ def image_presence_bce(y_true, y_pred, top_fraction: float = 0.005):
     almost no gradient (it is saturated near 1 once a few hundred pixels are predicted).
     Shape ``(B,)``.
     """
+    pixels = 1
+    for d in y_pred.shape[1:]:
+        if d is None:
+            raise ValueError(f"image_presence_bce needs maps of a known size. Received shape {y_pred.shape}")
+        pixels *= int(d)
     t, p = _flat(y_true, y_pred)
-    k = max(1, round(top_fraction * p.shape[1]))
+    k = max(1, round(top_fraction * pixels))
     score = ops.mean(ops.top_k(p, k)[0], axis=1)
     has_lesion = ops.cast(ops.max(t, axis=1) > 0.5, "float32")
     return keras.losses.binary_crossentropy(has_lesion[:, None], score[:, None])

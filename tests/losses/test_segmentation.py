@@ -12,6 +12,7 @@ from losses.segmentation import (
     FocalTverskyLoss,
     SoftDiceLoss,
     get_seg_loss,
+    image_presence_bce,
 )
 
 
@@ -77,7 +78,7 @@ def test_focal_tversky_hand_computed() -> None:
     assert miss > alarm
 
 
-@pytest.mark.parametrize("name", ["dice", "bce_dice", "focal_tversky"])
+@pytest.mark.parametrize("name", ["dice", "bce_dice", "bce_dice_image", "focal_tversky"])
 def test_losses_round_trip_through_config_and_keras_file(name: str, tmp_path) -> None:
     loss = get_seg_loss(name)
     again = type(loss).from_config(loss.get_config())
@@ -92,5 +93,51 @@ def test_losses_round_trip_through_config_and_keras_file(name: str, tmp_path) ->
 
 
 def test_unknown_loss_lists_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"one of \['dice', 'bce_dice', 'focal_tversky'\]"):
+    with pytest.raises(ValueError, match=r"one of \['dice', 'bce_dice', 'bce_dice_image', 'focal_tversky'\]"):
         get_seg_loss("lovasz")
+
+
+def test_image_term_scores_an_image_by_its_top_pixels() -> None:
+    # 200 pixels, top 1% = 2 pixels. A normal image with two confident pixels costs -log(1 - 0.9);
+    # a lesion image whose two best pixels are at 0.9 costs -log(0.9).
+    normal = np.zeros((1, 200), np.float32)
+    probs = np.full((1, 200), 0.01, np.float32)
+    probs[0, :2] = 0.9
+    lesion = normal.copy()
+    lesion[0, 10:20] = 1.0
+    got = image_presence_bce(_t(np.concatenate([normal, lesion])), _t(np.concatenate([probs, probs])), 0.01)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), [-np.log(0.1), -np.log(0.9)], rtol=1e-5)
+
+
+def test_image_term_gives_a_false_lesion_on_a_normal_image_the_gradient_dice_does_not() -> None:
+    normal = _t(np.zeros((1, 400)))
+    logits = tf.Variable(np.where(np.arange(400) < 40, 3.0, -3.0).astype(np.float32)[None, :, None, None])
+    grads = {}
+    for name in ("bce_dice", "bce_dice_image"):
+        with tf.GradientTape() as tape:
+            loss = get_seg_loss(name)(normal, tf.sigmoid(logits))
+        grads[name] = tape.gradient(loss, logits).numpy().ravel()
+    dice_only = tf.GradientTape()
+    with dice_only:
+        loss = SoftDiceLoss()(normal, tf.sigmoid(logits))
+    g_dice = dice_only.gradient(loss, logits).numpy().ravel()
+    assert np.abs(g_dice[:40]).max() < 1e-3  # saturated: an empty mask's Dice barely moves a false lesion
+    extra = grads["bce_dice_image"] - grads["bce_dice"]
+    top = np.flatnonzero(extra > 1e-6)
+    assert len(top) == 2 and (top < 40).all()  # the top 0.5% of 400 pixels, all in the false lesion
+    assert extra[top].min() > 100 * np.abs(g_dice[:40]).max()  # pushed down far harder than Dice does
+    np.testing.assert_allclose(np.delete(extra, top), 0.0, atol=1e-6)  # and nothing else is touched
+
+
+def test_image_term_needs_a_share_of_pixels() -> None:
+    with pytest.raises(ValueError, match="top_fraction"):
+        BceDiceLoss(top_fraction=0.0)
+
+
+def test_image_term_trains_inside_a_compiled_model_with_an_unknown_batch() -> None:
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Activation("sigmoid")(keras.layers.Conv2D(1, 1)(inputs)))
+    model.compile(optimizer="adam", loss=get_seg_loss("bce_dice_image"))
+    x = np.random.default_rng(0).random((4, 8, 8, 1)).astype(np.float32)
+    history = model.fit(x, (x > 0.8).astype(np.float32), batch_size=2, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()

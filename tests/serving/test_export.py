@@ -16,6 +16,7 @@ import tensorflow as tf
 import export
 from data.classes import CLASS_NAMES
 from data.discover import Case
+from models.postprocess import load_gate
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
 from serving.export import read_export_info, resolve_version_dir
@@ -54,6 +55,7 @@ def test_signature_on_encoded_images_matches_keras_on_pipeline_tensors(task, tra
         assert [s.decode() for s in out["class_name"].numpy()] == [CLASS_NAMES[k] for k in expected.argmax(-1)]
         np.testing.assert_allclose(pre["probabilities"].numpy(), expected, rtol=0, atol=1e-5)
     else:
+        expected = load_gate(run).apply_np(expected)  # the run's lesion gate is part of the served graph
         got = out["mask_probability"].numpy()[..., None]
         sizes = [tuple(int(v) for v in re.search(r"(\d+)x(\d+)", f.name).groups()) for f in files]
         assert list(zip(out["original_height"].numpy(), out["original_width"].numpy(), strict=True)) == sizes

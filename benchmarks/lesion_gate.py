@@ -49,6 +49,12 @@ CANDIDATES: dict[str, list[str]] = {
 """Each candidate's train.py flags on top of the protocol's."""
 KEY = ("candidate", "fold", "seed")
 SUMMARY = ("lesion_dice", "normal_left_empty", "lesion_left_empty")
+STATISTICS = (
+    "max probability",
+    "lesion area",
+    "mean probability inside (confidence)",
+    "mean of the top 1% of pixels",
+)
 
 
 def train_one(args: argparse.Namespace, candidate: str, fold: int) -> Path:
@@ -69,17 +75,25 @@ def train_one(args: argparse.Namespace, candidate: str, fold: int) -> Path:
     return run_dir
 
 
-def fit_gate_of_old_run(run_dir: Path) -> dict:
-    """Score a run trained before the gate existed as training now does: fit its gate, write metrics.json."""
-    from data.atomic import write_json
+def _run_and_val(run_dir: Path, data_dir: Path):
+    """The run's config (reading ``data_dir``, wherever the run was started from), validation cases and best model."""
+    from dataclasses import replace
+
     from training.config import TrainConfig
     from training.runs import load_run_model
-    from training.seg import evaluate_seg
     from training.trainer import fold_records, prepare_data
 
-    cfg = TrainConfig.load(run_dir / "config.json")
+    cfg = replace(TrainConfig.load(run_dir / "config.json"), data_dir=str(data_dir))
     _, val = fold_records(prepare_data(cfg), cfg, cfg.fold)
-    model = load_run_model(run_dir / "weights" / "best.keras")
+    return cfg, val, load_run_model(run_dir / "weights" / "best.keras")
+
+
+def fit_gate_of_old_run(run_dir: Path, data_dir: Path) -> dict:
+    """Score a run trained before the gate existed as training now does: fit its gate, write metrics.json."""
+    from data.atomic import write_json
+    from training.seg import evaluate_seg
+
+    cfg, val, model = _run_and_val(run_dir, data_dir)
     old = json.loads((run_dir / "metrics.json").read_text())
     keep = {
         k: old[k]
@@ -91,12 +105,73 @@ def fit_gate_of_old_run(run_dir: Path) -> dict:
     return result
 
 
-def read_run(run_dir: Path) -> dict:
+BUDGETS = (0.0, 0.02, 0.05, 0.1, 0.2)
+"""Lesion-miss budgets of the gate's fit (training.gate.MAX_LESION_MISS is the default) in the sweep."""
+
+
+def map_statistics_of(probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Image-level statistics of probability maps that could tell a normal image from a lesion image."""
+    from models.postprocess import map_statistics
+
+    flat = probs.reshape(len(probs), -1)
+    area, confidence = map_statistics(probs)
+    top = max(1, flat.shape[1] // 100)
+    return {
+        "max probability": flat.max(axis=1),
+        "lesion area": area,
+        "mean probability inside (confidence)": confidence,
+        "mean of the top 1% of pixels": np.sort(flat, axis=1)[:, -top:].mean(axis=1),
+    }
+
+
+def separability(run_dir: Path, data_dir: Path) -> dict:
+    """How well the run's maps tell its normal validation images from its lesion images, and the gate's trade-off.
+
+    Returns ``{"statistics": {name: {"auc", "sensitivity_at_90_specificity"}}, "budgets": [...]}``; each budget
+    row counts, cross-fitted as training scores the fold, the normals and lesions left empty and sums lesion Dice.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from metrics.segmentation import per_image_scores
+    from training.gate import fit_gate, halves
+    from training.seg import predict_seg
+
+    cfg, val, model = _run_and_val(run_dir, data_dir)
+    _, truths, probs = predict_seg(model, val, cfg)
+    labels = [r.label for r in val]
+    has = truths.reshape(len(truths), -1).max(axis=1) > 0.5
+    stats = {}
+    for name, v in map_statistics_of(probs).items():
+        stats[name] = {
+            "auc": float(roc_auc_score(has, v)),
+            "sensitivity_at_90_specificity": float(np.mean(v[has] > np.quantile(v[~has], 0.9))),
+        }
+    side, budgets = halves(labels), []
+    for budget in BUDGETS:
+        gated = probs.copy()
+        for h in (0, 1):
+            gated[side == h] = fit_gate(truths[side != h], probs[side != h], budget).apply_np(probs[side == h])
+        dice, _ = per_image_scores(truths, gated)
+        empty = ~(gated.reshape(len(gated), -1) >= 0.5).any(axis=1)
+        budgets.append(
+            {
+                "budget": budget,
+                "normal_empty": int((empty & ~has).sum()),
+                "n_normal": int((~has).sum()),
+                "lesion_empty": int((empty & has).sum()),
+                "n_lesion": int(has.sum()),
+                "lesion_dice_sum": float(dice[has].sum()),
+            }
+        )
+    return {"statistics": stats, "budgets": budgets}
+
+
+def read_run(run_dir: Path, data_dir: Path) -> dict:
     """The row of one finished run."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if "lesion_gate" not in metrics:
         print(f"== {run_dir}: trained before the lesion gate; fitting it on its validation fold now", flush=True)
-        metrics = fit_gate_of_old_run(run_dir)
+        metrics = fit_gate_of_old_run(run_dir, data_dir)
     with open(run_dir / "history.csv", newline="") as f:
         rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
     per_image = [
@@ -114,6 +189,7 @@ def read_run(run_dir: Path) -> dict:
         | {f"{k}_ci95": metrics["ungated"][f"{k}_ci95"] for k in SUMMARY},
         "dice": metrics["dice"],
         "per_image": per_image,
+        "separability": separability(run_dir, data_dir),
         "run_dir": str(run_dir),
     }
 
@@ -213,10 +289,48 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
+        "How well each run's maps separate normal from lesion images (validation fold; the image-level AUC of a "
+        "statistic of the map, and the share of lesion images above the statistic's 90th percentile on normal "
+        "images), mean over the folds run:",
+        "",
+        "| candidate | seed | folds | " + " | ".join(STATISTICS) + " |",
+        "|---|---|---|" + "---|" * len(STATISTICS),
+    ]
+    with_maps = {k: [r for r in rows if "separability" in r] for k, rows in groups.items()}
+    for (cand, seed), rows in ((k, v) for k, v in with_maps.items() if v):
+        cells = []
+        for name in STATISTICS:
+            auc = np.mean([r["separability"]["statistics"][name]["auc"] for r in rows])
+            sens = np.mean([r["separability"]["statistics"][name]["sensitivity_at_90_specificity"] for r in rows])
+            cells.append(f"AUC {auc:.3f}, {sens:.0%} at 90% specificity")
+        lines.append(f"| {cand} | {seed} | {', '.join(str(r['fold']) for r in rows)} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "The gate's trade-off: its fit allows at most a budget of the lesion images to be emptied (5% by default); "
+        "each budget cross-fitted as above, pooled over the folds run:",
+        "",
+        "| candidate | seed | folds | " + " | ".join(f"budget {b:.0%}" for b in BUDGETS) + " |",
+        "|---|---|---|" + "---|" * len(BUDGETS),
+    ]
+    for (cand, seed), rows in ((k, v) for k, v in with_maps.items() if v):
+        cells = []
+        for i, _ in enumerate(BUDGETS):
+            b = [r["separability"]["budgets"][i] for r in rows]
+            ne, nn = sum(x["normal_empty"] for x in b), sum(x["n_normal"] for x in b)
+            le, nl = sum(x["lesion_empty"] for x in b), sum(x["n_lesion"] for x in b)
+            dice = sum(x["lesion_dice_sum"] for x in b) / nl
+            cells.append(f"normals {ne}/{nn}, lesions {le}/{nl}, Dice {dice:.3f}")
+        lines.append(f"| {cand} | {seed} | {', '.join(str(r['fold']) for r in rows)} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
         "Candidates: " + "; ".join(f"`{c}`: {' '.join(f) or 'the defaults'}" for c, f in CANDIDATES.items()) + ".",
         "",
     ]
     return "\n".join(lines)
+
+
+def _previous(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["runs"] if path.is_file() else []
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -229,6 +343,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--project", type=Path, default=REPO / "benchmarks" / "runs" / "lesion_gate", help="run folders")
     add_output_args(p, SECTION)
     p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md (smoke runs)")
+    p.add_argument(
+        "--no-train", action="store_true", help="only (re)read the runs that exist, e.g. after the report changed"
+    )
     return p.parse_args(argv)
 
 
@@ -251,8 +368,18 @@ def main(argv=None) -> int:
         for fold in args.folds:
             commit = head_commit()
             t0 = time.perf_counter()
-            run_dir = train_one(args, candidate, fold)
-            row = {"candidate": candidate, "fold": fold, "seed": args.seed, **read_run(run_dir), "commit": commit}
+            if args.no_train:
+                run_dir = Path(
+                    str(args.project / "seg" / f"{candidate}-f{fold}") + (f"-s{args.seed}" if args.seed else "")
+                )
+                if not (run_dir / "metrics.json").is_file():
+                    continue
+                old = {(r["candidate"], r["fold"], r["seed"]): r for r in _previous(args.json)}
+                commit = old.get((candidate, fold, args.seed), {}).get("commit", commit)  # the code it was trained at
+            else:
+                run_dir = train_one(args, candidate, fold)
+            row = {"candidate": candidate, "fold": fold, "seed": args.seed, **read_run(run_dir, args.data_dir)}
+            row["commit"] = commit
             row["wall_seconds"] = time.perf_counter() - t0
             runs.append(row)
             result = {

@@ -20,8 +20,10 @@ def _run(fold, per_image, candidate="baseline"):
     cis = {f"{k}_ci95": [v - 0.1, v + 0.1] for k, v in share.items()}
     sep = {
         "statistics": {name: {"auc": 0.8, "sensitivity_at_90_specificity": 0.5} for name in lg.STATISTICS},
-        "budgets": [{"budget": b, "normal_empty": 1, "n_normal": 4, "lesion_empty": 1, "n_lesion": 10,
-                     "lesion_dice_sum": 7.0} for b in lg.BUDGETS],  # fmt: skip
+        "budgets": [
+            {"budget": b, "normal_empty": 1, "n_normal": 4, "lesion_empty": 1, "n_lesion": 10, "lesion_dice_sum": 7.0}
+            for b in lg.BUDGETS
+        ],  # fmt: skip
     }
     return {
         "candidate": candidate, "fold": fold, "seed": 0, "gate": {"min_area": 0.01, "min_confidence": 0.7},

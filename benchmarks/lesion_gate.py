@@ -57,9 +57,14 @@ STATISTICS = (
 )
 
 
+def run_dir_of(args: argparse.Namespace, candidate: str, fold: int) -> Path:
+    """The run folder of one candidate, fold and seed."""
+    return args.project / "seg" / (f"{candidate}-f{fold}" + (f"-s{args.seed}" if args.seed else ""))
+
+
 def train_one(args: argparse.Namespace, candidate: str, fold: int) -> Path:
     """Train (unless already complete) one candidate on one fold; returns its run folder."""
-    run_dir = Path(str(args.project / "seg" / f"{candidate}-f{fold}") + (f"-s{args.seed}" if args.seed else ""))
+    run_dir = run_dir_of(args, candidate, fold)
     if (run_dir / "metrics.json").is_file():
         print(f"== {run_dir} is complete; reading it", flush=True)
         return run_dir
@@ -363,19 +368,17 @@ def main(argv=None) -> int:
         f"train.py --task seg defaults (U-Net, BCE + Dice, {args.epochs} epochs, 96 px on CPU, light augmentation), "
         "BUSI all three classes, one grouped fold per run"
     )
+    trained_at = {(r["candidate"], r["fold"], r["seed"]): r["commit"] for r in _previous(args.json)}
     runs = []
     for candidate in args.candidates:
         for fold in args.folds:
             commit = head_commit()
             t0 = time.perf_counter()
             if args.no_train:
-                run_dir = Path(
-                    str(args.project / "seg" / f"{candidate}-f{fold}") + (f"-s{args.seed}" if args.seed else "")
-                )
+                run_dir = run_dir_of(args, candidate, fold)
                 if not (run_dir / "metrics.json").is_file():
                     continue
-                old = {(r["candidate"], r["fold"], r["seed"]): r for r in _previous(args.json)}
-                commit = old.get((candidate, fold, args.seed), {}).get("commit", commit)  # the code it was trained at
+                commit = trained_at.get((candidate, fold, args.seed), commit)  # the code it was trained at
             else:
                 run_dir = train_one(args, candidate, fold)
             row = {"candidate": candidate, "fold": fold, "seed": args.seed, **read_run(run_dir, args.data_dir)}

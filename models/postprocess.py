@@ -95,17 +95,29 @@ def map_statistics(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pixels / flat.shape[1], confidence
 
 
-def load_gate(fold_dir: str | Path) -> LesionGate:
-    """The gate saved in a run (or fold) folder; :data:`NO_GATE` if it has none (runs before the gate).
+def read_gate_file(fold_dir: str | Path) -> dict | None:
+    """The parsed ``lesion_gate.json`` of a run (or fold) folder, with its ``gate`` checked; None if absent.
 
     Raises:
         ValueError: If the file exists but does not hold a gate.
     """
     path = Path(fold_dir) / GATE_FILE
     if not path.is_file():
-        return NO_GATE
+        return None
     doc = json.loads(path.read_text(encoding="utf-8"))
     try:
-        return LesionGate(**doc["gate"])
+        doc["gate"] = LesionGate(**doc["gate"])
+        doc["halves"] = [(tuple(h["ids"]), LesionGate(**h["gate"])) for h in doc.get("halves", [])]
     except (KeyError, TypeError) as e:
         raise ValueError(f"{path} does not hold a lesion gate ({e}); delete it or train again") from e
+    return doc
+
+
+def load_gate(fold_dir: str | Path) -> LesionGate:
+    """The gate saved in a run (or fold) folder; :data:`NO_GATE` if it has none (runs before the gate).
+
+    Raises:
+        ValueError: If the file exists but does not hold a gate.
+    """
+    doc = read_gate_file(fold_dir)
+    return NO_GATE if doc is None else doc["gate"]

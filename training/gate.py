@@ -15,7 +15,6 @@ reproduces the same numbers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 
 from data.atomic import write_json
 from metrics.segmentation import per_image_scores
-from models.postprocess import GATE_FILE, NO_GATE, LesionGate, map_statistics
+from models.postprocess import GATE_FILE, NO_GATE, LesionGate, map_statistics, read_gate_file
 
 MAX_LESION_MISS = 0.05
 """Largest share of lesion images the gate may empty beyond those the model already left empty."""
@@ -55,14 +54,12 @@ def fit_gate(truths: np.ndarray, probs: np.ndarray, max_lesion_miss: float = MAX
     area, confidence = map_statistics(probs)
     found = area > 0
     budget = int(np.floor(max_lesion_miss * has_lesion.sum()))
-    areas = (
-        np.unique(np.concatenate([[0.0], np.quantile(area[found], np.linspace(0, 1, _GRID))])) if found.any() else [0.0]
-    )
-    confs = (
-        np.unique(np.concatenate([[0.0], np.quantile(confidence[found], np.linspace(0, 1, _GRID))]))
-        if found.any()
-        else [0.0]
-    )
+
+    def candidates(values: np.ndarray) -> np.ndarray:  # 0 and quantiles of the maps that have a lesion
+        quantiles = np.quantile(values[found], np.linspace(0, 1, _GRID)) if found.any() else []
+        return np.unique(np.concatenate([[0.0], quantiles]))
+
+    areas, confs = candidates(area), candidates(confidence)
     best, best_score = NO_GATE, gated_dice(dice, has_lesion, found).mean()
     for a in areas:
         for c in confs:
@@ -137,14 +134,5 @@ def save_fitted(fold_dir: Path, fitted: FittedGate) -> Path:
 
 def load_fitted(fold_dir: Path) -> FittedGate | None:
     """The fold's :class:`FittedGate`, or None when the run has no gate."""
-    path = Path(fold_dir) / GATE_FILE
-    if not path.is_file():
-        return None
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    try:
-        return FittedGate(
-            LesionGate(**doc["gate"]),
-            tuple((tuple(h["ids"]), LesionGate(**h["gate"])) for h in doc.get("halves", [])),
-        )
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"{path} does not hold a lesion gate ({e}); delete it or train again") from e
+    doc = read_gate_file(fold_dir)
+    return None if doc is None else FittedGate(doc["gate"], tuple(doc["halves"]))

@@ -5,14 +5,18 @@ Usage:
     python evaluate.py --run runs/seg/exp --split all
     python evaluate.py --run runs/seg/exp --data-dir ../shared/datasets/Dataset_BUSI_with_GT --split all
     python evaluate.py --run runs/cls/exp --data-dir other_site/ --split all
+    python evaluate.py --run runs/cls/exp --data-dir ../shared/datasets/BUS-BRA/manifest.csv
 
 Works for segmentation and classification runs alike. A segmentation run's
 lesion gate (lesion_gate.json) is applied: on the run's own validation fold with
 the cross-fitted gates training scored it with, on other data with the gate
-fitted on the whole fold; metrics.json keeps the ungated figures under "ungated". Writes
-<run>/eval/<dataset>-<split>/metrics.json and plots/ (classification also
+fitted on the whole fold; metrics.json keeps the ungated figures under "ungated". Another
+dataset is inspected on its own first: its own exact duplicates filed under two
+classes are left out of it (the run's exclusions concern the run's data only).
+Writes <run>/eval/<dataset>-<split>/metrics.json and plots/ (classification also
 predictions.csv; for a --fold all run, one folder per fold), and prints the
-main metrics.
+main metrics. <dataset> is the folder's name, or a manifest's (a manifest.csv
+is named by its folder: BUS-BRA/manifest.csv -> BUS-BRA); NAME=PATH names it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
     )
     p.add_argument("--run", required=True, help="run folder written by train.py")
-    p.add_argument("--data-dir", default="", help="another dataset (default: the run's own data)")
+    p.add_argument("--data-dir", default="", help="another dataset, PATH or NAME=PATH (default: the run's own data)")
     p.add_argument(
         "--split",
         choices=["val", "all"],
@@ -48,10 +52,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate as ``args`` say; return the metrics of each evaluated fold."""
     import keras
 
-    from data.discover import discover
-    from data.report import InspectOptions, analyze_dataset
+    from data.sources import discover_sources, parse_sources, resolve_sources
     from data.splits import fold_ids, load_splits
     from training.config import TrainConfig
+    from training.external import load_external
     from training.runs import load_run_model
     from training.trainer import format_metrics, task_spec
 
@@ -64,22 +68,25 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     split = args.split or ("val" if own else "all")
     if split == "val" and not own:
         raise ValueError("`--split val` needs the run's own data; another dataset is evaluated with --split all")
-    if own:
-        from data.synthetic import resolve_data_dir
-
-        data_dir = resolve_data_dir(cfg.data_dir or None)
-        cases = discover(data_dir)
-    else:
-        data_dir = Path(args.data_dir)
-        cases = analyze_dataset(data_dir, InspectOptions(folds=2)).cases  # validates every file first
     splits = load_splits(run_dir / "splits.json")
+    if own:
+        sources = resolve_sources(cfg.data_dir)
+        data_dir = " ".join(str(s.path) for s in sources)
+        cases = discover_sources(sources)
+        excluded = set(splits["excluded"])
+        name = f"own-{split}"
+    else:
+        ext = load_external(parse_sources([args.data_dir])[0], cfg.classes)  # validates every file first
+        data_dir = str(ext.path)
+        cases = {c.case_id: c for c in ext.records}
+        excluded = set(ext.excluded)
+        name = f"{ext.name}-{split}"
     fold_dirs = (
         [(cfg.fold, run_dir)] if cfg.fold != -1 else [(k, run_dir / f"fold{k}") for k in range(len(splits["folds"]))]
     )
-    name = f"{'own' if own else data_dir.stem if data_dir.suffix == '.csv' else data_dir.resolve().name}-{split}"
     results = {}
     for k, fold_dir in fold_dirs:
-        ids = fold_ids(splits, k)[1] if split == "val" else [i for i in cases if i not in set(splits["excluded"])]
+        ids = fold_ids(splits, k)[1] if split == "val" else [i for i in cases if i not in excluded]
         records = [cases[i] for i in ids if i in cases and cases[i].label in cfg.classes]
         if own and split == "val" and cfg.max_samples:  # the same cases the run validated on
             records = records[: cfg.max_samples]
@@ -88,7 +95,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         model = load_run_model(fold_dir / "weights" / "best.keras")
         out = fold_dir / "eval" / name
         result = spec.evaluate(model, records, cfg, out, [], fold_dir=fold_dir, own_data=own)
-        result.update(fold=k, data_dir=str(data_dir), split=split)
+        result.update(fold=k, data_dir=data_dir, split=split)
+        if not own:
+            result["excluded"] = ext.excluded
         write_json(out / "metrics.json", result)
         print(f"fold {k} on {data_dir} ({split}, {len(records)} cases): {format_metrics(result, spec.summary_keys)}")
         print(f"Wrote {out}/metrics.json and {out}/plots/")

@@ -8,13 +8,19 @@ Usage:
     python train.py --task seg --model resunet --img-size 128 --epochs 30
     python train.py --task seg --data-dir ../shared/datasets/Dataset_BUSI_with_GT --classes benign malignant
     python train.py --task seg --fold all --name cv
+    python train.py --task cls --data-dir ../shared/datasets/Dataset_BUSI_with_GT \
+        --external ../shared/datasets/BUS-BRA/manifest.csv
+    python train.py --task seg --data-dir busi=../shared/datasets/Dataset_BUSI_with_GT \
+        bra=../shared/datasets/BUS-BRA/manifest.csv --fold site:bra
+    python train.py --task seg --data-dir my_hospital/ --weights runs/seg/exp/weights/best.keras
     python train.py --resume runs/seg/exp
 
 Every run writes runs/<task>/<name>/ (name incremented, never overwritten):
 config.json, splits.json, weights/best.keras and last.keras, history.csv,
 metrics.json, plots/, tensorboard/, saved_model/ (best weights; --no-export
 skips it) and, for segmentation, lesion_gate.json (when a mask counts as "no
-lesion", fitted on the validation fold; --no-lesion-gate skips it). Without
+lesion", fitted on the validation fold; --no-lesion-gate skips it); with
+--external, external/<dataset>/metrics.json and plots/ for each dataset. Without
 --img-size, segmentation on a CPU-only machine trains at 96 pixels, 128 with
 a GPU (training.strategy.device_defaults). TensorFlow's oneDNN
 CPU kernels are turned on unless TF_ENABLE_ONEDNN_OPTS is set (cli.prefer_onednn).
@@ -60,11 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--data-dir",
-        default="",
-        help="BUSI-layout folder or manifest .csv (default: built-in synthetic data)",
+        nargs="+",
+        default=[],
+        help="BUSI-layout folder or manifest .csv, or several: each is a site (NAME=PATH names it; case ids "
+        "become NAME/id, folds are stratified by class and site) (default: built-in synthetic data)",
     )
     p.add_argument("--splits", default="", help="splits JSON to use (default: the dataset's own, made once)")
-    p.add_argument("--fold", default="0", help="fold index, or 'all' for cross-validation (default 0)")
+    p.add_argument(
+        "--fold",
+        default="0",
+        help="fold index, 'all' for cross-validation, or site:NAME to train on the other sites and "
+        "validate on site NAME (leave-one-site-out) (default 0)",
+    )
+    p.add_argument(
+        "--external",
+        nargs="+",
+        default=[],
+        help="datasets (folders or manifests) to evaluate each fold's best model on after training: "
+        "external/<dataset>/metrics.json in the run, beside the internal metrics",
+    )
     p.add_argument(
         "--folds",
         type=int,
@@ -103,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weights",
         default=DEFAULTS.weights,
-        help="cls: none (random init), imagenet (downloads; frozen backbone for --freeze-epochs, then all "
-        "layers at lr/10), or a .keras / .weights.h5 file of the same model",
+        help="none (random init); cls: imagenet (downloads; frozen backbone for --freeze-epochs, then all "
+        "layers at lr/10); both tasks: a .keras / .weights.h5 file of the same model, e.g. another run's "
+        "weights/best.keras to adapt it to a new site",
     )
     p.add_argument(
         "--freeze-epochs",
@@ -210,6 +231,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 RUN_FLAGS = ("resume", "exist_ok")
 """Flags that choose what to do with a run folder, not how to train: not part of :class:`TrainConfig`."""
+DERIVED_FIELDS = ("holdout_site",)
+""":class:`TrainConfig` fields set from another flag (``--fold site:NAME``), not a flag of their own."""
+SITE_FOLD = "site:"
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -218,7 +242,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     Raises:
         ValueError: If a config field has no flag (or a flag no field), or ``--fold`` is not an index or 'all'.
     """
-    names = {f.name for f in fields(TrainConfig)}
+    names = {f.name for f in fields(TrainConfig)} - set(DERIVED_FIELDS)
     flags = set(vars(args)) - set(RUN_FLAGS)
     if names != flags:
         raise ValueError(
@@ -226,11 +250,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             f"no field for {sorted(flags - names)}"
         )
     values = {name: getattr(args, name) for name in names}
-    fold = str(args.fold).strip().lower()
-    if fold != "all" and not fold.lstrip("-").isdigit():
-        raise ValueError(f"`--fold` must be a fold index or 'all'. Received: --fold {args.fold}")
-    values["fold"] = -1 if fold == "all" else int(fold)
+    fold = str(args.fold).strip()
+    if fold.lower().startswith(SITE_FOLD):
+        values["holdout_site"] = fold[len(SITE_FOLD) :].strip()
+        if not values["holdout_site"]:
+            raise ValueError(f"`--fold site:NAME` needs a site name. Received: --fold {args.fold}")
+        values["fold"] = 0
+    elif fold.lower() != "all" and not fold.lstrip("-").isdigit():
+        raise ValueError(f"`--fold` must be a fold index, 'all' or site:NAME. Received: --fold {args.fold}")
+    else:
+        values["fold"] = -1 if fold.lower() == "all" else int(fold)
     values["classes"] = tuple(args.classes)
+    values["data_dir"] = (args.data_dir,) if isinstance(args.data_dir, (str, Path)) else tuple(args.data_dir)
+    values["external"] = (args.external,) if isinstance(args.external, (str, Path)) else tuple(args.external)
     if values["img_size"] is None:
         from training.strategy import device_defaults
 
@@ -269,7 +301,10 @@ def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict
         on_best = save_run_servable
     result = train(cfg, run_dir, resume=bool(args.resume), devices=devices, on_best=on_best)
     if result:
-        print(f"Results: {format_metrics(result, task_spec(cfg.task).summary_keys)}")
+        keys = task_spec(cfg.task).summary_keys
+        print(f"Results: {format_metrics(result, keys)}")
+        for name, ext in result.get("external", {}).items():
+            print(f"External {name}: {format_metrics(ext, keys)}")
         saved = ", saved_model/" if cfg.export else ""
         print(f"Wrote {run_dir}: config.json, splits.json, weights/, history.csv, metrics.json, plots/{saved}")
     result["run_dir"] = str(run_dir)

@@ -4,6 +4,7 @@ Usage:
     python -m data inspect                                  # built-in synthetic data
     python -m data inspect --data-dir ../shared/datasets/Dataset_BUSI_with_GT
     python -m data inspect --data-dir manifest.csv --folds 5 --seed 0 --strict
+    python -m data inspect --data-dir ../shared/datasets/Dataset_BUSI_with_GT ../shared/datasets/BUS-BRA/manifest.csv
     python -m data check --data-dir new_site/ --schema runs/data/Dataset_BUSI_with_GT/schema.json
     python -m data synth --out /tmp/synthetic --per-class 50 --size 256 --seed 0
 """
@@ -21,7 +22,6 @@ from tqdm import tqdm
 
 from cli import exit_on_user_error
 from data.atomic import write_json
-from data.discover import discover
 from data.duplicates import NEAR_DUPLICATE_BITS
 from data.errors import DataError
 from data.report import (
@@ -33,7 +33,8 @@ from data.report import (
 )
 from data.scan import scan
 from data.schema import check_schema
-from data.synthetic import SynthConfig, generate_synthetic, resolve_data_dir
+from data.sources import discover_sources, resolve_sources
+from data.synthetic import SynthConfig, generate_synthetic
 
 
 def _progress(desc: str):
@@ -50,7 +51,7 @@ def _progress(desc: str):
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    data_dir = resolve_data_dir(args.data_dir, _progress("generating built-in synthetic data"))
+    data_dir = resolve_sources(args.data_dir, _progress("generating built-in synthetic data"))
     out = Path(args.out) if args.out else dataset_out_dir(data_dir)
     opts = InspectOptions(
         folds=args.folds,
@@ -60,7 +61,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         keep_conflicts=args.keep_conflicts,
         near_duplicate_bits=args.near_dup_bits,
     )
-    print(f"inspect: data_dir={data_dir} out={out} " + " ".join(f"{k}={v}" for k, v in opts.__dict__.items()))
+    names = " ".join(f"{src.name}={src.path}" for src in data_dir)
+    print(f"inspect: data_dir={names} out={out} " + " ".join(f"{k}={v}" for k, v in opts.__dict__.items()))
     t0 = time.perf_counter()
     analysis = analyze_dataset(
         data_dir,
@@ -85,29 +87,39 @@ def cmd_check(args: argparse.Namespace) -> int:
         schema = json.loads(schema_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{schema_path}: not valid JSON: {e}") from e
-    data_dir = resolve_data_dir(args.data_dir, _progress("generating built-in synthetic data"))
-    cases = discover(data_dir)
+    sources = resolve_sources(args.data_dir, _progress("generating built-in synthetic data"))
+    cases = discover_sources(sources)
     result = scan(cases, progress=_progress("reading images"))
     if result.errors:
         raise DataError(result.errors)
-    anomalies = check_schema(result.stats, schema, result.has_masks)
-    print(f"Checked {len(result.stats)} cases of {data_dir} against {schema_path}")
-    if not anomalies:
-        print("No anomalies: the dataset matches the schema.")
-    for a in anomalies:
-        ids = f" e.g. {list(a.case_ids[:5])}" if a.case_ids else ""
-        print(f"  [{a.kind}] {a.field}: {a.message}{ids}")
+    stats = result.stats
+    sites = sorted(set(stats["site"].fillna("")))
+    by_site = {}
+    for site in sites:  # each site on its own: a shift at one site is not averaged away by another
+        part = stats[stats["site"].fillna("") == site]
+        has_masks = any(cases[i].masks for i in part["id"])
+        by_site[site] = check_schema(part, schema, has_masks)
+    total = sum(len(a) for a in by_site.values())
+    print(f"Checked {len(stats)} cases of {', '.join(map(str, (s.path for s in sources)))} against {schema_path}")
+    for site, anomalies in by_site.items():
+        n = int((stats["site"].fillna("") == site).sum())
+        what = f"site {site} ({n} cases)" if len(sites) > 1 else "the dataset"
+        print(f"{what}: {len(anomalies)} anomalies" if anomalies else f"No anomalies: {what} matches the schema.")
+        for a in anomalies:
+            ids = f" e.g. {list(a.case_ids[:5])}" if a.case_ids else ""
+            print(f"  [{a.kind}] {a.field}: {a.message}{ids}")
     if args.out:
         p = write_json(
             args.out,
             {
-                "data_dir": str(data_dir),
+                "data_dir": [str(s.path) for s in sources],
                 "schema": str(schema_path),
-                "anomalies": [a.to_dict() for a in anomalies],
+                "anomalies": [a.to_dict() for site in sites for a in by_site[site]],
+                "sites": {site: [a.to_dict() for a in by_site[site]] for site in sites},
             },
         )
         print(f"Wrote {p}")
-    return 1 if anomalies else 0
+    return 1 if total else 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -131,7 +143,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "inspect",
         help="validate a dataset, find duplicates, write stats, schema, report and splits",
     )
-    i.add_argument("--data-dir", help="BUSI-layout folder or manifest .csv (default: built-in synthetic data)")
+    i.add_argument(
+        "--data-dir",
+        nargs="+",
+        help="BUSI-layout folder or manifest .csv, or several (each a site; NAME=PATH names one) "
+        "(default: built-in synthetic data)",
+    )
     i.add_argument("--out", help="output folder (default: runs/data/<dataset name>)")
     i.add_argument("--folds", type=int, default=5, help="number of cross-validation folds (default 5)")
     i.add_argument("--seed", type=int, default=0, help="seed of the split shuffle (default 0)")
@@ -158,7 +175,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     i.set_defaults(func=cmd_inspect)
 
     c = sub.add_parser("check", help="validate a dataset against a saved schema; exit 1 on anomalies")
-    c.add_argument("--data-dir", help="BUSI-layout folder or manifest .csv (default: built-in synthetic data)")
+    c.add_argument(
+        "--data-dir",
+        nargs="+",
+        help="BUSI-layout folder or manifest .csv, or several, each checked as its own site "
+        "(default: built-in synthetic data)",
+    )
     c.add_argument("--schema", required=True, help="schema.json written by `inspect`")
     c.add_argument("--out", help="also write the anomalies to this JSON file")
     c.set_defaults(func=cmd_check)

@@ -20,7 +20,7 @@ from data.imageio import IMAGE_EXTENSIONS
 
 _MASK_STEM = re.compile(r"^(?P<stem>.+?)_mask(?:_(?P<k>\d+))?$", re.IGNORECASE)
 MANIFEST_REQUIRED = ("image", "label")
-MANIFEST_OPTIONAL = ("mask", "group", "id")
+MANIFEST_OPTIONAL = ("mask", "group", "id", "site", "device")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class Case:
         masks: Mask files of this image, merged with logical OR (may be empty).
         label: One of :data:`data.classes.CLASS_NAMES`.
         group: A user-given group (e.g. patient id) or None.
+        site: The hospital or dataset the image comes from (a manifest's ``site`` column, else the
+            source's name when the data come from several sources), or None.
+        device: The scanner (a manifest's ``device`` column), or None.
     """
 
     case_id: str
@@ -40,6 +43,8 @@ class Case:
     label: str
     masks: tuple[Path, ...] = field(default_factory=tuple)
     group: str | None = None
+    site: str | None = None
+    device: str | None = None
 
 
 def discover(data: str | Path) -> dict[str, Case]:
@@ -176,7 +181,7 @@ def read_manifest(csv_path: str | Path) -> dict[str, Case]:
     """Read a manifest CSV into cases.
 
     Columns: ``image`` and ``label`` (required); ``mask`` (several paths separated
-    by ``;``), ``group`` and ``id`` (optional). Paths are relative to the CSV's
+    by ``;``), ``group``, ``id``, ``site`` and ``device`` (optional). Paths are relative to the CSV's
     folder unless absolute. Without an ``id`` column the id is the image path
     relative to the CSV folder, without its extension.
 
@@ -256,8 +261,10 @@ def read_manifest(csv_path: str | Path) -> dict[str, Case]:
             )
             continue
         group = str(row.get("group", "")).strip() or None
+        site = str(row.get("site", "")).strip() or None
+        device = str(row.get("device", "")).strip() or None
         if label is not None:
-            cases[case_id] = Case(case_id, image, label, tuple(mask_paths), group)
+            cases[case_id] = Case(case_id, image, label, tuple(mask_paths), group, site, device)
     if not cases and not problems:
         problems.append(Problem("empty_dataset", "manifest has no rows", path=csv_path))
     if problems:

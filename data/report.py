@@ -8,18 +8,19 @@ then writes each file atomically.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data.atomic import atomic_write, write_json
 from data.classes import CLASS_NAMES
-from data.discover import Case, discover
+from data.discover import Case
 from data.duplicates import NEAR_DUPLICATE_BITS, DuplicatePair, find_duplicate_pairs, group_cases
 from data.errors import DataError, Problem
 from data.scan import ScanResult, scan
 from data.schema import infer_schema
+from data.sources import Source, dataset_name, discover_sources, parse_sources, sources_label
 from data.splits import load_splits, make_splits, validate_splits
 
 SPLITS_NAME = "splits.json"
@@ -28,10 +29,27 @@ SCHEMA_NAME = "schema.json"
 REPORT_NAME = "report.json"
 
 
-def dataset_out_dir(data_dir: Path, project: str | Path = "runs") -> Path:
-    """``<project>/data/<dataset name>``, where a dataset's report and splits live."""
-    data_dir = Path(data_dir)
-    name = data_dir.stem if data_dir.suffix.lower() == ".csv" else data_dir.resolve().name
+DataSpec = str | Path | Sequence[str | Path] | Sequence[Source]
+"""One dataset (folder or manifest), or several sources (see :mod:`data.sources`)."""
+
+
+def as_sources(data: DataSpec) -> list[Source]:
+    """The sources of ``data``: already-parsed :class:`Source` objects, or paths / ``NAME=PATH`` strings."""
+    if isinstance(data, (str, Path)):
+        return parse_sources(data)
+    items = list(data)
+    if items and all(isinstance(i, Source) for i in items):
+        return items
+    return parse_sources(items)
+
+
+def dataset_out_dir(data: DataSpec, project: str | Path = "runs") -> Path:
+    """``<project>/data/<dataset name>``, where a dataset's report and splits live.
+
+    The name is :func:`data.sources.dataset_name` of one source, ``A+B`` of several.
+    """
+    sources = as_sources(data)
+    name = dataset_name(sources[0].path) if len(sources) == 1 else sources_label(sources)
     return Path(project) / "data" / name
 
 
@@ -61,7 +79,7 @@ class InspectOptions:
 class DatasetAnalysis:
     """Everything learned about a dataset by :func:`analyze_dataset`."""
 
-    data_dir: Path
+    data_dir: Path | str
     options: InspectOptions
     cases: dict[str, Case]
     scan: ScanResult
@@ -72,11 +90,33 @@ class DatasetAnalysis:
     splits_source: str
     schema: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
 
     @property
     def cross_class_pairs(self) -> list[DuplicatePair]:
         """Duplicate pairs filed under different classes."""
         return [p for p in self.pairs if p.cross_class]
+
+    @property
+    def sites(self) -> dict[str, str]:
+        """Case id -> site."""
+        return {i: c.site or "" for i, c in self.cases.items()}
+
+    @property
+    def cross_site_pairs(self) -> list[DuplicatePair]:
+        """Duplicate pairs whose two images come from different sites."""
+        sites = self.sites
+        return [p for p in self.pairs if sites.get(p.a) != sites.get(p.b)]
+
+
+def site_table(labels: dict[str, str], sites: dict[str, str], ids: Sequence[str] | None = None) -> dict[str, dict]:
+    """Images per class at each site (over ``ids``, default all)."""
+    out: dict[str, dict] = {}
+    for i in labels if ids is None else ids:
+        entry = out.setdefault(sites.get(i, ""), {"total": 0, **{n: 0 for n in CLASS_NAMES}})
+        entry["total"] += 1
+        entry[labels[i]] += 1
+    return dict(sorted(out.items()))
 
 
 def _conflicting_exact(pairs: list[DuplicatePair]) -> dict[str, str]:
@@ -93,6 +133,7 @@ def _resolve_splits(
     opts: InspectOptions,
     ids: list[str],
     labels: list[str],
+    sites: list[str],
     groups: dict[str, str],
     excluded: dict[str, str],
     splits_file: Path | None,
@@ -137,6 +178,7 @@ def _resolve_splits(
         seed=opts.seed,
         test_fraction=opts.test_fraction,
         excluded=sorted(excluded),
+        sites=sites if len(set(sites)) > 1 else None,
         extra={
             "near_duplicate_bits": opts.near_duplicate_bits,
             "keep_conflicts": opts.keep_conflicts,
@@ -147,7 +189,7 @@ def _resolve_splits(
 
 
 def analyze_dataset(
-    data_dir: str | Path,
+    data_dir: DataSpec,
     options: InspectOptions | None = None,
     splits_file: str | Path | None = None,
     existing_splits: str | Path | None = None,
@@ -158,7 +200,9 @@ def analyze_dataset(
     Writes nothing.
 
     Args:
-        data_dir: A BUSI-layout folder or a manifest CSV.
+        data_dir: A BUSI-layout folder or a manifest CSV, or several (each a site; see
+            :mod:`data.sources`): duplicates are then found across sites too, and folds are
+            stratified by class and site.
         options: Inspection and split options.
         splits_file: A user-supplied splits file to validate and use.
         existing_splits: A previous ``splits.json`` to reuse when present.
@@ -173,8 +217,9 @@ def analyze_dataset(
             splits that leak, naming every file concerned.
     """
     opts = options or InspectOptions()
-    data_dir = Path(data_dir)
-    cases = discover(data_dir)
+    sources = as_sources(data_dir)
+    data_dir = sources[0].path if len(sources) == 1 else sources_label(sources)
+    cases = discover_sources(sources)
     result = scan(cases, progress=progress)
     if result.errors:
         raise DataError(result.errors)
@@ -191,10 +236,12 @@ def analyze_dataset(
     user_groups = {c.case_id: c.group for c in cases.values()}
     groups = group_cases(ids, [(p.a, p.b) for p in pairs], user_groups)
     excluded = {} if opts.keep_conflicts else _conflicting_exact(pairs)
+    sites = [cases[i].site or "" for i in ids]
     splits, source = _resolve_splits(
         opts,
         ids,
         labels,
+        sites,
         groups,
         excluded,
         Path(splits_file) if splits_file is not None else None,
@@ -216,16 +263,20 @@ def analyze_dataset(
         splits_source=source,
         schema=infer_schema(stats, result.has_masks),
         notes=notes,
+        sources=sources,
     )
 
 
-def _fold_summary(doc: dict[str, Any], labels: dict[str, str]) -> list[dict[str, Any]]:
+def _fold_summary(doc: dict[str, Any], labels: dict[str, str], sites: dict[str, str]) -> list[dict[str, Any]]:
     out = []
+    several = len(set(sites.values())) > 1
     for k, f in enumerate(doc["folds"]):
         entry: dict[str, Any] = {"fold": k}
         for part in ("train", "val"):
             c = Counter(labels[i] for i in f[part] if i in labels)
             entry[part] = {"total": len(f[part]), **{n: c.get(n, 0) for n in CLASS_NAMES}}
+            if several:
+                entry[part]["sites"] = site_table(labels, sites, [i for i in f[part] if i in labels])
         out.append(entry)
     return out
 
@@ -258,6 +309,7 @@ def report_dict(a: DatasetAnalysis, outputs: dict[str, str]) -> dict[str, Any]:
             "pairs": [p.to_dict() for p in a.pairs],
             "exact_pairs": sum(p.exact for p in a.pairs),
             "cross_class": [p.to_dict() for p in a.cross_class_pairs],
+            "cross_site": [p.to_dict() for p in a.cross_site_pairs],
         },
         "groups": {
             "num_groups": len(group_sizes),
@@ -265,9 +317,10 @@ def report_dict(a: DatasetAnalysis, outputs: dict[str, str]) -> dict[str, Any]:
             "multi_member": multi,
         },
         "excluded": a.excluded,
+        "sites": site_table(labels, a.sites),
         "splits": {
             "source": a.splits_source,
-            "folds": _fold_summary(a.splits, labels),
+            "folds": _fold_summary(a.splits, labels, a.sites),
             "test": len(a.splits.get("test", [])),
         },
         "outputs": outputs,
@@ -306,6 +359,12 @@ def format_summary(a: DatasetAnalysis) -> str:
             f"{int((part['masks_merged'] > 1).sum()):>7} "
             f"{int((part['mask_area_fraction'] == 0).sum()):>6}"
         )
+    labels = dict(zip(stats["id"], stats["label"], strict=True))
+    by_site = site_table(labels, a.sites)
+    if len(by_site) > 1:
+        lines.append(f"  {'site':<24} {'images':>7} " + " ".join(f"{n:>9}" for n in CLASS_NAMES))
+        for site, e in by_site.items():
+            lines.append(f"  {site:<24} {e['total']:>7} " + " ".join(f"{e[n]:>9}" for n in CLASS_NAMES))
     n_exact = sum(p.exact for p in a.pairs)
     sizes = Counter(a.groups.values())
     multi = sum(1 for n in sizes.values() if n > 1)
@@ -314,6 +373,8 @@ def format_summary(a: DatasetAnalysis) -> str:
         f"{a.options.near_duplicate_bits} of 64 bits), joined into {multi} groups of 2+ cases "
         f"(largest {max(sizes.values()) if sizes else 0}); {len(sizes)} groups in all"
     )
+    if len(by_site) > 1:
+        lines.append(f"Duplicates across sites: {len(a.cross_site_pairs)} pairs (kept in one fold)")
     cross = a.cross_class_pairs
     if cross:
         lines.append(f"Duplicates filed under two classes: {len(cross)}")
@@ -337,5 +398,6 @@ def format_summary(a: DatasetAnalysis) -> str:
     lines.append(
         f"Splits ({a.splits_source}): {len(folds)} folds, train/val sizes {sizes_txt}"
         + (f", test {len(a.splits['test'])}" if a.splits.get("test") else "")
+        + (f", stratified by {a.splits['stratify']}" if a.splits.get("stratify") else "")
     )
     return "\n".join(lines)

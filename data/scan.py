@@ -34,6 +34,8 @@ STATS_COLUMNS = (
     "id",
     "label",
     "group",
+    "site",
+    "device",
     "image",
     "format",
     "mode",
@@ -44,6 +46,11 @@ STATS_COLUMNS = (
     "is_gray",
     "mean_intensity",
     "std_intensity",
+    "aspect",
+    "chroma",
+    "colour_fraction",
+    "dark_fraction",
+    "speckle",
     "masks_merged",
     "mask_levels",
     "mask_area_fraction",
@@ -53,6 +60,44 @@ STATS_COLUMNS = (
 )
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+DARK_LEVEL = 16
+"""Gray level below which a pixel counts as dark background (outside the scan sector, padding)."""
+COLOUR_LEVEL = 16
+"""Chroma (max minus min of R, G, B) above which a pixel counts as coloured (tint, overlay, Doppler)."""
+SPECKLE_WINDOW = 5
+
+
+def acquisition_statistics(image: np.ndarray, gray: np.ndarray) -> dict[str, float]:
+    """Statistics that differ between scanners and sites more than between patients.
+
+    Returns:
+        ``aspect`` (width / height); ``chroma`` (mean of max minus min of R, G, B, 0-255; 0 for
+        gray); ``colour_fraction`` (share of pixels with chroma above :data:`COLOUR_LEVEL`: a
+        colour-tinted frame is near 1, calipers or text overlays near 0); ``dark_fraction`` (share of
+        gray pixels below :data:`DARK_LEVEL`: background around the scan sector); ``speckle`` (median
+        over non-dark pixels of the local coefficient of variation, std / mean in 5x5 windows: the
+        speckle contrast, which the scanner's frequency, gain and filtering change).
+    """
+    h, w = gray.shape
+    if image.ndim == 3 and image.shape[2] == 3:
+        chroma = image.max(axis=2).astype(np.int16) - image.min(axis=2).astype(np.int16)
+        mean_chroma, coloured = float(chroma.mean()), float((chroma > COLOUR_LEVEL).mean())
+    else:
+        mean_chroma, coloured = 0.0, 0.0
+    gray = gray.astype(np.float32, copy=False)
+    bright = gray >= DARK_LEVEL
+    mean = ndimage.uniform_filter(gray, SPECKLE_WINDOW)
+    sq = ndimage.uniform_filter(gray * gray, SPECKLE_WINDOW)
+    keep = bright[::2, ::2]  # every other window centre: the median barely moves, the cost halves
+    m, q = mean[::2, ::2][keep], sq[::2, ::2][keep]
+    cv = np.sqrt(np.maximum(q - m * m, 0.0)) / np.maximum(m, 1.0)
+    return {
+        "aspect": round(w / h, 4),
+        "chroma": round(mean_chroma, 3),
+        "colour_fraction": round(coloured, 4),
+        "dark_fraction": round(float(1.0 - bright.mean()), 4),
+        "speckle": round(float(np.median(cv)), 4) if cv.size else 0.0,
+    }
 
 
 @dataclass
@@ -136,6 +181,8 @@ def scan_case(case: Case) -> tuple[dict[str, object] | None, list[Problem], list
         "id": case.case_id,
         "label": case.label,
         "group": case.group,
+        "site": case.site,
+        "device": case.device,
         "image": str(case.image),
         "format": header.format,
         "mode": header.mode,
@@ -146,6 +193,7 @@ def scan_case(case: Case) -> tuple[dict[str, object] | None, list[Problem], list
         "is_gray": bool(is_gray),
         "mean_intensity": round(float(gray.mean()), 3),
         "std_intensity": round(float(gray.std()), 3),
+        **acquisition_statistics(image, gray),
         "masks_merged": len(case.masks),
         "mask_levels": n_levels,
         "mask_area_fraction": round(area, 6),

@@ -14,7 +14,7 @@ import pandas as pd
 
 from data.classes import CLASS_NAMES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CATEGORICAL_FIELDS = ("format", "mode", "channels", "bit_depth", "is_gray")
 NUMERIC_FIELDS = (
     "width",
@@ -23,7 +23,25 @@ NUMERIC_FIELDS = (
     "std_intensity",
     "mask_area_fraction",
     "components",
+    "aspect",
+    "chroma",
+    "colour_fraction",
+    "dark_fraction",
+    "speckle",
 )
+SHIFT_FIELDS = (
+    "width",
+    "height",
+    "aspect",
+    "mean_intensity",
+    "std_intensity",
+    "colour_fraction",
+    "dark_fraction",
+    "speckle",
+)
+"""Statistics whose typical value moves when the scanner or site changes (checked on the median)."""
+SHIFT_QUANTILES = (0.05, 0.95)
+"""A dataset has shifted on a statistic when its median lies outside the schema's 5-95% range."""
 REQUIRED_COLUMNS = ("id", "label", "width", "height", "channels", "mode", "pixel_hash", "phash")
 LABEL_DRIFT_MAX = 0.15
 """Largest allowed L-infinity distance between label distributions (TFDV's drift measure)."""
@@ -36,7 +54,7 @@ class Anomaly:
     Attributes:
         field: The statistic concerned (``"width"``, ``"label"``...).
         kind: ``"out_of_range"``, ``"new_value"``, ``"missing_value"``,
-            ``"missing_column"``, ``"label_drift"`` or ``"masks_missing"``.
+            ``"missing_column"``, ``"label_drift"``, ``"shift"`` or ``"masks_missing"``.
         message: What was expected and what was found.
         case_ids: The cases concerned (empty for dataset-level anomalies).
     """
@@ -85,7 +103,12 @@ def infer_schema(stats: pd.DataFrame, has_masks: bool) -> dict[str, Any]:
         "categorical": {
             f: sorted({_plain(v) for v in stats[f].dropna().tolist()}, key=str) for f in CATEGORICAL_FIELDS
         },
-        "numeric": {f: {"min": _plain(stats[f].min()), "max": _plain(stats[f].max())} for f in NUMERIC_FIELDS},
+        "numeric": {
+            f: {"min": _plain(stats[f].min()), "max": _plain(stats[f].max())} for f in NUMERIC_FIELDS if f in stats
+        },
+        "quantiles": {
+            f: [round(float(stats[f].quantile(q)), 4) for q in SHIFT_QUANTILES] for f in SHIFT_FIELDS if f in stats
+        },
         "has_masks": bool(has_masks),
     }
 
@@ -168,6 +191,35 @@ def check_schema(stats: pd.DataFrame, schema: dict[str, Any], has_masks: bool) -
                     tuple(bad["id"]),
                 )
             )
+    out.extend(check_shift(stats, schema))
     if schema.get("has_masks") and not has_masks:
         out.append(Anomaly("masks", "masks_missing", "the schema's dataset has masks; this one has none"))
+    return out
+
+
+def check_shift(stats: pd.DataFrame, schema: dict[str, Any]) -> list[Anomaly]:
+    """Acquisition shifts: each statistic whose median over ``stats`` leaves the schema's 5-95% range.
+
+    Per-image ranges miss a whole site of colour-tinted frames when the reference holds a few
+    colour overlays; the median of ``colour_fraction`` does not. The cases listed are those outside
+    the range. Schemas written before version 2 have no quantiles and are not checked for shift.
+    """
+    out: list[Anomaly] = []
+    for f, (lo, hi) in schema.get("quantiles", {}).items():
+        if f not in stats.columns or not len(stats):
+            continue
+        col = pd.to_numeric(stats[f])
+        median = float(col.median())
+        if lo <= median <= hi:
+            continue
+        bad = stats[(col < lo) | (col > hi)]
+        out.append(
+            Anomaly(
+                f,
+                "shift",
+                f"median {f} {median:.4g} is outside the reference's 5-95% range [{lo:.4g}, {hi:.4g}]; "
+                f"{len(bad)} of {len(stats)} cases lie outside it",
+                tuple(bad["id"]),
+            )
+        )
     return out

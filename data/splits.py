@@ -24,8 +24,22 @@ from data.errors import DataError, Problem
 SPLITS_VERSION = 1
 
 
+def _strata(labels: Sequence[str], sites: Sequence[str] | None) -> np.ndarray:
+    """Stratum of each case: its class, or its class and site when ``sites`` is given."""
+    y = np.array([CLASS_NAMES.index(label) for label in labels])
+    if sites is None:
+        return y
+    names = sorted(set(sites))
+    return y * len(names) + np.array([names.index(s) for s in sites])
+
+
 def _grouped_folds(
-    ids: Sequence[str], labels: Sequence[str], groups: Sequence[str], n_folds: int, seed: int
+    ids: Sequence[str],
+    labels: Sequence[str],
+    groups: Sequence[str],
+    n_folds: int,
+    seed: int,
+    sites: Sequence[str] | None = None,
 ) -> list[tuple[list[str], list[str]]]:
     n_groups = len(set(groups))
     if n_folds < 2:
@@ -37,7 +51,7 @@ def _grouped_folds(
                 f"{n_folds} folds need at least {n_folds} independent groups of cases; the dataset has {n_groups}",
             )
         )
-    y = np.array([CLASS_NAMES.index(label) for label in labels])
+    y = _strata(labels, sites)
     cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     ids_arr = np.array(ids, dtype=object)
     out = []
@@ -58,6 +72,7 @@ def make_splits(
     test_fraction: float = 0.0,
     excluded: Sequence[str] = (),
     extra: Mapping[str, Any] | None = None,
+    sites: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Make K stratified folds grouped by ``groups``, with an optional held-out test set.
 
@@ -72,6 +87,8 @@ def make_splits(
             split, so its size is close to, not exactly, the fraction.
         excluded: Ids left out of every fold and the test set.
         extra: More parameters to record in the file (e.g. the duplicate threshold).
+        sites: Site of each case: folds are then stratified by class and site together
+            (``"stratify": "class+site"`` in the document), so every fold holds each site's classes.
 
     Returns:
         The splits document (see the module docstring).
@@ -87,21 +104,24 @@ def make_splits(
     ids_k = [ids[i] for i in keep]
     labels_k = [labels[i] for i in keep]
     groups_k = [groups[i] for i in keep]
+    sites_k = None if sites is None else [sites[i] for i in keep]
     test: list[str] = []
     if test_fraction > 0:
         k = max(2, round(1 / test_fraction))
-        _, test = _grouped_folds(ids_k, labels_k, groups_k, k, seed)[0]
+        _, test = _grouped_folds(ids_k, labels_k, groups_k, k, seed, sites_k)[0]
         test_set = set(test)
         rest = [i for i, cid in enumerate(ids_k) if cid not in test_set]
         ids_k = [ids_k[i] for i in rest]
         labels_k = [labels_k[i] for i in rest]
         groups_k = [groups_k[i] for i in rest]
-    folds = _grouped_folds(ids_k, labels_k, groups_k, n_folds, seed)
+        sites_k = None if sites_k is None else [sites_k[i] for i in rest]
+    folds = _grouped_folds(ids_k, labels_k, groups_k, n_folds, seed, sites_k)
     doc: dict[str, Any] = {
         "version": SPLITS_VERSION,
         "seed": seed,
         "n_folds": n_folds,
         "test_fraction": test_fraction,
+        "stratify": "class" if sites is None else "class+site",
     }
     doc.update(extra or {})
     doc["excluded"] = sorted(skip & set(ids))
@@ -203,6 +223,37 @@ def fold_ids(doc: Mapping[str, Any], fold: int) -> tuple[list[str], list[str]]:
         raise ValueError(f"`fold` must be in 0..{n - 1}. Received: fold={fold}")
     f = doc["folds"][fold]
     return list(f["train"]), list(f["val"])
+
+
+def leave_site_out(doc: Mapping[str, Any], sites: Mapping[str, str], groups: Mapping[str, str], site: str) -> dict:
+    """A splits document with one fold: train on every other site, validate on ``site``.
+
+    Cases in the document's ``excluded`` and ``test`` lists stay out. A training case whose group
+    (a cross-site duplicate, a patient) has a member at ``site`` is left out of training too, so
+    nothing the model validates on was seen in training; those ids are listed under ``"dropped"``.
+
+    Args:
+        doc: The dataset's splits document (its folds are not used).
+        sites: Every case id -> its site.
+        groups: Every case id -> its group.
+        site: The held-out site.
+
+    Raises:
+        ValueError: If ``site`` is not a site of the data, or it is the only site.
+    """
+    names = sorted(set(sites.values()))
+    if site not in names:
+        raise ValueError(f"`--fold site:NAME`: NAME must be one of the sites {names}. Received: {site!r}")
+    if len(names) < 2:
+        raise ValueError(f"`--fold site:{site}` needs data from at least two sites; the data hold only {names}")
+    out_ids = set(doc.get("excluded", [])) | set(doc.get("test", []))
+    val = sorted(i for i, s in sites.items() if s == site and i not in out_ids)
+    held_groups = {groups[i] for i in val}
+    rest = sorted(i for i, s in sites.items() if s != site and i not in out_ids)
+    dropped = [i for i in rest if groups[i] in held_groups]
+    train = [i for i in rest if groups[i] not in held_groups]
+    keep = {k: v for k, v in doc.items() if k not in ("folds", "n_folds")}
+    return {**keep, "holdout_site": site, "n_folds": 1, "dropped": dropped, "folds": [{"train": train, "val": val}]}
 
 
 def save_splits(path: str | Path, doc: Mapping[str, Any]) -> Path:

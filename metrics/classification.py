@@ -166,3 +166,122 @@ def format_report(report: dict[str, Any]) -> str:
     for m in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"):
         lines.append(f"{m:<20}{cell(report[m], report[f'{m}_ci95'])}")
     return "\n".join(lines)
+
+
+def binary_auc(y: np.ndarray, score: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray | float:
+    """Area under the ROC curve of ``score`` for ``y`` (True positive), ties counted half.
+
+    Args:
+        y: Labels ``(N,)``.
+        score: Scores ``(N,)``.
+        weights: Optional ``(B, N)`` sample weights (bootstrap counts, :func:`reports.stats.group_weights`):
+            one weighted AUC per row, computed in one pass.
+
+    Returns:
+        The AUC (a float, or ``(B,)`` with ``weights``); NaN where a class has no weight.
+    """
+    y = np.asarray(y, dtype=bool)
+    score = np.asarray(score, dtype=float)
+    w = np.ones((1, len(y))) if weights is None else np.asarray(weights, dtype=float)
+    order = np.argsort(score, kind="stable")
+    ranked = score[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # tied scores form one block
+    ws = w[:, order]
+    pos = np.add.reduceat(ws * y[order], starts, axis=1)
+    neg = np.add.reduceat(ws * ~y[order], starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each block
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
+    auc = np.where((pos.sum(1) > 0) & (neg.sum(1) > 0), auc, np.nan)
+    return float(auc[0]) if weights is None else auc
+
+
+def youden_threshold(y: np.ndarray, score: np.ndarray) -> float:
+    """The score threshold (``score >= t`` is positive) that maximizes sensitivity + specificity - 1.
+
+    Ties go to the lowest such threshold, midway to the next lower score so it does not sit on a case.
+
+    Raises:
+        ValueError: Unless ``y`` holds both classes.
+    """
+    y = np.asarray(y, dtype=bool)
+    score = np.asarray(score, dtype=float)
+    if y.all() or not y.any():
+        raise ValueError("a threshold needs both positive and negative cases")
+    cands = np.unique(score)
+    sens = np.array([(score[y] >= t).mean() for t in cands])
+    spec = np.array([(score[~y] < t).mean() for t in cands])
+    best = int(np.argmax(sens + spec))
+    return float(cands[best] if best == 0 else (cands[best] + cands[best - 1]) / 2)
+
+
+def _weighted_share(hit: np.ndarray, member: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per row of ``w``: weighted share of ``member`` samples that are ``hit``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (w[:, member] * hit[member]).sum(1) / w[:, member].sum(1)
+
+
+def malignancy_report(
+    labels: Sequence[str],
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    groups: Sequence[object],
+    threshold: float | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Malignant against benign on the lesion images, with 95% intervals bootstrapped over ``groups``.
+
+    The question a site without normal images (BUS-BRA) can answer: among images with a lesion,
+    does the model rank malignant above benign, and how many lesions does it call normal?
+
+    Args:
+        labels: Class name of each image.
+        probs: Probabilities ``(N, k)`` over ``class_names`` (which must hold ``benign`` and ``malignant``).
+        class_names: The model's classes.
+        groups: Patient (or duplicate group) of each image: resamples draw whole groups.
+        threshold: Cut on P(malignant) chosen elsewhere (the internal validation fold); gives
+            sensitivity and specificity. None: not reported.
+        n_boot: Resamples.
+        seed: Seed of the resampling.
+
+    Returns:
+        Flat keys (each with ``*_ci95``): ``malignant_auc`` (AUC of P(malignant)),
+        ``malignant_auc_renorm`` (of P(malignant) / (P(benign) + P(malignant))),
+        ``lesion_called_normal`` (share of lesion images whose arg-max is normal; absent without a
+        normal class), ``sensitivity`` and ``specificity`` at ``threshold``; ``malignancy_threshold``,
+        ``lesion_images``, ``lesion_groups``. Empty when the images hold no benign or no malignant one.
+    """
+    from reports.stats import group_weights
+
+    names = list(class_names)
+    b, m = names.index("benign"), names.index("malignant")
+    lab = np.asarray(labels)
+    keep = np.isin(lab, ["benign", "malignant"])
+    y = lab[keep] == "malignant"
+    if y.all() or not y.any():
+        return {}
+    p = np.asarray(probs, dtype=float)[keep]
+    grp = [str(g) for g, k in zip(groups, keep, strict=True) if k]
+    score = p[:, m]
+    renorm = p[:, m] / np.maximum(p[:, b] + p[:, m], 1e-12)
+    w = group_weights(grp, n_boot, seed)
+    every = np.ones(len(y), dtype=bool)
+    point_w = np.ones((1, len(y)))
+    rows: dict[str, tuple[float, np.ndarray]] = {
+        "malignant_auc": (binary_auc(y, score), binary_auc(y, score, w)),
+        "malignant_auc_renorm": (binary_auc(y, renorm), binary_auc(y, renorm, w)),
+    }
+    if "normal" in names:
+        called = p.argmax(1) == names.index("normal")
+        rows["lesion_called_normal"] = (float(called.mean()), _weighted_share(called, every, w))
+    if threshold is not None:
+        positive = score >= threshold
+        rows["sensitivity"] = (float(_weighted_share(positive, y, point_w)[0]), _weighted_share(positive, y, w))
+        rows["specificity"] = (float(_weighted_share(~positive, ~y, point_w)[0]), _weighted_share(~positive, ~y, w))
+    result: dict[str, Any] = {}
+    for key, (value, boot) in rows.items():
+        result[key] = value
+        result[f"{key}_ci95"] = _ci(boot)
+    result.update(malignancy_threshold=threshold, lesion_images=int(len(y)), lesion_groups=len(set(grp)))
+    return result

@@ -11,19 +11,30 @@ from typing import Any
 import keras
 import numpy as np
 
-from data.atomic import write_text
+from data.atomic import write_json, write_text
 from data.classes import CLASS_NAMES
 from data.discover import Case
+from data.sources import partition_by
 from losses.classification import get_cls_loss
-from metrics.classification import classification_report, cls_metrics, format_report
+from metrics.classification import (
+    classification_report,
+    cls_metrics,
+    format_report,
+    malignancy_report,
+    youden_threshold,
+)
 from models.registry import build_model, get_model_entry, model_names
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
 from reports.plots import confident_wrong_grid, confusion_plot, learning_curves, roc_plot
+from reports.stats import BREAKDOWN_BOOT
 from training.config import TrainConfig
 from training.trainer import Phase, TaskSpec
 
 PREDICTIONS_NAME = "predictions.csv"
+THRESHOLD_FILE = "malignancy_threshold.json"
+"""The cut on P(malignant) chosen on a fold's validation images, saved in the fold's folder."""
+
 # Second phase of ImageNet fine-tuning: the unfrozen backbone trains at this fraction of --lr.
 FINE_TUNE_LR_SCALE = 0.1
 
@@ -70,14 +81,13 @@ def predict_cls(
 
 def run_images(run_dir: Path, ids: Sequence[str]) -> np.ndarray:
     """The images of ``ids`` as a run's pipeline feeds them to its model (for plots)."""
-    from data.discover import discover
-    from data.synthetic import resolve_data_dir
+    from data.sources import discover_sources, resolve_sources
 
     cfg = TrainConfig.load(run_dir / "config.json")
-    cases = discover(resolve_data_dir(cfg.data_dir or None))
+    cases = discover_sources(resolve_sources(cfg.data_dir))
     missing = [i for i in ids if i not in cases]
     if missing:
-        where = cfg.data_dir or "the synthetic data"
+        where = " ".join(cfg.data_dir) or "the synthetic data"
         raise FileNotFoundError(f"cases {missing[:5]} of {run_dir} are no longer in {where}")
     pcfg = PipelineConfig(img_size=cfg.img_size, channels=cfg.channels, batch_size=32, augment="none")
     batches = build_dataset([cases[i] for i in ids], "cls", pcfg, training=False)
@@ -126,6 +136,63 @@ def report_cls(
     return result
 
 
+def fit_threshold(records: Sequence[Case], probs: np.ndarray, fold_dir: Path | None) -> float | None:
+    """Choose the cut on P(malignant) on ``records`` (Youden's J over benign and malignant images) and save it.
+
+    Returns None (and saves nothing) when the records lack benign or malignant images.
+    """
+    labels = np.array([r.label for r in records])
+    keep = np.isin(labels, ["benign", "malignant"])
+    y = labels[keep] == "malignant"
+    if y.all() or not y.any():
+        return None
+    t = youden_threshold(y, probs[keep, CLASS_NAMES.index("malignant")])
+    if fold_dir is not None:
+        write_json(
+            Path(fold_dir) / THRESHOLD_FILE,
+            {"threshold": t, "score": "P(malignant)", "rule": "Youden's J on the validation fold's lesion images"},
+        )
+    return t
+
+
+def load_threshold(fold_dir: Path | None) -> float | None:
+    """The cut saved by :func:`fit_threshold` in ``fold_dir``, or None."""
+    import json
+
+    path = Path(fold_dir) / THRESHOLD_FILE if fold_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    return float(json.loads(path.read_text(encoding="utf-8"))["threshold"])
+
+
+def cls_breakdowns(
+    records: Sequence[Case], labels: np.ndarray, probs: np.ndarray, threshold: float | None
+) -> dict[str, Any]:
+    """Accuracy and the malignancy figures per site and per scanner (``per_site``, ``per_device``)."""
+    out: dict[str, Any] = {}
+    for attribute in ("site", "device"):
+        parts = partition_by(records, attribute)
+        if not parts:
+            continue
+        table = {}
+        for value, idx in parts.items():
+            recs = [records[i] for i in idx]
+            entry = {"n": len(idx), "accuracy": float((probs[idx].argmax(1) == labels[idx]).mean())}
+            entry.update(
+                malignancy_report(
+                    [r.label for r in recs],
+                    probs[idx],
+                    CLASS_NAMES,
+                    [r.group or r.case_id for r in recs],
+                    threshold,
+                    n_boot=BREAKDOWN_BOOT,
+                )
+            )
+            table[value] = entry
+        out[f"per_{attribute}"] = table
+    return out
+
+
 def evaluate_cls(
     model: keras.Model,
     records: Sequence[Case],
@@ -136,12 +203,21 @@ def evaluate_cls(
     fit: bool = False,
     own_data: bool = True,
 ) -> dict[str, Any]:
-    """Predict ``records`` and write the report (see :func:`report_cls`).
+    """Predict ``records`` and write the report (see :func:`report_cls`), with the malignancy figures.
 
-    ``fold_dir``, ``fit`` and ``own_data`` are unused: a classifier's output needs nothing fitted after training.
+    Malignant against benign (:func:`metrics.classification.malignancy_report`) is scored on the
+    lesion images with intervals bootstrapped over patients (a case's ``group``, else the image), and
+    broken down by site and scanner when the records say. ``fit`` (training's evaluation of the
+    validation fold) chooses the cut on P(malignant) there and saves it in ``fold_dir``; otherwise
+    the cut saved in ``fold_dir`` gives sensitivity and specificity. ``own_data`` is unused.
     """
     images, labels, probs = predict_cls(model, records, cfg)
-    return report_cls([r.case_id for r in records], labels, probs, out_dir, images, history)
+    result = report_cls([r.case_id for r in records], labels, probs, out_dir, images, history)
+    threshold = fit_threshold(records, probs, fold_dir) if fit else load_threshold(fold_dir)
+    names = [r.label for r in records]
+    result.update(malignancy_report(names, probs, CLASS_NAMES, [r.group or r.case_id for r in records], threshold))
+    result.update(cls_breakdowns(records, labels, probs, threshold))
+    return result
 
 
 CLS_SPEC = TaskSpec(
@@ -151,6 +227,15 @@ CLS_SPEC = TaskSpec(
     loss=lambda cfg, records: get_cls_loss(cfg.loss, [r.label for r in records], cfg.gamma, cfg.label_smoothing),
     metrics=lambda cfg: cls_metrics(len(CLASS_NAMES)),
     evaluate=evaluate_cls,
-    summary_keys=("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"),
+    summary_keys=(
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "macro_auc",
+        "malignant_auc",
+        "lesion_called_normal",
+        "sensitivity",
+        "specificity",
+    ),
     phases=cls_phases,
 )

@@ -35,13 +35,20 @@ class TrainConfig:
     fits the rule that leaves an image's mask empty (:mod:`training.gate`) on the validation
     fold and saves it with the run. ``presence_head`` (segmentation) adds an image-level
     lesion-presence logit to the model (:func:`models.unet.mask_output`).
+
+    ``data_dir`` holds one source or several (each ``PATH`` or ``NAME=PATH``, a site; see
+    :mod:`data.sources`); empty means the built-in synthetic data. ``holdout_site`` (``--fold
+    site:NAME``) trains on every other site and validates on that one (``fold`` is then 0, the
+    one fold of that split). ``external`` lists datasets each fold's best model is evaluated on
+    after training (:mod:`training.external`).
     """
 
     task: str = "seg"
     model: str = ""
-    data_dir: str = ""
+    data_dir: tuple[str, ...] = ()
     splits: str = ""
     fold: int = 0
+    holdout_site: str = ""
     img_size: int = 128
     channels: int = 3
     epochs: int = 20
@@ -71,6 +78,7 @@ class TrainConfig:
     export: bool = True
     lesion_gate: bool = True
     presence_head: bool = False
+    external: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -78,6 +86,14 @@ class TrainConfig:
         for key in ("model", "loss"):
             if not getattr(self, key):
                 object.__setattr__(self, key, TASK_DEFAULTS[self.task][key])
+        if isinstance(self.data_dir, (str, Path)):  # one source, as configs before multi-site training saved it
+            object.__setattr__(self, "data_dir", (str(self.data_dir),) if str(self.data_dir) else ())
+        object.__setattr__(self, "data_dir", tuple(str(d) for d in self.data_dir if str(d)))
+        object.__setattr__(self, "external", tuple(str(d) for d in self.external if str(d)))
+        if self.holdout_site and self.fold != 0:
+            raise ValueError(
+                f"`--fold site:{self.holdout_site}` is one fold; it cannot be combined with fold={self.fold}"
+            )
         if self.oversample is None:
             object.__setattr__(self, "oversample", self.task == "cls" and self.loss == "ce")
         if self.norm not in NORMS:
@@ -107,7 +123,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly values."""
         d = asdict(self)
-        d["classes"] = list(self.classes)
+        for key in ("classes", "data_dir", "external"):
+            d[key] = list(getattr(self, key))
         return d
 
     @classmethod
@@ -118,8 +135,11 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; expected some of {sorted(known)}")
         d = dict(d)
-        if "classes" in d:
-            d["classes"] = tuple(d["classes"])
+        for key in ("classes", "external"):
+            if key in d:
+                d[key] = tuple(d[key])
+        if "data_dir" in d and not isinstance(d["data_dir"], str):
+            d["data_dir"] = tuple(d["data_dir"])
         return cls(**d)
 
     @classmethod

@@ -10,26 +10,43 @@ import keras
 import numpy as np
 
 from data.discover import Case
+from data.sources import partition_by
 from losses.segmentation import get_seg_loss
 from metrics.segmentation import per_image_scores, seg_metrics
+from models.classifier import check_weights, load_weights_file
 from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate
 from models.registry import build_model, get_model_entry, model_names
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
 from reports.plots import learning_curves, overlay_grid, score_histogram
-from reports.stats import bootstrap_ci, wilson_ci
+from reports.stats import BREAKDOWN_BOOT, group_bootstrap_ci, wilson_ci
 from training.config import TrainConfig
 from training.gate import apply_gates, fit_fold_gate, load_fitted, save_fitted
 from training.trainer import TaskSpec
 
 
 def build_seg_model(cfg: TrainConfig) -> keras.Model:
-    """Build ``cfg.model`` for segmentation; a classifier name raises."""
+    """Build ``cfg.model`` for segmentation, starting from ``cfg.weights`` when it names a file.
+
+    A file (another run's ``weights/best.keras``, say) must hold the same architecture: model,
+    ``base_filters``, ``depth``, ``norm`` and ``presence_head``; the input size may differ.
+
+    Raises:
+        ValueError: On a classifier name, ``--weights imagenet`` (no segmentation model has ImageNet
+            weights), or a weights file of another architecture.
+        FileNotFoundError: If the weights file does not exist.
+    """
     if get_model_entry(cfg.model).task != "seg":
         raise ValueError(
             f"`--model` must be a segmentation model {model_names('seg')} for --task seg. Received: model={cfg.model!r}"
         )
-    return build_model(
+    if cfg.weights == "imagenet":
+        raise ValueError(
+            "`--weights imagenet` is for classifiers; a segmentation run takes none or a .keras / .weights.h5 "
+            "file of the same model (e.g. another run's weights/best.keras)"
+        )
+    check_weights(cfg.weights)
+    model = build_model(
         cfg.model,
         img_size=cfg.img_size,
         channels=cfg.channels,
@@ -39,6 +56,17 @@ def build_seg_model(cfg: TrainConfig) -> keras.Model:
         norm=cfg.norm,
         presence_head=cfg.presence_head,
     )
+    if cfg.weights != "none":
+        try:
+            load_weights_file(model, cfg.weights)
+        except ValueError as e:
+            raise ValueError(
+                f"`--weights {cfg.weights}` does not fit --model {cfg.model} with --base-filters "
+                f"{cfg.base_filters}, --depth {cfg.depth}, --norm {cfg.norm}, presence head {cfg.presence_head}: "
+                f"train with the options of the run that wrote it ({e})"
+            ) from e
+        print(f"started from the weights of {cfg.weights}")
+    return model
 
 
 def predict_seg(
@@ -73,11 +101,32 @@ def empty_answers(truths: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def _lesion_dice(dice: np.ndarray, truths: np.ndarray) -> dict[str, Any]:
+def _lesion_dice(dice: np.ndarray, truths: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
     has_lesion = truths.reshape(truths.shape[0], -1).max(axis=1) > 0.5
     if not has_lesion.any():
         return {"lesion_dice": None, "lesion_dice_ci95": None}
-    return {"lesion_dice": float(dice[has_lesion].mean()), "lesion_dice_ci95": list(bootstrap_ci(dice[has_lesion]))}
+    ci = group_bootstrap_ci(dice[has_lesion], groups[has_lesion])
+    return {"lesion_dice": float(dice[has_lesion].mean()), "lesion_dice_ci95": list(ci)}
+
+
+def seg_breakdowns(records: Sequence[Case], dice: np.ndarray, truths: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
+    """Dice (and lesion Dice, and the share of images below 0.5) per site and per scanner."""
+    out: dict[str, Any] = {}
+    for attribute in ("site", "device"):
+        parts = partition_by(records, attribute)
+        if not parts:
+            continue
+        table = {}
+        for value, idx in parts.items():
+            table[value] = {
+                "n": len(idx),
+                "dice": float(dice[idx].mean()),
+                "dice_ci95": list(group_bootstrap_ci(dice[idx], groups[idx], n_boot=BREAKDOWN_BOOT)),
+                "below_0.5": float((dice[idx] < 0.5).mean()),
+                **_lesion_dice(dice[idx], truths[idx], groups[idx]),
+            }
+        out[f"per_{attribute}"] = table
+    return out
 
 
 FOLD_GATE = "the gate fitted on the run's validation fold"
@@ -129,7 +178,9 @@ def evaluate_seg(
     fit: bool = False,
     own_data: bool = True,
 ) -> dict[str, Any]:
-    """Per-image and pooled Dice/IoU with bootstrap CIs, per class, empty answers, and the plots.
+    """Per-image and pooled Dice/IoU with bootstrap CIs, per class, site and scanner, empty answers, and the plots.
+
+    Intervals resample whole patients (a case's ``group``; each image its own when there is none).
 
     Every score is of the gated maps (see :func:`scoring_gates` for ``fold_dir``, ``fit`` and
     ``own_data``); ``ungated`` holds the main scores of the model's raw maps beside them.
@@ -137,6 +188,7 @@ def evaluate_seg(
     images, truths, raw = predict_seg(model, records, cfg)
     labels = [r.label for r in records]
     ids = [r.case_id for r in records]
+    groups = np.array([r.group or r.case_id for r in records], dtype=object)
     gates, gate_info = scoring_gates(ids, labels, truths, raw, fold_dir, fit, own_data)
     probs = apply_gates(raw, gates)
     dice, iou = per_image_scores(truths, probs)
@@ -146,16 +198,22 @@ def evaluate_seg(
     inter, total = float((t & p).sum()), float(t.sum() + p.sum())
     result: dict[str, Any] = {
         "dice": float(dice.mean()),
-        "dice_ci95": list(bootstrap_ci(dice)),
+        "dice_ci95": list(group_bootstrap_ci(dice, groups)),
+        "dice_below_0.5": float((dice < 0.5).mean()),
         "iou": float(iou.mean()),
-        "iou_ci95": list(bootstrap_ci(iou)),
+        "iou_ci95": list(group_bootstrap_ci(iou, groups)),
         "dice_pooled": 2 * inter / total if total else 1.0,
         "iou_pooled": inter / (total - inter) if total - inter else 1.0,
-        **_lesion_dice(dice, truths),
+        **_lesion_dice(dice, truths, groups),
         **empty_answers(truths, probs),
         "n_images": len(records),
         "lesion_gate": gate_info,
-        "ungated": {"dice": float(raw_dice.mean()), **_lesion_dice(raw_dice, truths), **empty_answers(truths, raw)},
+        "ungated": {
+            "dice": float(raw_dice.mean()),
+            **_lesion_dice(raw_dice, truths, groups),
+            **empty_answers(truths, raw),
+        },
+        **seg_breakdowns(records, dice, truths, groups),
         "per_class": {
             c: {
                 "n": int(sum(lbl == c for lbl in labels)),

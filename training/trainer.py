@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,13 @@ import tensorflow as tf
 from data.atomic import write_json
 from data.discover import Case
 from data.report import InspectOptions, analyze_dataset, dataset_out_dir, write_report
-from data.splits import fold_ids
-from data.synthetic import resolve_data_dir
+from data.sources import resolve_sources
+from data.splits import fold_ids, leave_site_out
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset, global_batch_size
 from training.checkpoint import RunCheckpoint, read_history, read_state
 from training.config import TrainConfig
+from training.external import ExternalData, evaluate_external, load_externals
 from training.loop import fit_distributed
 from training.runs import load_run_model
 from training.strategy import make_strategy, resolve_precision, set_precision
@@ -90,22 +91,25 @@ def task_spec(task: str) -> TaskSpec:
 
 @dataclass
 class PreparedData:
-    """Cases and the splits a run uses."""
+    """Cases and the splits a run uses, and the external datasets it is scored on."""
 
     cases: dict[str, Case]
     splits: dict[str, Any]
+    externals: list[ExternalData] = field(default_factory=list)
 
 
 def prepare_data(cfg: TrainConfig) -> PreparedData:
-    """Find and validate the data, and make (or reuse, or read) its grouped splits.
+    """Find and validate the data (and every ``--external`` dataset), and make (or reuse, or read) the splits.
 
     The splits live with the dataset's report in ``<project>/data/<dataset>/`` and
-    are made once; ``cfg.splits`` names a user's own file instead.
+    are made once; ``cfg.splits`` names a user's own file instead. With ``cfg.holdout_site``
+    the run's splits are one fold: every other site trains, that site validates
+    (:func:`data.splits.leave_site_out`).
     """
-    data_dir = resolve_data_dir(cfg.data_dir or None)
-    out = dataset_out_dir(data_dir, cfg.project)
+    sources = resolve_sources(cfg.data_dir)
+    out = dataset_out_dir(sources, cfg.project)
     analysis = analyze_dataset(
-        data_dir,
+        sources,
         InspectOptions(folds=cfg.folds),
         splits_file=cfg.splits or None,
         existing_splits=None if cfg.splits else out / "splits.json",
@@ -113,7 +117,15 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
     if analysis.splits_source == "new":
         write_report(analysis, out)
         print(f"Wrote the dataset report and splits to {out}")
-    return PreparedData(analysis.cases, analysis.splits)
+    splits = analysis.splits
+    if cfg.holdout_site:
+        splits = leave_site_out(splits, analysis.sites, analysis.groups, cfg.holdout_site)
+        if splits["dropped"]:
+            print(
+                f"site {cfg.holdout_site} held out: {len(splits['dropped'])} training case(s) of other sites "
+                f"left out, duplicates of (or grouped with) held-out cases, e.g. {splits['dropped'][:3]}"
+            )
+    return PreparedData(analysis.cases, splits, load_externals(cfg.external, cfg.classes))
 
 
 def fold_records(data: PreparedData, cfg: TrainConfig, fold: int) -> tuple[list[Case], list[Case]]:
@@ -271,12 +283,19 @@ def run_phases(
 
 
 def evaluate_best(
-    cfg: TrainConfig, fd: FoldData, fold: int, fold_dir: Path, checkpoint: RunCheckpoint, on_best: OnBest | None
+    cfg: TrainConfig,
+    fd: FoldData,
+    fold: int,
+    fold_dir: Path,
+    checkpoint: RunCheckpoint,
+    on_best: OnBest | None,
+    externals: Sequence[ExternalData] = (),
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Step 4: evaluate the best weights on the validation cases, then hand them to ``on_best``.
+    """Step 4: evaluate the best weights on the validation cases and every external dataset, then ``on_best``.
 
     Returns:
-        The fold's metrics and the seconds spent evaluating (predictions, metrics, plots) and in ``on_best``.
+        The fold's metrics (``external``: each external dataset's main metrics) and the seconds spent
+        evaluating (predictions, metrics, plots), on the external datasets and in ``on_best``.
     """
     spec = task_spec(cfg.task)
     t0 = time.perf_counter()
@@ -291,6 +310,10 @@ def evaluate_best(
         val_cases=len(fd.val_records),
     )
     seconds = {"evaluate": time.perf_counter() - t0}
+    if externals:
+        t0 = time.perf_counter()
+        result["external"] = evaluate_external(spec.evaluate, best, cfg, fold_dir, externals, spec.summary_keys)
+        seconds["external"] = time.perf_counter() - t0
     if on_best is not None:
         t0 = time.perf_counter()
         on_best(best, cfg, fold_dir)
@@ -347,7 +370,7 @@ def train_fold(
         print(f"fold {fold}: {epochs_run} epochs in {time.perf_counter() - t0:.0f}s")
     if not chief:
         return {}
-    result, seconds = evaluate_best(cfg, fd, fold, fold_dir, checkpoint, on_best)
+    result, seconds = evaluate_best(cfg, fd, fold, fold_dir, checkpoint, on_best, data.externals)
     result["seconds"] = {"datasets_and_model": setup, **epoch_seconds(checkpoint.rows[initial_epoch:]), **seconds}
     print(f"fold {fold}: seconds " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
     write_json(metrics_path, result)
@@ -454,7 +477,12 @@ def train(
         keras.backend.clear_session()
     if not chief:
         return {}
-    summary = cv_summary(results, task_spec(cfg.task).summary_keys)
+    keys = task_spec(cfg.task).summary_keys
+    summary = cv_summary(results, keys)
+    if data.externals:
+        summary["external"] = {
+            e.name: cv_summary([r["external"][e.name] for r in results], keys) for e in data.externals
+        }
     write_json(run_dir / "cv_summary.json", summary)
     return summary
 

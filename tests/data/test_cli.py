@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from data.__main__ import main
 from tests.conftest import REPO, disc_mask, save_gray, save_mask, textured
@@ -180,3 +181,33 @@ def test_default_inspect_runs_on_built_in_data(tmp_path) -> None:
     assert "300 cases" in proc.stdout
     out = next((tmp_path / "runs" / "data").iterdir())
     assert (out / "splits.json").is_file()
+
+
+def test_inspect_and_check_report_per_site(make_busi, tmp_path, capsys) -> None:
+    a = make_busi(per_class=3, name="siteA", seed=0)
+    b = make_busi(per_class=3, name="siteB", seed=4)
+    out = tmp_path / "out"
+    assert main(["inspect", "--data-dir", str(a), f"bee={b}", "--out", str(out), "--folds", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "siteA " in text and "bee " in text and "stratified by class+site" in text
+    report = json.loads((out / "report.json").read_text())
+    assert report["sites"]["bee"] == {"total": 9, "normal": 3, "benign": 3, "malignant": 3}
+    assert "sites" in report["splits"]["folds"][0]["val"]
+    main(["inspect", "--data-dir", str(a), "--out", str(tmp_path / "ref_out"), "--folds", "2"])
+    capsys.readouterr()
+    tinted = tmp_path / "tinted"  # site A's frames through a sepia colour map
+    for src in a.rglob("*.png"):
+        dst = tinted / src.relative_to(a)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        g = np.asarray(Image.open(src))
+        Image.fromarray(g if "_mask" in src.name else np.stack([g, g * 0.8, g * 0.55], -1).astype(np.uint8)).save(dst)
+    status = main(
+        ["check", "--data-dir", str(a), str(tinted), "--schema", str(tmp_path / "ref_out" / "schema.json"),
+         "--out", str(tmp_path / "check.json")]
+    )  # fmt: skip
+    text = capsys.readouterr().out
+    assert status == 1
+    assert "No anomalies: site siteA (9 cases) matches the schema." in text, text
+    assert "site tinted (9 cases):" in text and "[shift] colour_fraction" in text
+    by_site = json.loads((tmp_path / "check.json").read_text())["sites"]
+    assert by_site["siteA"] == [] and "shift" in {a["kind"] for a in by_site["tinted"]}

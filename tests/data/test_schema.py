@@ -70,3 +70,49 @@ def test_mask_area_out_of_range_names_the_case(make_busi, tmp_path) -> None:
     anomalies = check_schema(r.stats, schema, r.has_masks)
     area = [a for a in anomalies if a.field == "mask_area_fraction"]
     assert len(area) == 1 and area[0].case_ids == ("benign (2)",)
+
+
+def _site_of(root, frames) -> None:
+    for n, img in enumerate(frames):
+        label = ("benign", "malignant")[n % 2]
+        (root / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / label / f"{label}{n}.png")
+
+
+def test_tinted_site_is_a_shift_although_the_reference_has_colour_overlays(tmp_path) -> None:
+    from tests.conftest import textured
+
+    grays = [textured(k, 64, 80) for k in range(12)]
+    overlays = []
+    for k in range(2):  # like BUSI: a few frames keep coloured calipers or text, the rest are gray
+        rgb = np.repeat(textured(100 + k, 64, 80)[..., None], 3, axis=-1)
+        rgb[30:33, 10:40] = (255, 0, 0)
+        overlays.append(rgb)
+    _site_of(tmp_path / "ref", grays + overlays)
+    r = scan(discover(tmp_path / "ref"))
+    schema = infer_schema(r.stats, r.has_masks)
+    assert schema["categorical"]["is_gray"] == [False, True]  # colour is no new category at the new site
+    assert [a for a in check_schema(r.stats, schema, r.has_masks) if a.kind == "shift"] == []
+    # A vendor's sepia-tinted frames, same sizes and intensities.
+    tinted = [np.stack([g, (g * 0.8).astype(np.uint8), (g * 0.55).astype(np.uint8)], -1) for g in grays[:6]]
+    _site_of(tmp_path / "tinted", tinted)
+    r2 = scan(discover(tmp_path / "tinted"))
+    shifts = {a.field: a for a in check_schema(r2.stats, schema, r2.has_masks) if a.kind == "shift"}
+    assert "colour_fraction" in shifts and len(shifts["colour_fraction"].case_ids) == 6
+    # Frames padded with black around a smaller sector: dark background and aspect shift.
+    padded = []
+    for g in grays[:6]:
+        frame = np.zeros((64, 128), np.uint8)
+        frame[:, 24:104] = g
+        padded.append(frame)
+    _site_of(tmp_path / "padded", padded)
+    r3 = scan(discover(tmp_path / "padded"))
+    fields = {a.field for a in check_schema(r3.stats, schema, r3.has_masks) if a.kind == "shift"}
+    assert {"dark_fraction", "aspect", "width"} <= fields
+
+
+def test_schema_without_quantiles_checks_no_shift(make_busi) -> None:
+    r = scan(discover(make_busi(per_class=2)))
+    schema = infer_schema(r.stats, r.has_masks)
+    schema.pop("quantiles")  # a schema written before version 2
+    assert check_schema(r.stats, schema, r.has_masks) == []

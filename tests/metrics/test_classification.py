@@ -77,3 +77,51 @@ def test_missing_class_is_left_out_of_macro_averages() -> None:
 def test_bad_shapes_raise() -> None:
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
         classification_report(np.array([0, 1]), np.zeros((2, 2)), NAMES)
+
+
+def test_binary_auc_matches_sklearn_with_ties_and_weights() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from metrics.classification import binary_auc
+
+    rng = np.random.default_rng(3)
+    y = rng.random(300) < 0.4
+    score = np.round(rng.random(300) + 0.3 * y, 1)  # many ties
+    assert binary_auc(y, score) == pytest.approx(roc_auc_score(y, score))
+    w = rng.integers(0, 4, size=(3, 300)).astype(float)
+    expected = [roc_auc_score(np.repeat(y, row.astype(int)), np.repeat(score, row.astype(int))) for row in w]
+    assert binary_auc(y, score, w) == pytest.approx(expected)
+    assert np.isnan(binary_auc(np.ones(4, bool), score[:4]))
+
+
+def test_youden_threshold_separates_separable_scores() -> None:
+    from metrics.classification import youden_threshold
+
+    y = np.array([0, 0, 0, 1, 1], bool)
+    t = youden_threshold(y, np.array([0.1, 0.2, 0.3, 0.6, 0.9]))
+    assert t == pytest.approx(0.45)  # midway between the last benign and the first malignant score
+    with pytest.raises(ValueError, match="both"):
+        youden_threshold(np.ones(3, bool), np.array([0.1, 0.2, 0.3]))
+
+
+def test_malignancy_report_on_a_site_without_normals() -> None:
+    from metrics.classification import malignancy_report
+
+    names = ("normal", "benign", "malignant")
+    labels = ["benign", "benign", "benign", "malignant", "malignant", "malignant"]
+    probs = np.array(
+        [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.5, 0.3], [0.1, 0.3, 0.6], [0.6, 0.1, 0.3], [0.0, 0.1, 0.9]]
+    )
+    groups = ["p1", "p1", "p2", "p3", "p4", "p4"]
+    r = malignancy_report(labels, probs, names, groups, threshold=0.25)
+    assert r["malignant_auc"] == pytest.approx(8.5 / 9)  # 0.3 ties 0.3 once
+    # P(m) / (P(b) + P(m)): 1/3, 1/9, 3/8 against 2/3, 3/4, 9/10: every malignant above every benign.
+    assert r["malignant_auc_renorm"] == pytest.approx(1.0)
+    assert r["lesion_called_normal"] == pytest.approx(2 / 6)
+    assert r["sensitivity"] == pytest.approx(1.0) and r["specificity"] == pytest.approx(2 / 3)
+    assert (r["lesion_images"], r["lesion_groups"], r["malignancy_threshold"]) == (6, 4, 0.25)
+    lo, hi = r["lesion_called_normal_ci95"]
+    assert 0 <= lo <= 2 / 6 <= hi <= 1
+    no_threshold = malignancy_report(labels, probs, names, groups)
+    assert "sensitivity" not in no_threshold
+    assert malignancy_report(labels[:3], probs[:3], names, groups[:3]) == {}  # no malignant image: nothing to rank

@@ -26,3 +26,34 @@ def test_wilson_stays_informative_at_0_and_100_percent() -> None:
 def test_wilson_rejects_impossible_counts(k: int, n: int, level: float) -> None:
     with pytest.raises(ValueError):
         wilson_ci(k, n, level)
+
+
+def test_group_weights_draw_whole_groups() -> None:
+    from reports.stats import group_weights
+
+    groups = ["a", "a", "a", "b", "c", "c"]
+    w = group_weights(groups, n_boot=500, seed=1)
+    assert w.shape == (500, 6)
+    assert np.all(w[:, 0] == w[:, 1]) and np.all(w[:, 1] == w[:, 2]) and np.all(w[:, 4] == w[:, 5])
+    # Each resample draws 3 groups: the counts of a, b, c sum to 3.
+    assert np.all(w[:, 0] + w[:, 3] + w[:, 4] == 3)
+    assert abs(w[:, 3].mean() - 1.0) < 0.15  # a group is drawn once on average
+
+
+def test_group_interval_is_wider_when_images_of_a_patient_agree() -> None:
+    from reports.stats import bootstrap_ci, group_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    patient_means = rng.normal(0.7, 0.15, size=20)
+    values = np.repeat(patient_means, 10) + rng.normal(0, 0.01, size=200)  # 10 near-identical images each
+    groups = np.repeat(np.arange(20), 10)
+    naive = bootstrap_ci(values)
+    clustered = group_bootstrap_ci(values, groups)
+    assert (clustered[1] - clustered[0]) > 2 * (naive[1] - naive[0])
+    assert clustered[0] < values.mean() < clustered[1]
+    # One image per patient: the same interval as the plain bootstrap, up to resampling noise.
+    single = group_bootstrap_ci(patient_means, np.arange(20))
+    plain = bootstrap_ci(patient_means)
+    assert single == pytest.approx(plain, abs=0.02)
+    with pytest.raises(ValueError, match="as many groups"):
+        group_bootstrap_ci(values, groups[:5])

@@ -90,7 +90,7 @@ def test_smoke_run_writes_every_artifact(smoke_run, tiny_data) -> None:
 
 def test_bad_fold_is_a_clear_error_and_writes_nothing(smoke_run, capsys) -> None:
     project = smoke_run.parents[1]
-    data = json.loads((smoke_run / "config.json").read_text())["data_dir"]
+    (data,) = json.loads((smoke_run / "config.json").read_text())["data_dir"]
     before = sorted(p.name for p in (project / "seg").iterdir())
     status = exit_on_user_error(lambda: train.main(train.parse_args(_args(Path(data), project, fold=9, epochs=1))))
     out, err = capsys.readouterr()

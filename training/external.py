@@ -1,0 +1,96 @@
+"""External validation: a trained model scored on datasets from other sites.
+
+Each external dataset is inspected on its own (:func:`data.report.analyze_dataset`):
+every file is validated before training starts, and its own exact duplicates filed
+under two classes decide what is left out of it (never the training data's). Each
+fold's best model is then scored on it exactly as on the validation fold, with what
+the run fitted on its validation fold (the lesion gate, the malignancy threshold),
+and the result is written to ``<fold>/external/<dataset>/metrics.json`` with plots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data.atomic import write_json
+from data.discover import Case
+from data.errors import DataError
+from data.report import InspectOptions, analyze_dataset
+from data.sources import Source, parse_sources
+
+EXTERNAL_DIR = "external"
+
+
+@dataclass(frozen=True)
+class ExternalData:
+    """One external dataset, ready to score.
+
+    Attributes:
+        name: Its name (``NAME=PATH``'s name, else :func:`data.sources.dataset_name`): the folder
+            its results go to.
+        path: The folder or manifest.
+        records: The cases scored: the run's classes, less ``excluded``.
+        excluded: Case id -> why the dataset's own inspection left it out.
+    """
+
+    name: str
+    path: Path
+    records: tuple[Case, ...]
+    excluded: dict[str, str]
+
+
+def load_external(source: Source, classes: Sequence[str]) -> ExternalData:
+    """Inspect one external dataset and pick its cases of ``classes``.
+
+    Raises:
+        FileNotFoundError: If the dataset does not exist.
+        DataError: If it has problems, or no case of ``classes``.
+    """
+    analysis = analyze_dataset([source], InspectOptions(folds=2))
+    records = tuple(c for i, c in analysis.cases.items() if i not in analysis.excluded and c.label in classes)
+    if not records:
+        raise DataError(f"external dataset {source.path} has no case of the run's classes {list(classes)}")
+    return ExternalData(source.name, source.path, records, dict(analysis.excluded))
+
+
+def load_externals(specs: Sequence[str], classes: Sequence[str]) -> list[ExternalData]:
+    """:func:`load_external` of every ``--external`` value (``PATH`` or ``NAME=PATH``)."""
+    return [load_external(s, classes) for s in parse_sources(specs)] if specs else []
+
+
+def external_dir(fold_dir: Path, name: str) -> Path:
+    """Where one external dataset's results of a fold go."""
+    return Path(fold_dir) / EXTERNAL_DIR / name
+
+
+def evaluate_external(
+    evaluate: Any, model: Any, cfg: Any, fold_dir: Path, externals: Sequence[ExternalData], keys: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Score ``model`` on every external dataset and write each one's ``metrics.json``.
+
+    Args:
+        evaluate: The task's :attr:`training.trainer.TaskSpec.evaluate`.
+        model: The fold's best model.
+        cfg: The run's :class:`training.config.TrainConfig`.
+        fold_dir: The fold's folder (holds what was fitted on the validation fold).
+        externals: From :func:`load_externals`.
+        keys: The metrics to repeat in the returned summary.
+
+    Returns:
+        Dataset name -> its main metrics (``keys`` and their intervals, ``n_images``, the folder).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for ext in externals:
+        where = external_dir(fold_dir, ext.name)
+        print(f"external validation on {ext.name} ({ext.path}): {len(ext.records)} cases")
+        result = evaluate(model, list(ext.records), cfg, where, [], fold_dir=fold_dir, own_data=False)
+        result.update(data_dir=str(ext.path), excluded=ext.excluded, split="all")
+        write_json(where / "metrics.json", result)
+        summary = {k: result[k] for k in keys if k in result}
+        summary.update({f"{k}_ci95": result[f"{k}_ci95"] for k in keys if f"{k}_ci95" in result})
+        summary.update(n_images=result.get("n_images"), dir=str(where))
+        out[ext.name] = summary
+    return out

@@ -20,7 +20,7 @@ from data.duplicates import NEAR_DUPLICATE_BITS, DuplicatePair, find_duplicate_p
 from data.errors import DataError, Problem
 from data.scan import ScanResult, scan
 from data.schema import infer_schema
-from data.sources import Source, dataset_name, discover_sources, parse_sources, sources_label
+from data.sources import Source, discover_sources, parse_sources, sources_label
 from data.splits import load_splits, make_splits, validate_splits
 
 SPLITS_NAME = "splits.json"
@@ -46,11 +46,9 @@ def as_sources(data: DataSpec) -> list[Source]:
 def dataset_out_dir(data: DataSpec, project: str | Path = "runs") -> Path:
     """``<project>/data/<dataset name>``, where a dataset's report and splits live.
 
-    The name is :func:`data.sources.dataset_name` of one source, ``A+B`` of several.
+    The name is the source's (``NAME=PATH``'s name, else :func:`data.sources.dataset_name`), ``A+B`` of several.
     """
-    sources = as_sources(data)
-    name = dataset_name(sources[0].path) if len(sources) == 1 else sources_label(sources)
-    return Path(project) / "data" / name
+    return Path(project) / "data" / sources_label(as_sources(data))
 
 
 @dataclass(frozen=True)

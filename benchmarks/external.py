@@ -1,0 +1,340 @@
+"""External validation: models trained at one site, scored at the other (BUSI <-> BUS-BRA).
+
+Protocol: ``train.py`` with its defaults (segmentation: U-Net, BCE + Dice, 96 px on a
+CPU-only machine, 20 epochs, light augmentation; classification: EfficientNet-B0, 128 px,
+20 epochs, cross-entropy with class-balanced sampling), one fold of the training site's
+grouped splits per run, plus the recipe's own flags. Directions:
+
+- ``busi``: trained on BUSI (segmentation on its benign and malignant images, as a lesion
+  segmenter is used; classification on all three classes), validated on its fold, then
+  scored on all of BUS-BRA (``--external``).
+- ``busbra``: trained on BUS-BRA (benign and malignant, patient-grouped folds), validated on
+  its fold, then scored on BUSI's benign and malignant images.
+
+BUS-BRA is read through a manifest this script writes under the run folder, the
+dataset's ``manifest.csv`` joined with ``bus_data.csv``'s scanner (``device``), so every
+figure is also broken down per scanner. Intervals are 95% bootstrap intervals over
+patients (BUS-BRA's ``Case``; BUSI has one image per group). Classification is reported as
+the site without normal images allows: malignant-vs-benign AUC from P(malignant), the
+share of lesion images called normal, and sensitivity / specificity at the cut on
+P(malignant) chosen on the internal validation fold (Youden's J).
+
+A run folder that already has ``metrics.json`` is read, not trained again; if it was
+trained without ``--external`` its best weights are scored now (the same code path), so
+an interrupted invocation resumes. One (recipe, task, direction, fold, seed) per
+invocation is fine: results merge into ``--json`` and the section is re-rendered.
+
+Datasets: BUSI (Al-Dhabyani et al., Data in Brief 28:104863, 2020) and BUS-BRA
+(Gomez-Flores et al., Medical Physics 51(4):3110-3123, 2024).
+
+Usage:
+    python benchmarks/external.py --recipes baseline --tasks seg cls --directions busi --folds 0
+    python benchmarks/external.py --recipes baseline --tasks seg --directions busbra --folds 0
+    python benchmarks/external.py --from-json benchmarks/results/external.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import (
+    REPO,
+    add_output_args,
+    command_line,
+    head_commit,
+    merge_previous,
+    render_from_json,
+    write_json,
+    write_section,
+)
+from train_step import cpu_info
+
+sys.path.insert(0, str(REPO))
+
+SECTION = "external"
+SHARED = REPO.parent / "shared" / "datasets"
+BUSI_DIR = SHARED / "Dataset_BUSI_with_GT"
+BUSBRA_DIR = SHARED / "BUS-BRA"
+RECIPES: dict[str, list[str]] = {
+    "baseline": ["--augment", "light", "--channels", "3"],
+}
+"""Each recipe's train.py flags on top of the protocol's. ``baseline`` pins today's defaults, so its rows stay
+the recipe before issue 21 when the defaults change."""
+KEY = ("recipe", "task", "direction", "fold", "seed")
+
+
+def busbra_manifest(out_dir: Path, source: Path = BUSBRA_DIR) -> Path:
+    """BUS-BRA's manifest with each image's scanner, written to ``out_dir/BUS-BRA/manifest.csv`` (absolute paths).
+
+    Raises:
+        FileNotFoundError: If BUS-BRA's ``manifest.csv`` or ``bus_data.csv`` is missing.
+    """
+    for name in ("manifest.csv", "bus_data.csv"):
+        if not (source / name).is_file():
+            raise FileNotFoundError(f"BUS-BRA's {name} not found in {source}")
+    with open(source / "bus_data.csv", newline="") as f:
+        device = {r["ID"]: r["Device"].split(" @")[0].strip() for r in csv.DictReader(f)}
+    rows = []
+    with open(source / "manifest.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            case = Path(r["image"]).stem
+            rows.append(
+                {
+                    "id": case,
+                    "image": str((source / r["image"]).resolve()),
+                    "mask": str((source / r["mask"]).resolve()),
+                    "label": r["label"],
+                    "group": r["group"],
+                    "device": device[case],
+                }
+            )
+    path = out_dir / "BUS-BRA" / "manifest.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def sites(args: argparse.Namespace) -> dict[str, Path]:
+    """The two datasets as ``--data-dir`` / ``--external`` take them."""
+    return {"busi": args.busi, "busbra": busbra_manifest(args.project, args.busbra)}
+
+
+def run_dir_of(args: argparse.Namespace, recipe: str, task: str, direction: str, fold: int, seed: int) -> Path:
+    """The run folder of one row."""
+    return args.project / task / f"{recipe}-{task}-{direction}-f{fold}-s{seed}"
+
+
+def train_flags(task: str, direction: str, data: dict[str, Path]) -> list[str]:
+    """Data flags of one direction: the training site, its classes, the other site as external."""
+    train_site, other = (data["busi"], data["busbra"]) if direction == "busi" else (data["busbra"], data["busi"])
+    classes = ["benign", "malignant"] if (task == "seg" or direction == "busbra") else []
+    return ["--data-dir", str(train_site), "--external", str(other), *(["--classes", *classes] if classes else [])]
+
+
+def train_one(args: argparse.Namespace, recipe: str, task: str, direction: str, fold: int, seed: int) -> Path:
+    """Train (unless complete) one row with ``--external``; a complete run lacking external metrics is scored now."""
+    data = sites(args)
+    run_dir = run_dir_of(args, recipe, task, direction, fold, seed)
+    if not (run_dir / "metrics.json").is_file():
+        cmd = [
+            sys.executable, "train.py", "--task", task, "--fold", str(fold), "--seed", str(seed), "--no-export",
+            "--project", str(args.project), "--name", run_dir.name, "--exist-ok",
+            *(["--resume", str(run_dir)] if (run_dir / "config.json").is_file() else []),
+            *train_flags(task, direction, data), *RECIPES[recipe],
+        ]  # fmt: skip
+        print(f"== {recipe} {task} {direction} fold {fold} seed {seed}: {' '.join(cmd[1:])}", flush=True)
+        subprocess.run(cmd, cwd=REPO, check=True)
+    external = "BUS-BRA" if direction == "busi" else data["busi"].resolve().name
+    if not (run_dir / "external" / external / "metrics.json").is_file():
+        score_external(run_dir, data["busbra"] if direction == "busi" else data["busi"])
+    return run_dir
+
+
+def score_external(run_dir: Path, dataset: Path) -> None:
+    """Score a finished run's best weights on ``dataset`` as ``train.py --external`` does after training.
+
+    A classification run trained before the malignancy cut existed gets it chosen now on its validation
+    fold, from the best weights, as training's evaluation does.
+    """
+    from training.cls import THRESHOLD_FILE, fit_threshold, predict_cls
+    from training.config import TrainConfig
+    from training.external import evaluate_external, load_externals
+    from training.runs import load_run_model
+    from training.trainer import fold_records, prepare_data, task_spec
+
+    cfg = TrainConfig.load(run_dir / "config.json")
+    spec = task_spec(cfg.task)
+    model = load_run_model(run_dir / "weights" / "best.keras")
+    if cfg.task == "cls" and not (run_dir / THRESHOLD_FILE).is_file():
+        _, val = fold_records(prepare_data(cfg), cfg, cfg.fold)
+        _, _, probs = predict_cls(model, val, cfg)
+        fit_threshold(val, probs, run_dir)
+    print(f"== scoring {run_dir.name} on {dataset}", flush=True)
+    result = evaluate_external(
+        spec.evaluate, model, cfg, run_dir, load_externals([str(dataset)], cfg.classes), spec.summary_keys
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.setdefault("external", {}).update(result)
+    write_json(run_dir / "metrics.json", metrics)
+
+
+SEG_KEYS = ("dice", "lesion_dice", "dice_below_0.5")
+CLS_KEYS = ("malignant_auc", "malignant_auc_renorm", "lesion_called_normal", "sensitivity", "specificity")
+
+
+def read_row(run_dir: Path, recipe: str, task: str, direction: str, fold: int, seed: int) -> dict:
+    """One result row: internal and external metrics with intervals, per scanner, training speed."""
+    internal = json.loads((run_dir / "metrics.json").read_text())
+    (name,) = internal["external"]
+    ext = json.loads((run_dir / "external" / name / "metrics.json").read_text())
+    cfg = json.loads((run_dir / "config.json").read_text())
+    keys = SEG_KEYS if task == "seg" else CLS_KEYS + ("macro_f1", "macro_auc")
+
+    def pick(m: dict) -> dict:
+        out = {k: m.get(k) for k in keys if m.get(k) is not None}
+        out.update({f"{k}_ci95": m[f"{k}_ci95"] for k in keys if m.get(f"{k}_ci95") is not None})
+        out["n_images"] = m.get("n_images")
+        return out
+
+    per_device = {
+        d: {k: v for k, v in e.items() if not isinstance(v, (list, dict)) or k.endswith("_ci95")}
+        for d, e in ext.get("per_device", {}).items()
+    }
+    history = [row for row in csv.DictReader(open(run_dir / "history.csv"))]
+    seconds = [float(r["train_seconds"]) for r in history[1:]] or [float(history[0]["train_seconds"])]
+    return {
+        "recipe": recipe,
+        "task": task,
+        "direction": direction,
+        "fold": fold,
+        "seed": seed,
+        "model": cfg["model"],
+        "img_size": cfg["img_size"],
+        "epochs_run": len(history),
+        "best_epoch": internal.get("best_epoch"),
+        "train_cases": internal.get("train_cases"),
+        "seconds_per_epoch": sum(seconds) / len(seconds),
+        "train_images_per_second": internal.get("train_cases", 0) / (sum(seconds) / len(seconds)),
+        "internal": pick(internal),
+        "external_name": name,
+        "external": pick(ext),
+        "per_device": per_device,
+    }
+
+
+def _v(m: dict, key: str, pct: bool = False) -> str:
+    v, ci = m.get(key), m.get(f"{key}_ci95")
+    if v is None:
+        return "-"
+    f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.3f}")
+    return f(v) + (f" ({f(ci[0])}-{f(ci[1])})" if ci else "")
+
+
+def cpu_text(cpu: dict) -> str:
+    """``"AMD EPYC ..., 2 cores, no AVX-512"``."""
+    return f"{cpu['model']}, {cpu['cores']} cores, {'with' if cpu['avx512'] else 'no'} AVX-512, no GPU"
+
+
+def markdown(result: dict) -> str:
+    """The BENCHMARKS.md section."""
+    runs = sorted(result["runs"], key=lambda r: (r["direction"], r["task"], r["recipe"], r["fold"], r["seed"]))
+    lines = [
+        "## External validation: BUSI <-> BUS-BRA (issue 21)",
+        "",
+        *[f"Command: `{c}`  " for c in result["commands"]],
+        f"Machine: {cpu_text(result['cpu'])}. Date: {result['date']}. Timings are of runs that shared the 2 cores with "
+        "another training run: they are not speed figures.",
+        "",
+        "Data: BUSI (Al-Dhabyani et al., Data in Brief 28:104863, 2020), 780 images from one hospital in Cairo; "
+        "BUS-BRA (Gomez-Flores et al., Medical Physics 51(4):3110-3123, 2024), 1,875 images of 1,064 patients "
+        "from Rio de Janeiro, four scanners, benign and malignant only. " + result["protocol"],
+        "",
+        "Segmentation: Dice per image (mean), share of images below Dice 0.5.",
+        "",
+        "| direction | recipe | fold | seed | internal Dice | external Dice | external below 0.5 | s/epoch | code |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in (r for r in runs if r["task"] == "seg"):
+        lines.append(
+            f"| {r['direction']} -> {r['external_name']} | {r['recipe']} | {r['fold']} | {r['seed']} | "
+            f"{_v(r['internal'], 'dice')} | {_v(r['external'], 'dice')} | "
+            f"{_v(r['external'], 'dice_below_0.5', True)} | {r['seconds_per_epoch']:.0f} | {r.get('commit', '')} |"
+        )
+    lines += [
+        "",
+        "Classification: malignant-vs-benign AUC from P(malignant) on the lesion images; lesion images called "
+        "normal; sensitivity and specificity at the cut chosen on the internal validation fold.",
+        "",
+        "| direction | recipe | fold | seed | internal AUC (m vs b) | external AUC (m vs b) | external AUC, "
+        "P(m)/(P(b)+P(m)) | lesions called normal (ext.) | sensitivity (ext.) | specificity (ext.) | code |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in (r for r in runs if r["task"] == "cls"):
+        e = r["external"]
+        lines.append(
+            f"| {r['direction']} -> {r['external_name']} | {r['recipe']} | {r['fold']} | {r['seed']} | "
+            f"{_v(r['internal'], 'malignant_auc')} | {_v(e, 'malignant_auc')} | {_v(e, 'malignant_auc_renorm')} | "
+            f"{_v(e, 'lesion_called_normal', True)} | {_v(e, 'sensitivity', True)} | {_v(e, 'specificity', True)} | "
+            f"{r.get('commit', '')} |"
+        )
+    device_rows = [r for r in runs if r["per_device"]]
+    if device_rows:
+        lines += [
+            "",
+            "Per BUS-BRA scanner (external rows; images per scanner in brackets):",
+            "",
+            "| task | recipe | fold | seed | scanner | Dice or AUC (m vs b) | below 0.5 or called normal |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in device_rows:
+            for device, d in r["per_device"].items():
+                main_key, share = (
+                    ("dice", "below_0.5") if r["task"] == "seg" else ("malignant_auc", "lesion_called_normal")
+                )
+                lines.append(
+                    f"| {r['task']} | {r['recipe']} | {r['fold']} | {r['seed']} | {device} ({d['n']}) | "
+                    f"{_v(d, main_key)} | {_v(d, share, True)} |"
+                )
+    return "\n".join([*lines, ""])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=["baseline"])
+    p.add_argument("--tasks", nargs="+", choices=["seg", "cls"], default=["seg", "cls"])
+    p.add_argument("--directions", nargs="+", choices=["busi", "busbra"], default=["busi"])
+    p.add_argument("--folds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--busi", type=Path, default=BUSI_DIR, help="BUSI folder")
+    p.add_argument("--busbra", type=Path, default=BUSBRA_DIR, help="BUS-BRA folder")
+    p.add_argument("--project", type=Path, default=REPO / "benchmarks" / "runs" / "external", help="run folders")
+    add_output_args(p, SECTION)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if render_from_json(args, SECTION, markdown):
+        return 0
+    for d in (args.busi, args.busbra):
+        if not d.exists():
+            print(f"error: dataset not found: {d}", file=sys.stderr)
+            return 2
+    args.project = args.project.resolve()
+    command = command_line("external.py", argv)
+    protocol = (
+        "train.py defaults (segmentation: U-Net, 96 px, 20 epochs; classification: EfficientNet-B0, 128 px, "
+        "20 epochs), fold of the training site's grouped splits per row, no pretrained weights."
+    )
+    for recipe in args.recipes:
+        for task in args.tasks:
+            for direction in args.directions:
+                for fold in args.folds:
+                    for seed in args.seeds:
+                        run_dir = train_one(args, recipe, task, direction, fold, seed)
+                        row = {**read_row(run_dir, recipe, task, direction, fold, seed), "commit": head_commit()}
+                        result = {
+                            "command": command,
+                            "protocol": protocol,
+                            "cpu": cpu_info(),
+                            "date": time.strftime("%Y-%m-%d"),
+                            "runs": [row],
+                        }
+                        merged = merge_previous(args.json, result, KEY)
+                        write_json(args.json, merged)
+                        write_section(args.markdown, SECTION, markdown(merged))
+                        print(json.dumps({k: row[k] for k in ("internal", "external")}, indent=1), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -52,6 +53,7 @@ from _common import (
     render_from_json,
     write_json,
     write_section,
+    write_text,
 )
 from train_step import cpu_info
 
@@ -63,6 +65,7 @@ BUSI_DIR = SHARED / "Dataset_BUSI_with_GT"
 BUSBRA_DIR = SHARED / "BUS-BRA"
 RECIPES: dict[str, list[str]] = {
     "baseline": ["--augment", "light", "--channels", "3"],
+    "scanner_aug": ["--augment", "scanner", "--channels", "3"],
 }
 """Each recipe's train.py flags on top of the protocol's. ``baseline`` pins today's defaults, so its rows stay
 the recipe before issue 21 when the defaults change."""
@@ -94,12 +97,13 @@ def busbra_manifest(out_dir: Path, source: Path = BUSBRA_DIR) -> Path:
                     "device": device[case],
                 }
             )
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
     path = out_dir / "BUS-BRA" / "manifest.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    if not path.is_file() or path.read_text() != buf.getvalue():  # runs in parallel read it: write once, atomically
+        write_text(path, buf.getvalue())
     return path
 
 

@@ -60,6 +60,65 @@ def _strong() -> list[A.BasicTransform]:
     ]
 
 
+class DepthGain(A.ImageOnlyTransform):
+    """Depth-dependent gain: brightness multiplied by ``exp(slope * (depth - 0.5))`` down the image.
+
+    Time-gain compensation and attenuation differ between scanners and operators: one
+    machine's deep tissue is another's dark band. ``depth`` runs from 0 (top row, the
+    transducer) to 1 (bottom row); a slope drawn in ``slope_range`` darkens the depth (negative)
+    or the near field (positive), leaving the middle row as it was.
+    """
+
+    def __init__(self, slope_range: tuple[float, float] = (-0.6, 0.6), p: float = 0.5) -> None:
+        super().__init__(p=p)
+        self.slope_range = slope_range
+
+    def get_params(self) -> dict[str, float]:
+        """Draw the slope from the transform's seeded generator."""
+        return {"slope": self.py_random.uniform(*self.slope_range)}
+
+    def apply(self, img: np.ndarray, slope: float = 0.0, **params) -> np.ndarray:
+        """Scale each row of ``img`` (uint8) by its gain."""
+        h = img.shape[0]
+        gain = np.exp(slope * (np.linspace(0.0, 1.0, h, dtype=np.float32) - 0.5))
+        scaled = img.astype(np.float32) * gain.reshape((h,) + (1,) * (img.ndim - 1))
+        return np.clip(scaled, 0, 255).astype(np.uint8)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        """Arguments for Albumentations' serialization."""
+        return ("slope_range",)
+
+
+def _scanner() -> list[A.BasicTransform]:
+    """What changes with the scanner and the operator, in the spirit of ``usaugment`` (Ultrasound augmentation).
+
+    Zoom and aspect (crops to the breast region, other depths and widths), gain and contrast,
+    depth-dependent gain, gamma, speckle, resolution loss or blur, and compression artefacts.
+    """
+    return [
+        A.HorizontalFlip(p=0.5),
+        A.Affine(
+            scale={"x": (0.8, 1.4), "y": (0.8, 1.4)},
+            translate_percent=(-0.1, 0.1),
+            rotate=(-10, 10),
+            p=0.8,
+            **_BORDER,
+        ),
+        A.RandomBrightnessContrast(brightness_limit=0.3, contrast_limit=0.3, p=0.8),
+        DepthGain(slope_range=(-0.6, 0.6), p=0.5),
+        A.RandomGamma(gamma_limit=(60, 160), p=0.5),
+        A.MultiplicativeNoise(multiplier=(0.8, 1.2), elementwise=True, p=0.3),
+        A.OneOf(
+            [
+                A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.2)),
+                A.Downscale(scale_range=(0.4, 0.8), interpolation_pair={"downscale": 3, "upscale": 1}),
+            ],
+            p=0.4,
+        ),
+        A.ImageCompression(quality_range=(40, 90), p=0.3),
+    ]
+
+
 def _flip_rotate() -> list[A.BasicTransform]:
     return [A.HorizontalFlip(p=0.5), A.Rotate(limit=15, p=0.5, **_BORDER)]
 
@@ -69,11 +128,14 @@ PRESETS: dict[str, Callable[[], list[A.BasicTransform]]] = {
     "light": _light,
     "strong": _strong,
     "flip_rotate": _flip_rotate,
+    "scanner": _scanner,
 }
 """Augmentation presets by name: ``none``; ``light`` (flips, small affine,
 brightness/contrast, gamma); ``strong`` (``light`` plus elastic or grid
 distortion, speckle or Gaussian noise, blur, coarse dropout); ``flip_rotate``
-(horizontal flip and +-15 degree rotation, the segmentation benchmark's protocol)."""
+(horizontal flip and +-15 degree rotation, the segmentation benchmark's protocol);
+``scanner`` (what another scanner or site changes: zoom and aspect, gain, contrast,
+depth-dependent gain, gamma, speckle, resolution loss or blur, JPEG artefacts)."""
 
 
 def preset_transforms(name: str) -> list[A.BasicTransform]:

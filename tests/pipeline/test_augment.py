@@ -78,3 +78,20 @@ def test_none_preset_is_identity() -> None:
 def test_unknown_preset_lists_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"one of \['none', 'light', 'strong'"):
         Augmenter("heavy")
+
+
+def test_depth_gain_scales_rows_and_follows_the_seed() -> None:
+    from pipeline.augment import DepthGain
+
+    img = np.full((11, 4, 1), 100, np.uint8)
+    compose = A.Compose([DepthGain(slope_range=(0.5, 0.5), p=1.0)])
+    out = compose(image=img)["image"][:, 0, 0].astype(float)
+    expected = 100 * np.exp(0.5 * (np.linspace(0, 1, 11) - 0.5))
+    np.testing.assert_allclose(out, np.floor(expected), atol=1)  # darker at the top, the middle row unchanged
+    assert out[5] == 100 and out[0] < out[5] < out[-1]
+    varied = A.Compose([DepthGain(p=1.0)])
+    runs = []
+    for seed in (3, 3, 5):
+        varied.set_random_seed(seed)
+        runs.append(varied(image=img)["image"])
+    assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])

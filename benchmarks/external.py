@@ -98,7 +98,7 @@ def busbra_manifest(out_dir: Path, source: Path = BUSBRA_DIR) -> Path:
                 }
             )
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     path = out_dir / "BUS-BRA" / "manifest.csv"
@@ -138,30 +138,50 @@ def train_one(args: argparse.Namespace, recipe: str, task: str, direction: str, 
         print(f"== {recipe} {task} {direction} fold {fold} seed {seed}: {' '.join(cmd[1:])}", flush=True)
         subprocess.run(cmd, cwd=REPO, check=True)
     external = "BUS-BRA" if direction == "busi" else data["busi"].resolve().name
+    if task == "cls" and "malignant_auc" not in json.loads((run_dir / "metrics.json").read_text()):
+        add_internal_malignancy(run_dir)
     if not (run_dir / "external" / external / "metrics.json").is_file():
         score_external(run_dir, data["busbra"] if direction == "busi" else data["busi"])
     return run_dir
 
 
+def add_internal_malignancy(run_dir: Path) -> None:
+    """For a classification run trained before the malignancy figures existed: choose its cut on P(malignant)
+    and add the validation fold's malignancy figures to its ``metrics.json``, from its best weights, as
+    training's evaluation now does."""
+    from data.classes import CLASS_NAMES
+    from metrics.classification import malignancy_report
+    from training.cls import fit_threshold, predict_cls
+    from training.config import TrainConfig
+    from training.runs import load_run_model
+    from training.trainer import fold_records, prepare_data
+
+    cfg = TrainConfig.load(run_dir / "config.json")
+    _, val = fold_records(prepare_data(cfg), cfg, cfg.fold)
+    _, _, probs = predict_cls(load_run_model(run_dir / "weights" / "best.keras"), val, cfg)
+    threshold = fit_threshold(val, probs, run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    groups = [r.group or r.case_id for r in val]
+    metrics.update(malignancy_report([r.label for r in val], probs, CLASS_NAMES, groups, threshold))
+    write_json(run_dir / "metrics.json", metrics)
+
+
 def score_external(run_dir: Path, dataset: Path) -> None:
     """Score a finished run's best weights on ``dataset`` as ``train.py --external`` does after training.
 
-    A classification run trained before the malignancy cut existed gets it chosen now on its validation
-    fold, from the best weights, as training's evaluation does.
+    A classification run trained before the malignancy cut existed gets it first (:func:`add_internal_malignancy`).
     """
-    from training.cls import THRESHOLD_FILE, fit_threshold, predict_cls
+    from training.cls import THRESHOLD_FILE
     from training.config import TrainConfig
     from training.external import evaluate_external, load_externals
     from training.runs import load_run_model
-    from training.trainer import fold_records, prepare_data, task_spec
+    from training.trainer import task_spec
 
     cfg = TrainConfig.load(run_dir / "config.json")
     spec = task_spec(cfg.task)
     model = load_run_model(run_dir / "weights" / "best.keras")
     if cfg.task == "cls" and not (run_dir / THRESHOLD_FILE).is_file():
-        _, val = fold_records(prepare_data(cfg), cfg, cfg.fold)
-        _, _, probs = predict_cls(model, val, cfg)
-        fit_threshold(val, probs, run_dir)
+        add_internal_malignancy(run_dir)
     print(f"== scoring {run_dir.name} on {dataset}", flush=True)
     result = evaluate_external(
         spec.evaluate, model, cfg, run_dir, load_externals([str(dataset)], cfg.classes), spec.summary_keys

@@ -66,9 +66,11 @@ BUSBRA_DIR = SHARED / "BUS-BRA"
 RECIPES: dict[str, list[str]] = {
     "baseline": ["--augment", "light", "--channels", "3"],
     "scanner_aug": ["--augment", "scanner", "--channels", "3"],
+    "basicunet": [],
 }
 """Each recipe's train.py flags on top of the protocol's. ``baseline`` pins today's defaults, so its rows stay
-the recipe before issue 21 when the defaults change."""
+the recipe before issue 21 when the defaults change. ``basicunet`` is MONAI's BasicUNet (segmentation only), the
+peer reference, trained the way train.py trains the U-Net (see :func:`train_basicunet`)."""
 KEY = ("recipe", "task", "direction", "fold", "seed")
 
 
@@ -124,8 +126,73 @@ def train_flags(task: str, direction: str, data: dict[str, Path]) -> list[str]:
     return ["--data-dir", str(train_site), "--external", str(other), *(["--classes", *classes] if classes else [])]
 
 
+def train_basicunet(args: argparse.Namespace, direction: str, fold: int, seed: int) -> Path:
+    """MONAI's BasicUNet trained as train.py trains the U-Net, then scored on the other site (unless done).
+
+    Same cases, pixels and augmentation (the project's pipeline, 96 px, ``light``), 20 epochs, batch 8,
+    Adam 1e-3 with train.py's cosine decay to 5%, DiceCE loss (its BCE + Dice), the best validation epoch
+    scored externally; no lesion gate (compare with the U-Net's ungated figure). Runs under the Python that
+    has PyTorch and MONAI (``--monai-python``; ``monai_basicunet.py``'s docstring shows how to set it up).
+    """
+    if direction != "busi":
+        raise ValueError("the BasicUNet reference is trained on BUSI only")
+    data = sites(args)
+    out = run_dir_of(args, "basicunet", "seg", direction, fold, seed).with_suffix(".json")
+    if not out.is_file():
+        cmd = [
+            str(args.monai_python), "benchmarks/monai_basicunet.py", "--worker", "--fold", str(fold),
+            "--seed", str(seed), "--epochs", "20", "--img-size", "96", "--augment", "light", "--schedule", "cosine",
+            "--data-dir", str(data["busi"]), "--project", str(args.project),
+            "--worker-out", str(out.with_suffix(".history.json")), "--external", str(data["busbra"]),
+            "--external-out", str(out),
+        ]  # fmt: skip
+        print(f"== BasicUNet fold {fold} seed {seed}: {' '.join(cmd[1:])}", flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(cmd, cwd=REPO, check=True)
+    return out
+
+
+def basicunet_row(path: Path, direction: str, fold: int, seed: int) -> dict:
+    """A row from :func:`train_basicunet`'s output: best validation Dice, external Dice with patient intervals."""
+    import numpy as np
+
+    from reports.stats import BREAKDOWN_BOOT, group_bootstrap_ci
+
+    run = json.loads(path.read_text())
+    best = max(run["history"], key=lambda r: r["val_dice"])
+    ext = run["external"]
+    dice, groups = np.array(ext["dice"]), np.array(ext["groups"], dtype=object)
+    devices = np.array([d or "unknown" for d in ext["devices"]], dtype=object)
+    per_device = {}
+    for device in sorted(set(devices.tolist())):
+        idx = np.flatnonzero(devices == device)
+        per_device[device] = {
+            "n": len(idx),
+            "dice": float(dice[idx].mean()),
+            "dice_ci95": list(group_bootstrap_ci(dice[idx], groups[idx], n_boot=BREAKDOWN_BOOT)),
+            "below_0.5": float((dice[idx] < 0.5).mean()),
+        }
+    timed = run["history"][1:] or run["history"]
+    per_epoch = sum(r["train_seconds"] for r in timed) / len(timed)
+    return {
+        "recipe": "basicunet", "task": "seg", "direction": direction, "fold": fold, "seed": seed,
+        "model": f"MONAI {run['monai']} BasicUNet", "img_size": 96, "epochs_run": len(run["history"]),
+        "best_epoch": best["epoch"], "train_cases": run["train_cases"], "seconds_per_epoch": per_epoch,
+        "train_images_per_second": run["train_images"] / per_epoch,
+        "internal": {"dice": best["val_dice"], "n_images": run["val_cases"]},
+        "external_name": ext["name"],
+        "external": {
+            "dice": float(dice.mean()), "dice_ci95": list(group_bootstrap_ci(dice, groups)),
+            "dice_below_0.5": float((dice < 0.5).mean()), "n_images": len(dice), "ungated_dice": float(dice.mean()),
+        },
+        "per_device": per_device,
+    }  # fmt: skip
+
+
 def train_one(args: argparse.Namespace, recipe: str, task: str, direction: str, fold: int, seed: int) -> Path:
     """Train (unless complete) one row with ``--external``; a complete run lacking external metrics is scored now."""
+    if recipe == "basicunet":
+        return train_basicunet(args, direction, fold, seed)
     data = sites(args)
     run_dir = run_dir_of(args, recipe, task, direction, fold, seed)
     if not (run_dir / "metrics.json").is_file():
@@ -207,6 +274,8 @@ def read_row(run_dir: Path, recipe: str, task: str, direction: str, fold: int, s
         out = {k: m.get(k) for k in keys if m.get(k) is not None}
         out.update({f"{k}_ci95": m[f"{k}_ci95"] for k in keys if m.get(f"{k}_ci95") is not None})
         out["n_images"] = m.get("n_images")
+        if task == "seg":
+            out["ungated_dice"] = m["ungated"]["dice"]
         return out
 
     per_device = {
@@ -264,13 +333,14 @@ def markdown(result: dict) -> str:
         "",
         "Segmentation: Dice per image (mean), share of images below Dice 0.5.",
         "",
-        "| direction | recipe | fold | seed | internal Dice | external Dice | external below 0.5 | s/epoch | code |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| direction | recipe | fold | seed | internal Dice | external Dice | external, no lesion gate "
+        "| external below 0.5 | s/epoch | code |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in runs if r["task"] == "seg"):
         lines.append(
             f"| {r['direction']} -> {r['external_name']} | {r['recipe']} | {r['fold']} | {r['seed']} | "
-            f"{_v(r['internal'], 'dice')} | {_v(r['external'], 'dice')} | "
+            f"{_v(r['internal'], 'dice')} | {_v(r['external'], 'dice')} | {_v(r['external'], 'ungated_dice')} | "
             f"{_v(r['external'], 'dice_below_0.5', True)} | {r['seconds_per_epoch']:.0f} | {r.get('commit', '')} |"
         )
     lines += [
@@ -311,6 +381,14 @@ def markdown(result: dict) -> str:
     return "\n".join([*lines, ""])
 
 
+def row_of(args: argparse.Namespace, recipe: str, task: str, direction: str, fold: int, seed: int) -> dict:
+    """Train or read one row and return it."""
+    run = train_one(args, recipe, task, direction, fold, seed)
+    if recipe == "basicunet":
+        return basicunet_row(run, direction, fold, seed)
+    return read_row(run, recipe, task, direction, fold, seed)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=["baseline"])
@@ -321,6 +399,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--busi", type=Path, default=BUSI_DIR, help="BUSI folder")
     p.add_argument("--busbra", type=Path, default=BUSBRA_DIR, help="BUS-BRA folder")
     p.add_argument("--project", type=Path, default=REPO / "benchmarks" / "runs" / "external", help="run folders")
+    p.add_argument(
+        "--monai-python",
+        type=Path,
+        default=REPO / ".venv-monai" / "bin" / "python",
+        help="a Python with PyTorch and MONAI beside the project's packages, for the basicunet recipe",
+    )
     add_output_args(p, SECTION)
     return p.parse_args(argv)
 
@@ -344,8 +428,9 @@ def main(argv=None) -> int:
             for direction in args.directions:
                 for fold in args.folds:
                     for seed in args.seeds:
-                        run_dir = train_one(args, recipe, task, direction, fold, seed)
-                        row = {**read_row(run_dir, recipe, task, direction, fold, seed), "commit": head_commit()}
+                        if recipe == "basicunet" and task != "seg":
+                            continue
+                        row = {**row_of(args, recipe, task, direction, fold, seed), "commit": head_commit()}
                         result = {
                             "command": command,
                             "protocol": protocol,

@@ -56,14 +56,12 @@ KEY = ("fold", "seed", "variant")
 BATCH = 8
 
 
-def fold_arrays(data_dir: Path, project: Path, fold: int) -> dict[str, np.ndarray]:
+def fold_arrays(data_dir: Path, project: Path, fold: int, img_size: int = 128) -> dict[str, np.ndarray]:
     """One fold's benign and malignant cases as ``seg_busi.py`` sees them, before augmentation.
 
     Returns:
-        ``x_train``/``x_val`` uint8 ``(N, 128, 128, 3)`` and ``y_train``/``y_val`` uint8 ``(N, 128, 128)``.
+        ``x_train``/``x_val`` uint8 ``(N, S, S, 3)`` and ``y_train``/``y_val`` uint8 ``(N, S, S)``, S = ``img_size``.
     """
-    from pipeline.config import PipelineConfig
-    from pipeline.dataset import build_dataset
     from training.config import TrainConfig
     from training.trainer import fold_records, prepare_data
 
@@ -72,19 +70,24 @@ def fold_arrays(data_dir: Path, project: Path, fold: int) -> dict[str, np.ndarra
         data_dir=str(data_dir),
         project=str(project),
         fold=fold,
-        img_size=128,
+        img_size=img_size,
         classes=("benign", "malignant"),
     )
     train, val = fold_records(prepare_data(cfg), cfg, fold)
-    pcfg = PipelineConfig(img_size=128, batch_size=BATCH, augment="none")
     out = {}
     for tag, records in (("train", train), ("val", val)):
-        xs, ys = zip(
-            *[(x.numpy(), y.numpy()) for x, y in build_dataset(records, "seg", pcfg, training=False)], strict=True
-        )
-        out[f"x_{tag}"] = np.round(np.concatenate(xs)).clip(0, 255).astype(np.uint8)
-        out[f"y_{tag}"] = np.concatenate(ys)[..., 0].astype(np.uint8)
+        out[f"x_{tag}"], out[f"y_{tag}"] = case_arrays(records, img_size)
     return out
+
+
+def case_arrays(records: list, img_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 ``(N, S, S, 3)`` and masks uint8 ``(N, S, S)`` of ``records``, read by the project's pipeline."""
+    from pipeline.config import PipelineConfig
+    from pipeline.dataset import build_dataset
+
+    pcfg = PipelineConfig(img_size=img_size, batch_size=BATCH, augment="none")
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in build_dataset(records, "seg", pcfg, training=False)], strict=True)
+    return np.round(np.concatenate(xs)).clip(0, 255).astype(np.uint8), np.concatenate(ys)[..., 0].astype(np.uint8)
 
 
 def train_worker(args: argparse.Namespace) -> None:
@@ -103,13 +106,21 @@ def train_worker(args: argparse.Namespace) -> None:
     from metrics.segmentation import per_image_scores
     from pipeline.augment import Augmenter
 
-    d = fold_arrays(args.data_dir, args.project, args.fold)
+    d = fold_arrays(args.data_dir, args.project, args.fold, args.img_size)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    augment = Augmenter("flip_rotate")
+    augment = Augmenter(args.augment)
     net = BasicUNet(spatial_dims=2, in_channels=3, out_channels=1)
     loss_fn = DiceCELoss(sigmoid=True)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    steps = args.epochs * (len(d["x_train"]) // BATCH)
+
+    # train.py's cosine schedule: from 1e-3 down to 5% of it over the run (Keras' CosineDecay, alpha 0.05).
+    def cosine(k: int) -> float:
+        return 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(k, steps) / steps))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine) if args.schedule == "cosine" else None
+    best = {"dice": -1.0, "state": None}
 
     def to_tensor(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
@@ -142,6 +153,8 @@ def train_worker(args: argparse.Namespace) -> None:
             loss = loss_fn(net(xb), yb)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             total += loss.item()
         train_seconds = time.perf_counter() - t0
         net.eval()
@@ -163,7 +176,38 @@ def train_worker(args: argparse.Namespace) -> None:
             f"IoU {iou.mean():.3f}, {history[-1]['epoch_seconds']:.1f} s",
             flush=True,
         )
+        if dice.mean() > best["dice"]:
+            best = {"dice": float(dice.mean()), "state": {k: v.clone() for k, v in net.state_dict().items()}}
         write_json(args.worker_out, {**info, "history": history})
+    if args.external:
+        net.load_state_dict(best["state"])  # the best validation epoch, as train.py's best.keras
+        write_json(args.external_out, {**info, "history": history, **score_external_cases(net, args)})
+
+
+def score_external_cases(net, args: argparse.Namespace) -> dict:
+    """Per-image Dice of ``net`` on every case of ``args.external`` (its own exclusions), with groups and scanners."""
+    import torch
+
+    from data.sources import parse_sources
+    from metrics.segmentation import per_image_scores
+    from training.external import load_external
+
+    ext = load_external(parse_sources([args.external])[0], ("benign", "malignant"))
+    x, y = case_arrays(list(ext.records), args.img_size)
+    net.eval()
+    with torch.no_grad():
+        t = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
+        probs = torch.cat([net(t[i : i + 32]) for i in range(0, len(t), 32)]).sigmoid().numpy()[:, 0]
+    dice, _ = per_image_scores(y, probs)
+    return {
+        "external": {
+            "name": ext.name,
+            "ids": [r.case_id for r in ext.records],
+            "groups": [r.group or r.case_id for r in ext.records],
+            "devices": [r.device for r in ext.records],
+            "dice": dice.tolist(),
+        }
+    }
 
 
 def run_one(fold: int, seed: int, variant: str, args: argparse.Namespace) -> dict:
@@ -240,6 +284,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--fold", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
+    # Another protocol for one worker (external.py trains BasicUNet the way train.py trains the U-Net):
+    p.add_argument("--img-size", type=int, default=128, help=argparse.SUPPRESS)
+    p.add_argument("--augment", default="flip_rotate", help=argparse.SUPPRESS)
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help=argparse.SUPPRESS)
+    p.add_argument("--external", default="", help=argparse.SUPPRESS)
+    p.add_argument("--external-out", type=Path, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 

@@ -69,7 +69,7 @@ def test_each_direction_trains_at_one_site_and_scores_the_other() -> None:
 
 def _row(task: str, recipe: str = "baseline") -> dict:
     fig = (
-        {"dice": 0.72, "dice_ci95": [0.68, 0.77], "dice_below_0.5": 0.1}
+        {"dice": 0.72, "dice_ci95": [0.68, 0.77], "dice_below_0.5": 0.1, "ungated_dice": 0.75}
         if task == "seg"
         else {"malignant_auc": 0.65, "malignant_auc_ci95": [0.62, 0.68], "lesion_called_normal": 0.26,
               "sensitivity": 0.11, "specificity": 0.97}
@@ -92,7 +92,26 @@ def test_markdown_has_both_tasks_and_each_scanner() -> None:
     }
     text = ex.markdown(result)
     assert "AMD EPYC, 2 cores, no AVX-512" in text
-    assert "| busi -> BUS-BRA | baseline | 0 | 0 | 0.720 (0.680-0.770) | 0.720 (0.680-0.770) | 10.0% |" in text
+    assert "| busi -> BUS-BRA | baseline | 0 | 0 | 0.720 (0.680-0.770) | 0.720 (0.680-0.770) | 0.750 | 10.0% |" in text
     assert "| 0.650 (0.620-0.680) |" in text and "| 26.0% | 11.0% | 97.0% |" in text
     assert "| seg | baseline | 0 | 0 | Toshiba Aplio 300 (139) | 0.667 | 20.0% |" in text
     assert "| cls | baseline | 0 | 0 | Toshiba Aplio 300 (139) | 0.700 | - |" in text
+
+
+def test_basicunet_row_bootstraps_over_patients(tmp_path) -> None:
+    run = {
+        "monai": "1.6.0", "train_cases": 516, "train_images": 512, "val_cases": 129,
+        "history": [{"epoch": 1, "val_dice": 0.5, "train_seconds": 30.0}, {"epoch": 2, "val_dice": 0.7,
+                    "train_seconds": 16.0}, {"epoch": 3, "val_dice": 0.6, "train_seconds": 16.0}],
+        "external": {"name": "BUS-BRA", "ids": ["a", "b", "c", "d"], "groups": ["p1", "p1", "p2", "p3"],
+                     "devices": ["GE", "GE", None, "GE"], "dice": [0.9, 0.8, 0.3, 0.6]},
+    }  # fmt: skip
+    path = tmp_path / "basicunet.json"
+    path.write_text(__import__("json").dumps(run))
+    row = ex.basicunet_row(path, "busi", 0, 0)
+    assert row["internal"]["dice"] == 0.7 and row["best_epoch"] == 2  # the best validation epoch, as best.keras
+    assert row["external"]["dice"] == pytest.approx(0.65) and row["external"]["dice_below_0.5"] == 0.25
+    lo, hi = row["external"]["dice_ci95"]
+    assert lo <= 0.65 <= hi
+    assert row["per_device"]["GE"]["n"] == 3 and row["per_device"]["unknown"]["dice"] == pytest.approx(0.3)
+    assert row["train_images_per_second"] == pytest.approx(32.0)  # the first epoch left out

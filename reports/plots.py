@@ -166,3 +166,37 @@ def confident_wrong_grid(
     title = "most confident mistakes" if len(order) else "no misclassified images"
     fig.suptitle(f"{title} ({len(wrong)} wrong of {len(y_true)})", fontsize=9)
     return _save(fig, path)
+
+
+def breakdown_plot(
+    tables: dict[str, dict[str, dict]], key: str, overall: float, path: Path, name: str | None = None
+) -> Path:
+    """One horizontal bar per site and per scanner: ``key`` with its 95% interval, the overall value as a line.
+
+    Args:
+        tables: ``{"site": {value: entry}, "device": {...}}`` where each entry has ``n``, ``key`` and
+            optionally ``f"{key}_ci95"`` (e.g. :func:`training.seg.seg_breakdowns`' ``per_site``).
+        key: The metric to draw (``dice``, ``malignant_auc``).
+        overall: The metric over every image.
+        path: Where the PNG goes.
+        name: Axis label (default ``key``).
+    """
+    kinds = {"device": "scanner"}
+    rows = [(f"{kinds.get(k, k)}: {value} (n={e['n']})", e) for k, t in tables.items() for value, e in t.items()]
+    rows = [(label, e) for label, e in rows if e.get(key) is not None]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.4))
+    ys = np.arange(len(rows))[::-1]
+    vals = np.array([e[key] for _, e in rows], dtype=float)
+    cis = np.array([e.get(f"{key}_ci95") or [v, v] for (_, e), v in zip(rows, vals, strict=True)], dtype=float)
+    colors = ["tab:blue" if label.startswith("site") else "tab:orange" for label, _ in rows]
+    ax.barh(ys, vals, color=colors, alpha=0.7)
+    ax.errorbar(vals, ys, xerr=np.abs(cis.T - vals), fmt="none", ecolor="k", capsize=3, lw=1)
+    for y, v in zip(ys, vals, strict=True):
+        ax.text(0.01, y, f"{v:.3f}", va="center", fontsize=8)
+    ax.axvline(overall, color="k", ls="--", lw=1, label=f"all images {overall:.3f}")
+    ax.set_yticks(ys, [label for label, _ in rows], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"{name or key} (95% interval over patients)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)

@@ -26,7 +26,7 @@ from metrics.classification import (
 from models.registry import build_model, get_model_entry, model_names
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
-from reports.plots import confident_wrong_grid, confusion_plot, learning_curves, roc_plot
+from reports.plots import breakdown_plot, confident_wrong_grid, confusion_plot, learning_curves, roc_plot
 from reports.stats import BREAKDOWN_BOOT
 from training.config import TrainConfig
 from training.trainer import Phase, TaskSpec
@@ -217,6 +217,10 @@ def evaluate_cls(
     names = [r.label for r in records]
     result.update(malignancy_report(names, probs, CLASS_NAMES, [r.group or r.case_id for r in records], threshold))
     result.update(cls_breakdowns(records, labels, probs, threshold))
+    tables = {k[len("per_") :]: result[k] for k in ("per_site", "per_device") if k in result}
+    if tables and result.get("malignant_auc") is not None:
+        path = out_dir / "plots" / "by_site_and_scanner.png"
+        breakdown_plot(tables, "malignant_auc", result["malignant_auc"], path, "AUC, malignant vs benign")
     return result
 
 

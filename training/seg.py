@@ -18,7 +18,7 @@ from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate
 from models.registry import build_model, get_model_entry, model_names
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
-from reports.plots import learning_curves, overlay_grid, score_histogram
+from reports.plots import breakdown_plot, learning_curves, overlay_grid, score_histogram
 from reports.stats import BREAKDOWN_BOOT, group_bootstrap_ci, wilson_ci
 from training.config import TrainConfig
 from training.gate import apply_gates, fit_fold_gate, load_fitted, save_fitted
@@ -236,6 +236,9 @@ def evaluate_seg(
         ],
     }
     plots = out_dir / "plots"
+    tables = {k[len("per_") :]: result[k] for k in ("per_site", "per_device") if k in result}
+    if tables:
+        breakdown_plot(tables, "dice", result["dice"], plots / "by_site_and_scanner.png", "Dice per image")
     if history:
         learning_curves(history, plots / "learning_curves.png", "dice")
     score_histogram(dice, labels, plots / "dice_histogram.png")

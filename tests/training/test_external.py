@@ -67,6 +67,7 @@ def test_external_classification_reports_malignancy_by_patient_and_scanner(sites
     assert set(ext["per_device"]) == {"GE Logiq 7", "Toshiba"}
     assert sum(d["n"] for d in ext["per_device"].values()) == 8
     assert (run / "external" / "bra" / "plots" / "roc.png").is_file()
+    assert (run / "external" / "bra" / "plots" / "by_site_and_scanner.png").is_file()
     assert (run / "external" / "bra" / "predictions.csv").is_file()
     assert res["external"]["bra"]["malignant_auc"] == pytest.approx(ext["malignant_auc"])
     internal = json.loads((run / "metrics.json").read_text())
@@ -95,6 +96,7 @@ def test_two_sites_leave_one_out_with_external_segmentation(sites, tmp_path, cap
     ext = json.loads((run / "external" / "bra" / "metrics.json").read_text())
     assert ext["n_images"] == 8 and set(ext["per_device"]) == {"GE Logiq 7", "Toshiba"}
     assert "below_0.5" in ext["per_device"]["Toshiba"] and "dice_below_0.5" in ext
+    assert (run / "external" / "bra" / "plots" / "by_site_and_scanner.png").is_file()
     out = capsys.readouterr().out
     assert "External bra: dice" in out
     # evaluate.py re-scores the held-out site as the run did.

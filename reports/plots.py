@@ -200,3 +200,19 @@ def breakdown_plot(
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
+
+
+def curves_plot(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, xlabel: str, ylabel: str, logx: bool = False
+) -> Path:
+    """One line with markers per named ``(xs, ys)`` series (a learning curve over training-set sizes, say)."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name, (xs, ys) in series.items():
+        ax.plot(xs, ys, "o-", ms=4, label=name)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -334,7 +334,7 @@ def markdown(result: dict) -> str:
         "Segmentation: Dice per image (mean), share of images below Dice 0.5.",
         "",
         "| direction | recipe | fold | seed | internal Dice | external Dice | external, no lesion gate "
-        "| external below 0.5 | s/epoch | code |",
+        "| external below 0.5 | s/epoch | scored at |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in runs if r["task"] == "seg"):
@@ -349,7 +349,7 @@ def markdown(result: dict) -> str:
         "normal; sensitivity and specificity at the cut chosen on the internal validation fold.",
         "",
         "| direction | recipe | fold | seed | internal AUC (m vs b) | external AUC (m vs b) | external AUC, "
-        "P(m)/(P(b)+P(m)) | lesions called normal (ext.) | sensitivity (ext.) | specificity (ext.) | code |",
+        "P(m)/(P(b)+P(m)) | lesions called normal (ext.) | sensitivity (ext.) | specificity (ext.) | scored at |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in runs if r["task"] == "cls"):

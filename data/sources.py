@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -139,3 +140,16 @@ def partition_by(records: Sequence[Case], attribute: str) -> dict[str, np.ndarra
         return {}
     names = np.array([v or "unknown" for v in values], dtype=object)
     return {v: np.flatnonzero(names == v) for v in sorted(set(names.tolist()))}
+
+
+def breakdowns(records: Sequence[Case], entry: Callable[[np.ndarray], dict[str, Any]]) -> dict[str, Any]:
+    """``per_site`` and ``per_device`` tables: ``entry(indices)`` for each value of :func:`partition_by`.
+
+    A table is absent when its attribute does not vary (see :func:`partition_by`).
+    """
+    out: dict[str, Any] = {}
+    for attribute in ("site", "device"):
+        parts = partition_by(records, attribute)
+        if parts:
+            out[f"per_{attribute}"] = {value: entry(idx) for value, idx in parts.items()}
+    return out

@@ -14,7 +14,7 @@ import numpy as np
 from data.atomic import write_json, write_text
 from data.classes import CLASS_NAMES
 from data.discover import Case
-from data.sources import partition_by
+from data.sources import breakdowns
 from losses.classification import get_cls_loss
 from metrics.classification import (
     classification_report,
@@ -169,28 +169,16 @@ def cls_breakdowns(
     records: Sequence[Case], labels: np.ndarray, probs: np.ndarray, threshold: float | None
 ) -> dict[str, Any]:
     """Accuracy and the malignancy figures per site and per scanner (``per_site``, ``per_device``)."""
-    out: dict[str, Any] = {}
-    for attribute in ("site", "device"):
-        parts = partition_by(records, attribute)
-        if not parts:
-            continue
-        table = {}
-        for value, idx in parts.items():
-            recs = [records[i] for i in idx]
-            entry = {"n": len(idx), "accuracy": float((probs[idx].argmax(1) == labels[idx]).mean())}
-            entry.update(
-                malignancy_report(
-                    [r.label for r in recs],
-                    probs[idx],
-                    CLASS_NAMES,
-                    [r.group or r.case_id for r in recs],
-                    threshold,
-                    n_boot=BREAKDOWN_BOOT,
-                )
-            )
-            table[value] = entry
-        out[f"per_{attribute}"] = table
-    return out
+
+    def entry(idx: np.ndarray) -> dict[str, Any]:
+        recs = [records[i] for i in idx]
+        out = {"n": len(idx), "accuracy": float((probs[idx].argmax(1) == labels[idx]).mean())}
+        groups = [r.group or r.case_id for r in recs]
+        labels_idx = [r.label for r in recs]
+        out.update(malignancy_report(labels_idx, probs[idx], CLASS_NAMES, groups, threshold, n_boot=BREAKDOWN_BOOT))
+        return out
+
+    return breakdowns(records, entry)
 
 
 def evaluate_cls(

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from data.discover import Case
-from data.sources import partition_by
+from data.sources import breakdowns
 from losses.segmentation import get_seg_loss
 from metrics.segmentation import per_image_scores, seg_metrics
 from models.classifier import check_weights, load_weights_file
@@ -111,22 +111,17 @@ def _lesion_dice(dice: np.ndarray, truths: np.ndarray, groups: np.ndarray) -> di
 
 def seg_breakdowns(records: Sequence[Case], dice: np.ndarray, truths: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
     """Dice (and lesion Dice, and the share of images below 0.5) per site and per scanner."""
-    out: dict[str, Any] = {}
-    for attribute in ("site", "device"):
-        parts = partition_by(records, attribute)
-        if not parts:
-            continue
-        table = {}
-        for value, idx in parts.items():
-            table[value] = {
-                "n": len(idx),
-                "dice": float(dice[idx].mean()),
-                "dice_ci95": list(group_bootstrap_ci(dice[idx], groups[idx], n_boot=BREAKDOWN_BOOT)),
-                "below_0.5": float((dice[idx] < 0.5).mean()),
-                **_lesion_dice(dice[idx], truths[idx], groups[idx]),
-            }
-        out[f"per_{attribute}"] = table
-    return out
+
+    def entry(idx: np.ndarray) -> dict[str, Any]:
+        return {
+            "n": len(idx),
+            "dice": float(dice[idx].mean()),
+            "dice_ci95": list(group_bootstrap_ci(dice[idx], groups[idx], n_boot=BREAKDOWN_BOOT)),
+            "below_0.5": float((dice[idx] < 0.5).mean()),
+            **_lesion_dice(dice[idx], truths[idx], groups[idx]),
+        }
+
+    return breakdowns(records, entry)
 
 
 FOLD_GATE = "the gate fitted on the run's validation fold"

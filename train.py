@@ -261,8 +261,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     else:
         values["fold"] = -1 if fold.lower() == "all" else int(fold)
     values["classes"] = tuple(args.classes)
-    values["data_dir"] = (args.data_dir,) if isinstance(args.data_dir, (str, Path)) else tuple(args.data_dir)
-    values["external"] = (args.external,) if isinstance(args.external, (str, Path)) else tuple(args.external)
     if values["img_size"] is None:
         from training.strategy import device_defaults
 

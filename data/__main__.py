@@ -93,16 +93,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     if result.errors:
         raise DataError(result.errors)
     stats = result.stats
-    sites = sorted(set(stats["site"].fillna("")))
+    site_of = stats["site"].fillna("")
+    sites = sorted(set(site_of))
     by_site = {}
     for site in sites:  # each site on its own: a shift at one site is not averaged away by another
-        part = stats[stats["site"].fillna("") == site]
+        part = stats[site_of == site]
         has_masks = any(cases[i].masks for i in part["id"])
         by_site[site] = check_schema(part, schema, has_masks)
     total = sum(len(a) for a in by_site.values())
     print(f"Checked {len(stats)} cases of {', '.join(map(str, (s.path for s in sources)))} against {schema_path}")
     for site, anomalies in by_site.items():
-        n = int((stats["site"].fillna("") == site).sum())
+        n = int((site_of == site).sum())
         what = f"site {site} ({n} cases)" if len(sites) > 1 else "the dataset"
         print(f"{what}: {len(anomalies)} anomalies" if anomalies else f"No anomalies: {what} matches the schema.")
         for a in anomalies:

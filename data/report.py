@@ -30,17 +30,7 @@ REPORT_NAME = "report.json"
 
 
 DataSpec = str | Path | Sequence[str | Path] | Sequence[Source]
-"""One dataset (folder or manifest), or several sources (see :mod:`data.sources`)."""
-
-
-def as_sources(data: DataSpec) -> list[Source]:
-    """The sources of ``data``: already-parsed :class:`Source` objects, or paths / ``NAME=PATH`` strings."""
-    if isinstance(data, (str, Path)):
-        return parse_sources(data)
-    items = list(data)
-    if items and all(isinstance(i, Source) for i in items):
-        return items
-    return parse_sources(items)
+"""One dataset (folder or manifest), or several sources (see :func:`data.sources.parse_sources`)."""
 
 
 def dataset_out_dir(data: DataSpec, project: str | Path = "runs") -> Path:
@@ -48,7 +38,7 @@ def dataset_out_dir(data: DataSpec, project: str | Path = "runs") -> Path:
 
     The name is the source's (``NAME=PATH``'s name, else :func:`data.sources.dataset_name`), ``A+B`` of several.
     """
-    return Path(project) / "data" / sources_label(as_sources(data))
+    return Path(project) / "data" / sources_label(parse_sources(data))
 
 
 @dataclass(frozen=True)
@@ -88,7 +78,6 @@ class DatasetAnalysis:
     splits_source: str
     schema: dict[str, Any]
     notes: list[str] = field(default_factory=list)
-    sources: list[Source] = field(default_factory=list)
 
     @property
     def cross_class_pairs(self) -> list[DuplicatePair]:
@@ -215,7 +204,7 @@ def analyze_dataset(
             splits that leak, naming every file concerned.
     """
     opts = options or InspectOptions()
-    sources = as_sources(data_dir)
+    sources = parse_sources(data_dir)
     data_dir = sources[0].path if len(sources) == 1 else sources_label(sources)
     cases = discover_sources(sources)
     result = scan(cases, progress=progress)
@@ -261,7 +250,6 @@ def analyze_dataset(
         splits_source=source,
         schema=infer_schema(stats, result.has_masks),
         notes=notes,
-        sources=sources,
     )
 
 

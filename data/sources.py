@@ -53,17 +53,20 @@ def dataset_name(path: str | Path) -> str:
     return path.resolve().name
 
 
-def parse_sources(specs: str | Path | Sequence[str | Path]) -> list[Source]:
-    """Turn ``--data-dir`` values (``PATH`` or ``NAME=PATH``) into named sources.
+def parse_sources(specs: str | Path | Source | Sequence[str | Path | Source]) -> list[Source]:
+    """Turn ``--data-dir`` values (``PATH`` or ``NAME=PATH``; a :class:`Source` passes as it is) into named sources.
 
     Raises:
         ValueError: If no source is given, a name is empty or holds ``/``, or two sources share a name.
     """
-    items = [specs] if isinstance(specs, (str, Path)) else list(specs)
+    items = [specs] if isinstance(specs, (str, Path, Source)) else list(specs)
     if not items:
         raise ValueError("`--data-dir` needs at least one dataset folder or manifest")
     out: list[Source] = []
     for item in items:
+        if isinstance(item, Source):
+            out.append(item)
+            continue
         text = str(item)
         name, sep, rest = text.partition("=")
         if sep and name and SITE_SEP not in name and not Path(text).exists():

@@ -168,22 +168,29 @@ def confident_wrong_grid(
     return _save(fig, path)
 
 
-def breakdown_plot(
-    tables: dict[str, dict[str, dict]], key: str, overall: float, path: Path, name: str | None = None
-) -> Path:
+def breakdown_plot(result: dict, key: str, path: Path, name: str | None = None) -> Path | None:
     """One horizontal bar per site and per scanner: ``key`` with its 95% interval, the overall value as a line.
 
     Args:
-        tables: ``{"site": {value: entry}, "device": {...}}`` where each entry has ``n``, ``key`` and
-            optionally ``f"{key}_ci95"`` (e.g. :func:`training.seg.seg_breakdowns`' ``per_site``).
+        result: Metrics with ``key`` over every image and the ``per_site`` / ``per_device`` tables
+            (:func:`data.sources.breakdowns`), each entry with ``n``, ``key`` and optionally ``f"{key}_ci95"``.
         key: The metric to draw (``dice``, ``malignant_auc``).
-        overall: The metric over every image.
         path: Where the PNG goes.
         name: Axis label (default ``key``).
+
+    Returns:
+        The path, or None (nothing drawn) when ``result`` has no table or no overall ``key``.
     """
-    kinds = {"device": "scanner"}
-    rows = [(f"{kinds.get(k, k)}: {value} (n={e['n']})", e) for k, t in tables.items() for value, e in t.items()]
-    rows = [(label, e) for label, e in rows if e.get(key) is not None]
+    kinds = {"per_site": "site", "per_device": "scanner"}
+    rows = [
+        (f"{kinds[k]}: {value} (n={e['n']})", e)
+        for k in kinds
+        for value, e in result.get(k, {}).items()
+        if e.get(key) is not None
+    ]
+    if not rows or result.get(key) is None:
+        return None
+    overall = result[key]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.4))
     ys = np.arange(len(rows))[::-1]
     vals = np.array([e[key] for _, e in rows], dtype=float)

@@ -39,9 +39,7 @@ def bootstrap_ci(
         raise ValueError(f"`level` must be in (0, 1). Received: level={level}")
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(values), size=(n_boot, len(values)))
-    stats = np.array([statistic(values[i]) for i in idx])
-    alpha = (1 - level) / 2
-    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha))
+    return percentile_ci(np.array([statistic(values[i]) for i in idx]), level)
 
 
 def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:

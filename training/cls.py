@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -157,8 +158,6 @@ def fit_threshold(records: Sequence[Case], probs: np.ndarray, fold_dir: Path | N
 
 def load_threshold(fold_dir: Path | None) -> float | None:
     """The cut saved by :func:`fit_threshold` in ``fold_dir``, or None."""
-    import json
-
     path = Path(fold_dir) / THRESHOLD_FILE if fold_dir is not None else None
     if path is None or not path.is_file():
         return None
@@ -205,10 +204,7 @@ def evaluate_cls(
     names = [r.label for r in records]
     result.update(malignancy_report(names, probs, CLASS_NAMES, [r.group or r.case_id for r in records], threshold))
     result.update(cls_breakdowns(records, labels, probs, threshold))
-    tables = {k[len("per_") :]: result[k] for k in ("per_site", "per_device") if k in result}
-    if tables and result.get("malignant_auc") is not None:
-        path = out_dir / "plots" / "by_site_and_scanner.png"
-        breakdown_plot(tables, "malignant_auc", result["malignant_auc"], path, "AUC, malignant vs benign")
+    breakdown_plot(result, "malignant_auc", out_dir / "plots" / "by_site_and_scanner.png", "AUC, malignant vs benign")
     return result
 
 

@@ -86,10 +86,10 @@ class TrainConfig:
         for key in ("model", "loss"):
             if not getattr(self, key):
                 object.__setattr__(self, key, TASK_DEFAULTS[self.task][key])
-        if isinstance(self.data_dir, (str, Path)):  # one source, as configs before multi-site training saved it
-            object.__setattr__(self, "data_dir", (str(self.data_dir),) if str(self.data_dir) else ())
-        object.__setattr__(self, "data_dir", tuple(str(d) for d in self.data_dir if str(d)))
-        object.__setattr__(self, "external", tuple(str(d) for d in self.external if str(d)))
+        for key in ("data_dir", "external"):  # one string (configs before multi-site training), or a list
+            value = getattr(self, key)
+            items = (value,) if isinstance(value, (str, Path)) else value
+            object.__setattr__(self, key, tuple(str(d) for d in items if str(d)))
         if self.holdout_site and self.fold != 0:
             raise ValueError(
                 f"`--fold site:{self.holdout_site}` is one fold; it cannot be combined with fold={self.fold}"
@@ -135,11 +135,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; expected some of {sorted(known)}")
         d = dict(d)
-        for key in ("classes", "external"):
-            if key in d:
-                d[key] = tuple(d[key])
-        if "data_dir" in d and not isinstance(d["data_dir"], str):
-            d["data_dir"] = tuple(d["data_dir"])
+        if "classes" in d:
+            d["classes"] = tuple(d["classes"])
         return cls(**d)
 
     @classmethod

@@ -184,7 +184,7 @@ def evaluate_seg(
     labels = [r.label for r in records]
     ids = [r.case_id for r in records]
     groups = np.array([r.group or r.case_id for r in records], dtype=object)
-    gates, gate_info = scoring_gates(ids, labels, truths, raw, fold_dir, fit, own_data)
+    gates, gate_info = scoring_gates(ids, labels, truths, raw, fold_dir, fit and cfg.lesion_gate, own_data)
     probs = apply_gates(raw, gates)
     dice, iou = per_image_scores(truths, probs)
     raw_dice, _ = per_image_scores(truths, raw)
@@ -231,9 +231,7 @@ def evaluate_seg(
         ],
     }
     plots = out_dir / "plots"
-    tables = {k[len("per_") :]: result[k] for k in ("per_site", "per_device") if k in result}
-    if tables:
-        breakdown_plot(tables, "dice", result["dice"], plots / "by_site_and_scanner.png", "Dice per image")
+    breakdown_plot(result, "dice", plots / "by_site_and_scanner.png", "Dice per image")
     if history:
         learning_curves(history, plots / "learning_curves.png", "dice")
     score_histogram(dice, labels, plots / "dice_histogram.png")

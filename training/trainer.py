@@ -66,8 +66,9 @@ class TaskSpec:
     metrics: Callable[[TrainConfig], list[keras.metrics.Metric]]
     evaluate: Callable[..., dict[str, Any]]
     """``(model, records, cfg, out_dir, history, fold_dir=None, fit=False, own_data=True)`` -> metrics:
-    ``fold_dir`` holds what the run fitted after training (segmentation's lesion gate), ``fit`` fits it
-    on ``records`` first, ``own_data`` False says the records come from another dataset."""
+    ``fold_dir`` holds what the run fitted after training (segmentation's lesion gate, classification's
+    malignancy cut), ``fit`` fits it on ``records`` first (training's evaluation of the validation fold),
+    ``own_data`` False says the records come from another dataset."""
     summary_keys: tuple[str, ...]
     phases: Callable[[TrainConfig], list[Phase]] = _single_phase
 
@@ -300,7 +301,7 @@ def evaluate_best(
     spec = task_spec(cfg.task)
     t0 = time.perf_counter()
     best = load_run_model(fold_dir / "weights" / "best.keras")
-    result = spec.evaluate(best, fd.val_records, cfg, fold_dir, checkpoint.rows, fold_dir=fold_dir, fit=cfg.lesion_gate)
+    result = spec.evaluate(best, fd.val_records, cfg, fold_dir, checkpoint.rows, fold_dir=fold_dir, fit=True)
     result.update(
         fold=fold,
         best_epoch=checkpoint.best_epoch,

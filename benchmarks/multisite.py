@@ -1,0 +1,215 @@
+"""Training on two sites at once (BUSI + BUS-BRA) against each site's single-site model, on the same patients.
+
+Protocol: one U-Net with ``train.py``'s segmentation defaults (96 px on a CPU-only
+machine, BCE + Dice, light augmentation, 20 epochs, benign and malignant images)
+trained on BUSI and BUS-BRA together (``--data-dir BUSI=... BUS-BRA=...``). Its folds
+are not made anew: fold k joins fold k of each site's own grouped splits (the
+splits the single-site runs of ``external.py`` used), so every held-out patient of a
+site is held out by that site's single-site model too, and the combined model's
+per-site Dice (``per_site`` in its metrics.json) is compared with the single-site
+model's internal Dice on exactly the same images. ``validate_splits`` rejects the
+joined file if a duplicate group crossed the sites' folds.
+
+The single-site rows are read from ``external.py``'s run folders
+(``--single-project``, recipe ``baseline``, same fold and seed), which must exist.
+One (fold, seed) per invocation is fine: results merge into ``--json`` and the
+section is re-rendered. Datasets: BUSI (Al-Dhabyani et al., Data in Brief 28:104863,
+2020) and BUS-BRA (Gomez-Flores et al., Medical Physics 51(4):3110-3123, 2024).
+
+Usage:
+    python benchmarks/multisite.py --folds 0 --seeds 0
+    python benchmarks/multisite.py --from-json benchmarks/results/multisite.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import REPO, add_output_args, command_line, head_commit, render_from_json, save_runs, write_json
+from external import BUSBRA_DIR, BUSI_DIR, busbra_manifest, run_dir_of
+from train_step import cpu_info
+
+SECTION = "multisite"
+KEY = ("task", "fold", "seed")
+SITES = ("BUSI", "BUS-BRA")
+SINGLE_DIRECTION = {"BUSI": "busi", "BUS-BRA": "busbra"}
+"""Each site's direction in ``external.py``: the single-site run trained on it."""
+
+
+def joined_splits(site_splits: dict[str, Path], fold: int) -> dict:
+    """A one-fold splits document: fold ``fold`` of each site's splits, ids namespaced ``SITE/id``.
+
+    Raises:
+        ValueError: If a site's splits have no fold ``fold``.
+    """
+    train: list[str] = []
+    val: list[str] = []
+    excluded: list[str] = []
+    for site, path in site_splits.items():
+        doc = json.loads(path.read_text())
+        if fold >= len(doc["folds"]):
+            raise ValueError(f"{path} has {len(doc['folds'])} folds; fold {fold} asked")
+        train += [f"{site}/{i}" for i in doc["folds"][fold]["train"]]
+        val += [f"{site}/{i}" for i in doc["folds"][fold]["val"]]
+        excluded += [f"{site}/{i}" for i in doc.get("excluded", [])]
+    return {"folds": [{"train": train, "val": val}], "excluded": excluded, "test": []}
+
+
+def single_run(args: argparse.Namespace, site: str, fold: int, seed: int) -> Path:
+    """The single-site segmentation run of ``site`` in ``external.py``'s folders.
+
+    Raises:
+        FileNotFoundError: If it has not been run.
+    """
+    ns = argparse.Namespace(project=args.single_project)
+    run = run_dir_of(ns, "baseline", "seg", SINGLE_DIRECTION[site], fold, seed)
+    if not (run / "metrics.json").is_file():
+        raise FileNotFoundError(
+            f"single-site run {run} not found: run `python benchmarks/external.py --recipes baseline --tasks seg "
+            f"--directions {SINGLE_DIRECTION[site]} --folds {fold} --seeds {seed}` first"
+        )
+    return run
+
+
+def train_joint(args: argparse.Namespace, fold: int, seed: int) -> Path:
+    """Train (unless complete; resume if interrupted) the two-site U-Net of ``fold`` and ``seed``."""
+    manifest = busbra_manifest(args.project, args.busbra)
+    site_splits = {
+        "BUSI": args.single_project / "data" / BUSI_DIR.name / "splits.json",
+        "BUS-BRA": args.single_project / "data" / "BUS-BRA" / "splits.json",
+    }
+    for path in site_splits.values():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: the single-site runs of external.py write it")
+    splits = args.project / "splits" / f"busi+busbra-f{fold}.json"
+    write_json(splits, joined_splits(site_splits, fold))
+    run_dir = args.project / "seg" / f"busi+busbra-seg-f{fold}-s{seed}"
+    if not (run_dir / "metrics.json").is_file():
+        cmd = [
+            sys.executable, "train.py", "--task", "seg", "--classes", "benign", "malignant",
+            "--data-dir", f"BUSI={args.busi}", f"BUS-BRA={manifest}", "--splits", str(splits), "--fold", "0",
+            "--seed", str(seed), "--no-export", "--augment", "light", "--channels", "3",
+            "--project", str(args.project), "--name", run_dir.name, "--exist-ok",
+            *(["--resume", str(run_dir)] if (run_dir / "config.json").is_file() else []),
+        ]  # fmt: skip
+        print(f"== two sites, fold {fold} seed {seed}: {' '.join(cmd[1:])}", flush=True)
+        subprocess.run(cmd, cwd=REPO, check=True)
+    return run_dir
+
+
+def read_row(args: argparse.Namespace, run_dir: Path, fold: int, seed: int) -> dict:
+    """Per-site Dice of the two-site model and each single-site model's on the same held-out images."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    sites = {}
+    for site in SITES:
+        joint = metrics["per_site"][site]
+        single = json.loads((single_run(args, site, fold, seed) / "metrics.json").read_text())
+        if single["n_images"] != joint["n"]:
+            raise ValueError(
+                f"{site}: the two-site run held out {joint['n']} images, the single-site run {single['n_images']}"
+            )
+        sites[site] = {
+            "n": joint["n"],
+            "joint_dice": joint["dice"],
+            "joint_dice_ci95": joint["dice_ci95"],
+            "joint_below_0.5": joint["below_0.5"],
+            "single_dice": single["dice"],
+            "single_dice_ci95": single["dice_ci95"],
+            "single_below_0.5": sum(r["dice"] < 0.5 for r in single["per_image"]) / len(single["per_image"]),
+        }
+    return {
+        "task": "seg",
+        "fold": fold,
+        "seed": seed,
+        "train_cases": metrics["train_cases"],
+        "best_epoch": metrics["best_epoch"],
+        "dice": metrics["dice"],
+        "dice_ci95": metrics["dice_ci95"],
+        "sites": sites,
+    }
+
+
+def _ci(v: float, ci: list[float]) -> str:
+    return f"{v:.3f} ({ci[0]:.3f}-{ci[1]:.3f})"
+
+
+def markdown(result: dict) -> str:
+    """The BENCHMARKS.md section."""
+    cpu = result["cpu"]
+    lines = [
+        "## Two sites in one model: BUSI + BUS-BRA against each single-site model (issue 21)",
+        "",
+        *[f"Command: `{c}`  " for c in result["commands"]],
+        f"Machine: {cpu['model']}, {cpu['cores']} cores. Date: {result['date']}. {result['protocol']}",
+        "",
+        "| fold | seed | site (held-out images) | two-site model, Dice | single-site model, Dice | "
+        "difference | below 0.5, two-site / single | code |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(result["runs"], key=lambda r: (r["fold"], r["seed"])):
+        for site, s in r["sites"].items():
+            lines.append(
+                f"| {r['fold']} | {r['seed']} | {site} ({s['n']}) | {_ci(s['joint_dice'], s['joint_dice_ci95'])} | "
+                f"{_ci(s['single_dice'], s['single_dice_ci95'])} | {s['joint_dice'] - s['single_dice']:+.3f} | "
+                f"{100 * s['joint_below_0.5']:.1f}% / {100 * s['single_below_0.5']:.1f}% | {r.get('commit', '')} |"
+            )
+    return "\n".join([*lines, ""])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--folds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--busi", type=Path, default=BUSI_DIR, help="BUSI folder")
+    p.add_argument("--busbra", type=Path, default=BUSBRA_DIR, help="BUS-BRA folder")
+    p.add_argument("--project", type=Path, default=REPO / "benchmarks" / "runs" / "multisite", help="run folders")
+    p.add_argument(
+        "--single-project",
+        type=Path,
+        default=REPO / "benchmarks" / "runs" / "external",
+        help="external.py's run folders (the single-site runs and their splits)",
+    )
+    add_output_args(p, SECTION)
+    p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if render_from_json(args, SECTION, markdown):
+        return 0
+    for d in (args.busi, args.busbra):
+        if not d.exists():
+            print(f"error: dataset not found: {d}", file=sys.stderr)
+            return 2
+    args.project, args.single_project = args.project.resolve(), args.single_project.resolve()
+    protocol = (
+        "U-Net, train.py segmentation defaults (96 px, 20 epochs, light augmentation), benign and malignant "
+        "images of both sites; fold k joins fold k of each site's grouped splits. Dice per image (mean) on each "
+        "site's held-out images, 95% intervals over patients."
+    )
+    for fold in args.folds:
+        for seed in args.seeds:
+            for site in SITES:
+                single_run(args, site, fold, seed)  # fail before hours of training
+            run_dir = train_joint(args, fold, seed)
+            row = {**read_row(args, run_dir, fold, seed), "commit": head_commit()}
+            result = {
+                "command": command_line("multisite.py", argv),
+                "protocol": protocol,
+                "cpu": cpu_info(),
+                "date": time.strftime("%Y-%m-%d"),
+                "runs": [row],
+            }
+            save_runs(args, SECTION, result, KEY, markdown)
+            print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,10 +5,11 @@ machine, BCE + Dice, light augmentation, 20 epochs, benign and malignant images)
 trained on BUSI and BUS-BRA together (``--data-dir BUSI=... BUS-BRA=...``). Its folds
 are not made anew: fold k joins fold k of each site's own grouped splits (the
 splits the single-site runs of ``external.py`` used), so every held-out patient of a
-site is held out by that site's single-site model too, and the combined model's
+site is held out by that site's single-site model too (training images that the
+duplicate search groups with a held-out image of the other site are left out of
+training: :func:`data.splits.drop_grouped_with_val`), and the combined model's
 per-site Dice (``per_site`` in its metrics.json) is compared with the single-site
-model's internal Dice on exactly the same images. ``validate_splits`` rejects the
-joined file if a duplicate group crossed the sites' folds.
+model's internal Dice on exactly the same images.
 
 The single-site rows are read from ``external.py``'s run folders
 (``--single-project``, recipe ``baseline``, same fold and seed), which must exist.
@@ -86,13 +87,21 @@ def train_joint(args: argparse.Namespace, fold: int, seed: int) -> Path:
     for path in site_splits.values():
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: the single-site runs of external.py write it")
+    from data.report import InspectOptions, analyze_dataset
+    from data.splits import drop_grouped_with_val
+
+    sources = [f"BUSI={args.busi}", f"BUS-BRA={manifest}"]
+    groups = analyze_dataset(sources, InspectOptions()).groups  # duplicates searched across the two sites
+    doc = drop_grouped_with_val(joined_splits(site_splits, fold), groups)
+    if doc["dropped"]:
+        print(f"left out of training, grouped with a held-out image of the other site: {doc['dropped']}")
     splits = args.project / "splits" / f"busi+busbra-f{fold}.json"
-    write_json(splits, joined_splits(site_splits, fold))
+    write_json(splits, doc)
     run_dir = args.project / "seg" / f"busi+busbra-seg-f{fold}-s{seed}"
     if not (run_dir / "metrics.json").is_file():
         cmd = [
             sys.executable, "train.py", "--task", "seg", "--classes", "benign", "malignant",
-            "--data-dir", f"BUSI={args.busi}", f"BUS-BRA={manifest}", "--splits", str(splits), "--fold", "0",
+            "--data-dir", *sources, "--splits", str(splits), "--fold", "0",
             "--seed", str(seed), "--no-export", "--augment", "light", "--channels", "3",
             "--project", str(args.project), "--name", run_dir.name, "--exist-ok",
             *(["--resume", str(run_dir)] if (run_dir / "config.json").is_file() else []),
@@ -127,6 +136,7 @@ def read_row(args: argparse.Namespace, run_dir: Path, fold: int, seed: int) -> d
         "fold": fold,
         "seed": seed,
         "train_cases": metrics["train_cases"],
+        "dropped": json.loads((run_dir / "splits.json").read_text()).get("dropped", []),
         "best_epoch": metrics["best_epoch"],
         "dice": metrics["dice"],
         "dice_ci95": metrics["dice_ci95"],

@@ -248,12 +248,24 @@ def leave_site_out(doc: Mapping[str, Any], sites: Mapping[str, str], groups: Map
         raise ValueError(f"`--fold site:{site}` needs data from at least two sites; the data hold only {names}")
     out_ids = set(doc.get("excluded", [])) | set(doc.get("test", []))
     val = sorted(i for i, s in sites.items() if s == site and i not in out_ids)
-    held_groups = {groups[i] for i in val}
     rest = sorted(i for i, s in sites.items() if s != site and i not in out_ids)
-    dropped = [i for i in rest if groups[i] in held_groups]
-    train = [i for i in rest if groups[i] not in held_groups]
     keep = {k: v for k, v in doc.items() if k not in ("folds", "n_folds")}
-    return {**keep, "holdout_site": site, "n_folds": 1, "dropped": dropped, "folds": [{"train": train, "val": val}]}
+    return drop_grouped_with_val({**keep, "holdout_site": site, "folds": [{"train": rest, "val": val}]}, groups)
+
+
+def drop_grouped_with_val(doc: Mapping[str, Any], groups: Mapping[str, str]) -> dict:
+    """``doc`` with every training id whose group has a member in its fold's validation left out.
+
+    For folds put together from other splits (one site's folds joined with another's, a site held
+    out), where a group found across them (a cross-site duplicate) can straddle train and val.
+    The left-out ids, over all folds, are listed under ``"dropped"``; ``n_folds`` is set.
+    """
+    folds, dropped = [], []
+    for fold in doc["folds"]:
+        held = {groups[i] for i in fold["val"]}
+        dropped += [i for i in fold["train"] if groups[i] in held]
+        folds.append({"train": [i for i in fold["train"] if groups[i] not in held], "val": list(fold["val"])})
+    return {**doc, "n_folds": len(folds), "dropped": sorted(set(dropped)), "folds": folds}
 
 
 def save_splits(path: str | Path, doc: Mapping[str, Any]) -> Path:

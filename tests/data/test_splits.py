@@ -10,7 +10,7 @@ import pytest
 
 from data.errors import DataError
 from data.report import InspectOptions, analyze_dataset
-from data.splits import fold_ids, load_splits, make_splits, validate_splits
+from data.splits import drop_grouped_with_val, fold_ids, load_splits, make_splits, validate_splits
 from tests.conftest import save_gray, save_mask, textured
 
 
@@ -87,6 +87,20 @@ def test_validate_rejects_group_split_across_train_and_val() -> None:
     doc = {"folds": [{"train": ["a"], "val": ["b"]}], "test": []}
     with pytest.raises(DataError, match="split between train"):
         validate_splits(doc, {"a": "g", "b": "g"})
+
+
+def test_drop_grouped_with_val_leaves_out_training_members_of_held_out_groups() -> None:
+    groups = {"A/1": "g", "A/2": "A/2", "B/1": "g", "B/2": "B/2", "B/3": "h", "A/3": "h"}
+    doc = {
+        "folds": [{"train": ["A/1", "A/2", "B/3"], "val": ["B/1", "B/2"]}, {"train": ["B/1", "A/3"], "val": ["B/3"]}]
+    }
+    out = drop_grouped_with_val(doc, groups)
+    assert out["folds"] == [{"train": ["A/2", "B/3"], "val": ["B/1", "B/2"]}, {"train": ["B/1"], "val": ["B/3"]}]
+    assert out["dropped"] == ["A/1", "A/3"]
+    assert out["n_folds"] == 2
+    validate_splits(out, groups)  # the joined folds no longer leak
+    with pytest.raises(DataError, match="split between train"):
+        validate_splits(doc, groups)
 
 
 def test_validate_rejects_unknown_ids() -> None:

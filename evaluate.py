@@ -6,6 +6,7 @@ Usage:
     python evaluate.py --run runs/seg/exp --data-dir ../shared/datasets/Dataset_BUSI_with_GT --split all
     python evaluate.py --run runs/cls/exp --data-dir other_site/ --split all
     python evaluate.py --run runs/cls/exp --data-dir ../shared/datasets/BUS-BRA/manifest.csv
+    python evaluate.py --run runs/seg/exp --tta
 
 Works for segmentation and classification runs alike. A segmentation run's
 lesion gate (lesion_gate.json) is applied: on the run's own validation fold with
@@ -17,6 +18,8 @@ Writes <run>/eval/<dataset>-<split>/metrics.json and plots/ (classification also
 predictions.csv; for a --fold all run, one folder per fold), and prints the
 main metrics. <dataset> is the folder's name, or a manifest's (a manifest.csv
 is named by its folder: BUS-BRA/manifest.csv -> BUS-BRA); NAME=PATH names it.
+--tta (flip test-time augmentation) averages each prediction with the mirrored
+image's and writes <dataset>-<split>-tta instead.
 """
 
 from __future__ import annotations
@@ -44,6 +47,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=["val", "all"],
         default="",
         help="val: the run's validation fold (own data only); all: every case (default: val on own data, all on other)",
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="average each prediction with the left-right mirrored image's (writes <dataset>-<split>-tta)",
     )
     return p.parse_args(argv)
 
@@ -93,8 +101,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if not records:
             raise DataError(f"no cases of classes {list(cfg.classes)} to evaluate in {data_dir}")
         model = load_run_model(fold_dir / "weights" / "best.keras")
-        out = fold_dir / "eval" / name
-        result = spec.evaluate(model, records, cfg, out, [], fold_dir=fold_dir, own_data=own)
+        out = fold_dir / "eval" / (f"{name}-tta" if args.tta else name)
+        result = spec.evaluate(model, records, cfg, out, [], fold_dir=fold_dir, own_data=own, tta=args.tta)
         result.update(fold=k, data_dir=data_dir, split=split)
         if not own:
             result["excluded"] = ext.excluded

@@ -37,7 +37,7 @@ from typing import Any
 
 from cli import exit_on_user_error, with_overrides
 from data.classes import CLASS_NAMES
-from training.config import MIXED_PRECISION, NORMS, SCHEDULES, STRATEGIES, TASKS, TrainConfig
+from training.config import INPUT_NORMS, MIXED_PRECISION, NORMS, SCHEDULES, STRATEGIES, TASKS, TrainConfig
 from training.runs import increment_run_dir
 
 DEFAULTS = TrainConfig()
@@ -181,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=NORMS,
         default=DEFAULTS.norm,
         help="seg: instance norm (default) or synchronized batch norm after each convolution",
+    )
+    p.add_argument(
+        "--input-norm",
+        choices=INPUT_NORMS,
+        default=DEFAULTS.input_norm,
+        help="how the model scales its input pixels: fixed (/255, or the backbone's ImageNet normalization), or "
+        "image: each image standardized by its own mean and standard deviation (scanner gain and contrast)",
     )
     p.add_argument(
         "--schedule",

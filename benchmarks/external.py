@@ -66,11 +66,17 @@ BUSBRA_DIR = SHARED / "BUS-BRA"
 RECIPES: dict[str, list[str]] = {
     "baseline": ["--augment", "light", "--channels", "3"],
     "scanner_aug": ["--augment", "scanner", "--channels", "3"],
+    "image_norm": ["--augment", "light", "--channels", "3", "--input-norm", "image"],
+    "gray": ["--augment", "light", "--channels", "1"],
+    "tta": [],
     "basicunet": [],
 }
 """Each recipe's train.py flags on top of the protocol's. ``baseline`` pins today's defaults, so its rows stay
-the recipe before issue 21 when the defaults change. ``basicunet`` is MONAI's BasicUNet (segmentation only), the
-peer reference, trained the way train.py trains the U-Net (see :func:`train_basicunet`)."""
+the recipe before issue 21 when the defaults change. ``gray`` (luma input) is segmentation only: the classifier
+backbones take RGB. ``tta`` trains nothing: it scores the ``baseline`` run of the same row again with flip
+test-time augmentation (``evaluate.py --tta``), internally and externally. ``basicunet`` is MONAI's BasicUNet
+(segmentation only), the peer reference, trained the way train.py trains the U-Net (see :func:`train_basicunet`)."""
+SEG_ONLY = ("gray", "basicunet")
 KEY = ("recipe", "task", "direction", "fold", "seed")
 
 
@@ -189,10 +195,35 @@ def basicunet_row(path: Path, direction: str, fold: int, seed: int) -> dict:
     }  # fmt: skip
 
 
+def score_tta(args: argparse.Namespace, task: str, direction: str, fold: int, seed: int) -> tuple[Path, Path, Path]:
+    """The ``baseline`` run of the row scored with ``evaluate.py --tta`` on its validation fold and the other site
+    (unless done); returns the run and the two metrics files.
+
+    Raises:
+        FileNotFoundError: If the baseline run has not been trained.
+    """
+    run = run_dir_of(args, "baseline", task, direction, fold, seed)
+    if not (run / "metrics.json").is_file():
+        raise FileNotFoundError(f"the tta recipe scores the baseline run, which is not there yet: {run}")
+    data = sites(args)
+    other = data["busbra"] if direction == "busi" else data["busi"]
+    name = "BUS-BRA" if direction == "busi" else other.resolve().name
+    internal = run / "eval" / "own-val-tta" / "metrics.json"
+    external = run / "eval" / f"{name}-all-tta" / "metrics.json"
+    for out, extra in ((internal, []), (external, ["--data-dir", str(other)])):
+        if not out.is_file():
+            cmd = [sys.executable, "evaluate.py", "--run", str(run), "--tta", *extra]
+            print(f"== tta {task} {direction} fold {fold} seed {seed}: {' '.join(cmd[1:])}", flush=True)
+            subprocess.run(cmd, cwd=REPO, check=True)
+    return run, internal, external
+
+
 def train_one(args: argparse.Namespace, recipe: str, task: str, direction: str, fold: int, seed: int) -> Path:
     """Train (unless complete) one row with ``--external``; a complete run lacking external metrics is scored now."""
     if recipe == "basicunet":
         return train_basicunet(args, direction, fold, seed)
+    if recipe == "tta":
+        return score_tta(args, task, direction, fold, seed)[0]
     data = sites(args)
     run_dir = run_dir_of(args, recipe, task, direction, fold, seed)
     if not (run_dir / "metrics.json").is_file():
@@ -262,11 +293,26 @@ SEG_KEYS = ("dice", "lesion_dice", "dice_below_0.5")
 CLS_KEYS = ("malignant_auc", "malignant_auc_renorm", "lesion_called_normal", "sensitivity", "specificity")
 
 
-def read_row(run_dir: Path, recipe: str, task: str, direction: str, fold: int, seed: int) -> dict:
-    """One result row: internal and external metrics with intervals, per scanner, training speed."""
+def read_row(
+    run_dir: Path,
+    recipe: str,
+    task: str,
+    direction: str,
+    fold: int,
+    seed: int,
+    scored: tuple[Path, Path] | None = None,
+) -> dict:
+    """One result row: internal and external metrics with intervals, per scanner, training speed.
+
+    ``scored`` replaces the run's own internal and external metrics files (the ``tta`` recipe's).
+    """
     internal = json.loads((run_dir / "metrics.json").read_text())
     (name,) = internal["external"]
     ext = json.loads((run_dir / "external" / name / "metrics.json").read_text())
+    if scored is not None:
+        training = internal
+        internal, ext = (json.loads(p.read_text()) for p in scored)
+        internal.update({k: training[k] for k in ("best_epoch", "train_cases")})
     cfg = json.loads((run_dir / "config.json").read_text())
     keys = SEG_KEYS if task == "seg" else CLS_KEYS + ("macro_f1", "macro_auc")
 
@@ -383,6 +429,9 @@ def markdown(result: dict) -> str:
 
 def row_of(args: argparse.Namespace, recipe: str, task: str, direction: str, fold: int, seed: int) -> dict:
     """Train or read one row and return it."""
+    if recipe == "tta":
+        run, internal, external = score_tta(args, task, direction, fold, seed)
+        return read_row(run, recipe, task, direction, fold, seed, scored=(internal, external))
     run = train_one(args, recipe, task, direction, fold, seed)
     if recipe == "basicunet":
         return basicunet_row(run, direction, fold, seed)
@@ -428,7 +477,7 @@ def main(argv=None) -> int:
             for direction in args.directions:
                 for fold in args.folds:
                     for seed in args.seeds:
-                        if recipe == "basicunet" and task != "seg":
+                        if recipe in SEG_ONLY and task != "seg":
                             continue
                         row = {**row_of(args, recipe, task, direction, fold, seed), "commit": head_commit()}
                         result = {

@@ -1,9 +1,10 @@
 """What the four classifiers share: ImageNet input normalization, the head, weights.
 
-Every classifier is ``image (float32 pixels in [0, 255]) -> normalization ->
-backbone (a nested model named "backbone") -> global average pooling ->
-dropout -> Dense(num_classes) -> softmax in float32``. The normalization the
-ImageNet weights were trained with is inside the model, so the pipeline and
+Every classifier is ``image (float32 pixels in [0, 255]) -> [per-image
+standardization, with input_norm="image"] -> normalization -> backbone (a
+nested model named "backbone") -> global average pooling -> dropout ->
+Dense(num_classes) -> softmax in float32``. The normalization the ImageNet
+weights were trained with is inside the model, so the pipeline and
 serving feed raw pixels to every backbone.
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import keras
 from keras import layers
+
+from models.normalize import scale_for_classifier
 
 WEIGHTS_CHOICES = ("none", "imagenet")
 # Batch-norm momentum of backbones trained from scratch. keras.applications use 0.99, whose
@@ -66,10 +69,14 @@ def assemble(
     name: str,
     preprocess: layers.Layer | None = None,
     frozen_bn: bool = False,
+    input_norm: str = "fixed",
 ) -> keras.Model:
     """Wrap ``backbone`` (named ``"backbone"``) with the input, normalization and head.
 
     Args:
+        preprocess: The backbone's ImageNet normalization, when the backbone has none inside.
+        input_norm: ``"image"`` standardizes each image on its own before ``preprocess``
+            (see :mod:`models.normalize`); ``"fixed"`` feeds the pixels as they are.
         frozen_bn: Call the backbone in inference mode, so its batch norm keeps the
             pretrained statistics also once it is unfrozen (fine-tuning from ImageNet).
             Otherwise (training from scratch) batch norm uses :data:`SCRATCH_BN_MOMENTUM`.
@@ -79,7 +86,8 @@ def assemble(
             if isinstance(layer, layers.BatchNormalization):
                 layer.momentum = SCRATCH_BN_MOMENTUM
     inputs = keras.Input((img_size, img_size, 3), name="image")
-    x = preprocess(inputs) if preprocess is not None else inputs
+    x = scale_for_classifier(inputs, input_norm)
+    x = preprocess(x) if preprocess is not None else x
     x = backbone(x, training=False) if frozen_bn else backbone(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout > 0:

@@ -15,6 +15,7 @@ def build_convnext_tiny(
     num_classes: int = 3,
     dropout: float = 0.2,
     weights: str = "none",
+    input_norm: str = "fixed",
 ) -> keras.Model:
     """Build a ConvNeXt-Tiny classifier taking float32 RGB pixels in [0, 255].
 
@@ -31,6 +32,6 @@ def build_convnext_tiny(
         input_shape=(img_size, img_size, 3),
         name="backbone",
     )
-    model = assemble(backbone, img_size, num_classes, dropout, "convnext_tiny")
+    model = assemble(backbone, img_size, num_classes, dropout, "convnext_tiny", input_norm=input_norm)
     load_weights_file(model, weights)
     return model

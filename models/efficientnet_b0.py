@@ -15,6 +15,7 @@ def build_efficientnet_b0(
     num_classes: int = 3,
     dropout: float = 0.2,
     weights: str = "none",
+    input_norm: str = "fixed",
 ) -> keras.Model:
     """Build an EfficientNet-B0 classifier taking float32 RGB pixels in [0, 255].
 
@@ -29,6 +30,14 @@ def build_efficientnet_b0(
         input_shape=(img_size, img_size, 3),
         name="backbone",
     )
-    model = assemble(backbone, img_size, num_classes, dropout, "efficientnet_b0", frozen_bn=weights == "imagenet")
+    model = assemble(
+        backbone,
+        img_size,
+        num_classes,
+        dropout,
+        "efficientnet_b0",
+        frozen_bn=weights == "imagenet",
+        input_norm=input_norm,
+    )
     load_weights_file(model, weights)
     return model

@@ -15,6 +15,7 @@ def build_resnet50(
     num_classes: int = 3,
     dropout: float = 0.2,
     weights: str = "none",
+    input_norm: str = "fixed",
 ) -> keras.Model:
     """Build a ResNet-50 classifier taking float32 RGB pixels in [0, 255].
 
@@ -25,6 +26,7 @@ def build_resnet50(
         dropout: Dropout before the last dense layer (0 disables).
         weights: ``none`` (random init), ``imagenet`` (backbone only; needs a download), or a
             ``.keras``/``.weights.h5`` file of this same model.
+        input_norm: ``"fixed"`` or ``"image"`` (each image standardized first; see :mod:`models.normalize`).
 
     Returns:
         A model mapping ``(B, S, S, 3)`` to ``(B, num_classes)`` float32 probabilities.
@@ -39,7 +41,7 @@ def build_resnet50(
     )
     model = assemble(
         backbone, img_size, num_classes, dropout, "resnet50", CaffePreprocess(name="imagenet_norm"),
-        frozen_bn=weights == "imagenet",
+        frozen_bn=weights == "imagenet", input_norm=input_norm,
     )  # fmt: skip
     load_weights_file(model, weights)
     return model

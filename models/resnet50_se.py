@@ -76,6 +76,7 @@ def build_resnet50_se(
     num_classes: int = 3,
     dropout: float = 0.2,
     weights: str = "none",
+    input_norm: str = "fixed",
 ) -> keras.Model:
     """Build an SE-ResNet-50 classifier taking float32 RGB pixels in [0, 255].
 
@@ -93,7 +94,7 @@ def build_resnet50_se(
             raise RuntimeError(f"ImageNet ResNet-50 has no weights for layers {fresh}")
     model = assemble(
         backbone, img_size, num_classes, dropout, "resnet50_se", CaffePreprocess(name="imagenet_norm"),
-        frozen_bn=weights == "imagenet",
+        frozen_bn=weights == "imagenet", input_norm=input_norm,
     )  # fmt: skip
     load_weights_file(model, weights)
     return model

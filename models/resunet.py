@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from models.normalize import scale_for_segmenter
 from models.registry import register
 from models.unet import check_input_size, mask_output, norm_layer
 
@@ -33,6 +34,7 @@ def build_resunet(
     num_classes: int = 1,
     norm: str = "instance",
     presence_head: bool = False,
+    input_norm: str = "fixed",
 ) -> keras.Model:
     """Build a ResUNet taking float32 pixels in [0, 255].
 
@@ -46,6 +48,7 @@ def build_resunet(
         norm: ``"instance"`` (default) or ``"batch"`` normalization.
         presence_head: Add an image-level lesion-presence logit to every pixel's
             (see :func:`models.unet.mask_output`).
+        input_norm: ``"fixed"`` (pixels / 255) or ``"image"`` (see :mod:`models.normalize`).
 
     Returns:
         A functional ``keras.Model`` with float32 probabilities ``(B, S, S, num_classes)``.
@@ -59,7 +62,7 @@ def build_resunet(
     """
     check_input_size(img_size, depth)
     inputs = keras.Input((img_size, img_size, channels), name="image")
-    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = scale_for_segmenter(inputs, input_norm)
     x = _residual_unit(x, base_filters, 1, "enc0", norm, first=True)
     skips = [x]
     for level in range(1, depth + 1):

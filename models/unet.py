@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from models.normalize import scale_for_segmenter
 from models.registry import register
 
 NORMS = ("instance", "batch")
@@ -85,6 +86,7 @@ def build_unet(
     num_classes: int = 1,
     norm: str = "instance",
     presence_head: bool = False,
+    input_norm: str = "fixed",
 ) -> keras.Model:
     """Build a U-Net taking float32 pixels in [0, 255].
 
@@ -98,6 +100,8 @@ def build_unet(
         norm: ``"instance"`` (default; Ulyanov et al., 2016, as in nnU-Net and MONAI's BasicUNet)
             or ``"batch"`` normalization after every convolution.
         presence_head: Add an image-level lesion-presence logit to every pixel's (see :func:`mask_output`).
+        input_norm: ``"fixed"`` (pixels / 255) or ``"image"`` (each image standardized on its own;
+            see :mod:`models.normalize`).
 
     Returns:
         A functional ``keras.Model`` mapping ``(B, S, S, C)`` to ``(B, S, S, num_classes)``
@@ -113,7 +117,7 @@ def build_unet(
     """
     check_input_size(img_size, depth)
     inputs = keras.Input((img_size, img_size, channels), name="image")
-    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = scale_for_segmenter(inputs, input_norm)
     skips = []
     for level in range(depth):
         drop = dropout if level >= depth - 1 else 0.0

@@ -31,6 +31,7 @@ from reports.plots import breakdown_plot, confident_wrong_grid, confusion_plot, 
 from reports.stats import BREAKDOWN_BOOT
 from training.config import TrainConfig
 from training.trainer import Phase, TaskSpec
+from training.tta import predict_views
 
 PREDICTIONS_NAME = "predictions.csv"
 THRESHOLD_FILE = "malignancy_threshold.json"
@@ -53,6 +54,7 @@ def build_cls_model(cfg: TrainConfig) -> keras.Model:
         num_classes=len(CLASS_NAMES),
         dropout=cfg.dropout,
         weights=cfg.weights,
+        input_norm=cfg.input_norm,
     )
 
 
@@ -68,15 +70,18 @@ def cls_phases(cfg: TrainConfig) -> list[Phase]:
 
 
 def predict_cls(
-    model: keras.Model, records: Sequence[Case], cfg: TrainConfig
+    model: keras.Model, records: Sequence[Case], cfg: TrainConfig, tta: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images, integer labels and predicted probabilities of ``records``, in record order."""
+    """Images, integer labels and predicted probabilities of ``records``, in record order.
+
+    ``tta`` averages the probabilities of each image and its mirror (:func:`training.tta.predict_views`).
+    """
     pcfg = PipelineConfig(img_size=cfg.img_size, channels=cfg.channels, batch_size=cfg.batch_size, augment="none")
     images, labels, probs = [], [], []
     for x, y in build_dataset(records, "cls", pcfg, training=False):
         images.append(x.numpy().astype(np.uint8))
         labels.append(np.argmax(y.numpy(), axis=-1))
-        probs.append(keras.ops.convert_to_numpy(model(x, training=False)).astype(np.float64))
+        probs.append(predict_views(model, x, tta, spatial=False).astype(np.float64))
     return np.concatenate(images), np.concatenate(labels), np.concatenate(probs)
 
 
@@ -189,6 +194,7 @@ def evaluate_cls(
     fold_dir: Path | None = None,
     fit: bool = False,
     own_data: bool = True,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Predict ``records`` and write the report (see :func:`report_cls`), with the malignancy figures.
 
@@ -196,10 +202,12 @@ def evaluate_cls(
     lesion images with intervals bootstrapped over patients (a case's ``group``, else the image), and
     broken down by site and scanner when the records say. ``fit`` (training's evaluation of the
     validation fold) chooses the cut on P(malignant) there and saves it in ``fold_dir``; otherwise
-    the cut saved in ``fold_dir`` gives sensitivity and specificity. ``own_data`` is unused.
+    the cut saved in ``fold_dir`` gives sensitivity and specificity. ``own_data`` is unused. ``tta``
+    scores the mean probabilities of each image and its mirror.
     """
-    images, labels, probs = predict_cls(model, records, cfg)
+    images, labels, probs = predict_cls(model, records, cfg, tta)
     result = report_cls([r.case_id for r in records], labels, probs, out_dir, images, history)
+    result["tta"] = tta
     threshold = fit_threshold(records, probs, fold_dir) if fit else load_threshold(fold_dir)
     names = [r.label for r in records]
     result.update(malignancy_report(names, probs, CLASS_NAMES, [r.group or r.case_id for r in records], threshold))

@@ -14,6 +14,8 @@ MIXED_PRECISION = ("auto", "off", "fp16", "bf16")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 SCHEDULES = ("cosine", "constant")
 NORMS = ("instance", "batch")
+INPUT_NORMS = ("fixed", "image")
+"""``models.normalize.INPUT_NORMS``, here so the config does not import Keras."""
 # Model and loss when --model / --loss are not given.
 TASK_DEFAULTS = {"seg": {"model": "unet", "loss": "bce_dice"}, "cls": {"model": "efficientnet_b0", "loss": "ce"}}
 
@@ -34,7 +36,9 @@ class TrainConfig:
     weights as a SavedModel (``saved_model/``) after training. ``lesion_gate`` (segmentation)
     fits the rule that leaves an image's mask empty (:mod:`training.gate`) on the validation
     fold and saves it with the run. ``presence_head`` (segmentation) adds an image-level
-    lesion-presence logit to the model (:func:`models.unet.mask_output`).
+    lesion-presence logit to the model (:func:`models.unet.mask_output`). ``input_norm`` is how the
+    model scales its input: ``"fixed"``, or ``"image"`` to standardize each image on its own
+    (:mod:`models.normalize`).
 
     ``data_dir`` holds one source or several (each ``PATH`` or ``NAME=PATH``, a site; see
     :mod:`data.sources`); empty means the built-in synthetic data. ``holdout_site`` (``--fold
@@ -78,6 +82,7 @@ class TrainConfig:
     export: bool = True
     lesion_gate: bool = True
     presence_head: bool = False
+    input_norm: str = "fixed"
     external: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -98,6 +103,10 @@ class TrainConfig:
             object.__setattr__(self, "oversample", self.task == "cls" and self.loss == "ce")
         if self.norm not in NORMS:
             raise ValueError(f"`norm` must be one of {list(NORMS)}. Received: norm={self.norm!r}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(
+                f"`input_norm` must be one of {list(INPUT_NORMS)}. Received: input_norm={self.input_norm!r}"
+            )
         if self.freeze_epochs < 0:
             raise ValueError(f"`freeze_epochs` must be >= 0. Received: freeze_epochs={self.freeze_epochs}")
         if self.mixed_precision not in MIXED_PRECISION:

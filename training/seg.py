@@ -23,6 +23,7 @@ from reports.stats import BREAKDOWN_BOOT, group_bootstrap_ci, wilson_ci
 from training.config import TrainConfig
 from training.gate import apply_gates, fit_fold_gate, load_fitted, save_fitted
 from training.trainer import TaskSpec
+from training.tta import predict_views
 
 
 def build_seg_model(cfg: TrainConfig) -> keras.Model:
@@ -55,6 +56,7 @@ def build_seg_model(cfg: TrainConfig) -> keras.Model:
         dropout=cfg.dropout,
         norm=cfg.norm,
         presence_head=cfg.presence_head,
+        input_norm=cfg.input_norm,
     )
     if cfg.weights != "none":
         try:
@@ -70,15 +72,18 @@ def build_seg_model(cfg: TrainConfig) -> keras.Model:
 
 
 def predict_seg(
-    model: keras.Model, records: Sequence[Case], cfg: TrainConfig
+    model: keras.Model, records: Sequence[Case], cfg: TrainConfig, tta: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images, true masks and predicted probabilities of ``records``, in record order."""
+    """Images, true masks and predicted probabilities of ``records``, in record order.
+
+    ``tta`` averages each map with the map of the mirrored image (:func:`training.tta.predict_views`).
+    """
     pcfg = PipelineConfig(img_size=cfg.img_size, channels=cfg.channels, batch_size=cfg.batch_size, augment="none")
     images, truths, probs = [], [], []
     for x, y in build_dataset(records, "seg", pcfg, training=False):
         images.append(x.numpy())
         truths.append(y.numpy())
-        probs.append(keras.ops.convert_to_numpy(model(x, training=False)))
+        probs.append(predict_views(model, x, tta, spatial=True))
     return np.concatenate(images), np.concatenate(truths), np.concatenate(probs)
 
 
@@ -172,15 +177,17 @@ def evaluate_seg(
     fold_dir: Path | None = None,
     fit: bool = False,
     own_data: bool = True,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Per-image and pooled Dice/IoU with bootstrap CIs, per class, site and scanner, empty answers, and the plots.
 
     Intervals resample whole patients (a case's ``group``; each image its own when there is none).
 
     Every score is of the gated maps (see :func:`scoring_gates` for ``fold_dir``, ``fit`` and
-    ``own_data``); ``ungated`` holds the main scores of the model's raw maps beside them.
+    ``own_data``); ``ungated`` holds the main scores of the model's raw maps beside them. ``tta``
+    scores the mean of each map and its mirrored image's (the gate, fitted without, applies to it).
     """
-    images, truths, raw = predict_seg(model, records, cfg)
+    images, truths, raw = predict_seg(model, records, cfg, tta)
     labels = [r.label for r in records]
     ids = [r.case_id for r in records]
     groups = np.array([r.group or r.case_id for r in records], dtype=object)
@@ -202,6 +209,7 @@ def evaluate_seg(
         **_lesion_dice(dice, truths, groups),
         **empty_answers(truths, probs),
         "n_images": len(records),
+        "tta": tta,
         "lesion_gate": gate_info,
         "ungated": {
             "dice": float(raw_dice.mean()),

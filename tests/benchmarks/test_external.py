@@ -115,3 +115,21 @@ def test_basicunet_row_bootstraps_over_patients(tmp_path) -> None:
     assert lo <= 0.65 <= hi
     assert row["per_device"]["GE"]["n"] == 3 and row["per_device"]["unknown"]["dice"] == pytest.approx(0.3)
     assert row["train_images_per_second"] == pytest.approx(32.0)  # the first epoch left out
+
+
+@pytest.mark.parametrize("recipe", [r for r in ex.RECIPES if ex.RECIPES[r]])
+def test_every_recipe_is_valid_train_flags(recipe: str) -> None:
+    import train
+
+    for task in ("seg", "cls") if recipe not in ex.SEG_ONLY else ("seg",):
+        cfg = train.config_from_args(train.parse_args(["--task", task, *ex.RECIPES[recipe]]))
+        if recipe == "image_norm":
+            assert cfg.input_norm == "image"
+        if recipe == "gray":
+            assert cfg.channels == 1
+
+
+def test_tta_recipe_needs_the_baseline_run(tmp_path) -> None:
+    args = __import__("argparse").Namespace(project=tmp_path, busi=tmp_path, busbra=_fake_busbra(tmp_path / "B"))
+    with pytest.raises(FileNotFoundError, match="baseline run"):
+        ex.score_tta(args, "seg", "busi", 0, 0)

@@ -96,8 +96,10 @@ def test_image_size_default_by_device(monkeypatch) -> None:
 
 def test_flag_choices_come_from_the_library_constants() -> None:
     import train
-    from training.config import MIXED_PRECISION, NORMS, SCHEDULES, STRATEGIES, TASKS
+    from models import normalize
+    from training.config import INPUT_NORMS, MIXED_PRECISION, NORMS, SCHEDULES, STRATEGIES, TASKS
 
     choices = {a.dest: a.choices for a in train.build_parser()._actions}
     assert choices["task"] == TASKS and choices["norm"] == NORMS and choices["schedule"] == SCHEDULES
     assert choices["mixed_precision"] == MIXED_PRECISION and choices["strategy"] == STRATEGIES
+    assert choices["input_norm"] == INPUT_NORMS == normalize.INPUT_NORMS

@@ -22,6 +22,10 @@ def test_seg_model_follows_depth_dropout_and_filters_flags(model: str) -> None:
     assert min(built.get_layer(name).input.shape[1] for name in ups) == 32 // 2**3  # the bottleneck
     default = build_seg_model(TrainConfig(model=model, img_size=32, base_filters=4))
     assert [layer for layer in default.layers if isinstance(layer, keras.layers.SpatialDropout2D)]
+    assert "rescale" in [layer.name for layer in default.layers]
+    args = train.parse_args(["--task", "seg", "--model", model, "--img-size", "32", "--input-norm", "image"])
+    standardized = build_seg_model(train.config_from_args(args))
+    assert "image_standardization" in [layer.name for layer in standardized.layers]
 
 
 def test_seg_model_rejects_a_size_the_depth_cannot_halve() -> None:

@@ -13,7 +13,9 @@ schedule) for ``--epochs`` epochs, no early stopping, no lesion gate:
 
 Reported: Dice per image on the held-out patients after the last epoch (no model
 selection on them), with the best epoch's Dice beside it for reference (chosen on the
-held-out patients themselves, so optimistic). One (arm, N, seed) per run folder;
+held-out patients themselves, so optimistic). With ``finetune``, the BUSI model as it is
+(``unadapted``, N = 0) is scored on the same patients too, from its per-image Dice on
+BUS-BRA (without lesion gate, as the other arms); the plot draws it as a dashed line. One (arm, N, seed) per run folder;
 results merge into ``--json`` and the section (with a learning-curve plot) is
 re-rendered after each.
 
@@ -97,6 +99,28 @@ def run_one(args: argparse.Namespace, arm: str, n: int, splits: dict) -> Path:
     return run_dir
 
 
+def unadapted_row(source: Path, held: list[str], seed: int) -> dict:
+    """The BUSI model as it is, on the held-out patients (N = 0): the mean of its per-image Dice without lesion
+    gate, from its scoring on all of BUS-BRA (``external.py`` writes ``external/BUS-BRA/metrics.json``).
+
+    Raises:
+        FileNotFoundError: If the source run was not scored on BUS-BRA.
+        ValueError: If a held-out image is missing from that scoring.
+    """
+    path = source / "external" / "BUS-BRA" / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: score the source run on BUS-BRA first (benchmarks/external.py)")
+    by_id = {r["id"]: r["dice_ungated"] for r in json.loads(path.read_text())["per_image"]}
+    missing = [i for i in held if i not in by_id]
+    if missing:
+        raise ValueError(f"{len(missing)} held-out images are not in {path}, e.g. {missing[:3]}")
+    dice = float(np.mean([by_id[i] for i in held]))
+    return {
+        "arm": "unadapted", "patients": 0, "seed": seed, "train_images": 0, "held_out_images": len(held),
+        "last_dice": dice, "best_dice": dice, "best_epoch": 0, "epochs": 0,
+    }  # fmt: skip
+
+
 def read_row(run_dir: Path, arm: str, n: int, seed: int) -> dict:
     """Held-out Dice after the last epoch and at the best one, and the training images."""
     with open(run_dir / "history.csv", newline="") as f:
@@ -121,10 +145,14 @@ def plot(result: dict, path: Path) -> Path:
     from reports.plots import curves_plot
 
     series = {}
-    for arm in sorted({r["arm"] for r in result["runs"]}):
+    unadapted = [r["last_dice"] for r in result["runs"] if r["arm"] == "unadapted" and not r["seed"]]
+    references = {"BUSI model, not adapted": unadapted[0]} if unadapted else {}
+    for arm in sorted({r["arm"] for r in result["runs"]} - {"unadapted"}):
         rows = sorted((r for r in result["runs"] if r["arm"] == arm), key=lambda r: r["patients"])
         series[f"{arm} (last epoch)"] = ([r["patients"] for r in rows], [r["last_dice"] for r in rows])
-    return curves_plot(series, path, "BUS-BRA patients trained on", "Dice on held-out BUS-BRA patients", logx=True)
+    return curves_plot(
+        series, path, "BUS-BRA patients trained on", "Dice on held-out BUS-BRA patients", True, references
+    )
 
 
 def markdown(result: dict) -> str:
@@ -175,24 +203,30 @@ def main(argv=None) -> int:
     args.project = args.project.resolve()
     args.manifest = busbra_manifest(args.project, args.busbra)
     splits = patient_splits(args.manifest, args.project, args.sizes, args.seed)
+    held = next(iter(splits.values()))["folds"][0]["val"]
     protocol = (
         f"Held out: BUS-BRA fold 0's patients. U-Net, train.py segmentation defaults, {args.epochs} epochs, "
         f"no early stopping, no lesion gate; finetune starts from {args.source.name}/weights/best.keras."
     )
-    for n in args.sizes:
-        for arm in args.arms:
+    jobs = [(arm, n) for n in args.sizes for arm in args.arms]
+    if "finetune" in args.arms:
+        jobs.insert(0, ("unadapted", 0))
+    for arm, n in jobs:
+        if arm == "unadapted":
+            row = {**unadapted_row(args.source, held, args.seed), "commit": head_commit()}
+        else:
             run_dir = run_one(args, arm, n, splits[n])
             row = {**read_row(run_dir, arm, n, args.seed), "commit": head_commit()}
-            result = {
-                "command": command_line("few_shot.py", argv),
-                "protocol": protocol,
-                "cpu": cpu_info(),
-                "date": time.strftime("%Y-%m-%d"),
-                "runs": [row],
-            }
-            merged = save_runs(args, SECTION, result, KEY, markdown)
-            plot(merged, PLOT)
-            print(json.dumps(row), flush=True)
+        result = {
+            "command": command_line("few_shot.py", argv),
+            "protocol": protocol,
+            "cpu": cpu_info(),
+            "date": time.strftime("%Y-%m-%d"),
+            "runs": [row],
+        }
+        merged = save_runs(args, SECTION, result, KEY, markdown)
+        plot(merged, PLOT)
+        print(json.dumps(row), flush=True)
     return 0
 
 

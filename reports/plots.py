@@ -210,12 +210,20 @@ def breakdown_plot(result: dict, key: str, path: Path, name: str | None = None) 
 
 
 def curves_plot(
-    series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, xlabel: str, ylabel: str, logx: bool = False
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: Path,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+    references: dict[str, float] | None = None,
 ) -> Path:
-    """One line with markers per named ``(xs, ys)`` series (a learning curve over training-set sizes, say)."""
+    """One line with markers per named ``(xs, ys)`` series (a learning curve over training-set sizes, say),
+    and a dashed horizontal line per named value of ``references`` (a model's score without training)."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for name, (xs, ys) in series.items():
         ax.plot(xs, ys, "o-", ms=4, label=name)
+    for k, (name, y) in enumerate((references or {}).items()):
+        ax.axhline(y, ls="--", lw=1, color=f"C{len(series) + k}", label=name)
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)

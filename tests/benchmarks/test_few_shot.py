@@ -49,3 +49,23 @@ def test_row_reads_the_last_epoch_and_the_section_plots_it(tmp_path) -> None:
     text = fs.markdown(result)
     assert "| 10 | finetune | 0 | 18 | 0.600 | 0.700 (2) |" in text and "| 10 | scratch | 0 | 18 | 0.300 |" in text
     assert fs.plot(result, tmp_path / "curve.png").stat().st_size > 0
+
+
+def test_unadapted_row_scores_the_busi_model_on_the_held_out_images_only(tmp_path) -> None:
+    ext = tmp_path / "src" / "external" / "BUS-BRA"
+    ext.mkdir(parents=True)
+    per_image = [{"id": "a", "dice_ungated": 0.9}, {"id": "b", "dice_ungated": 0.5}, {"id": "c", "dice_ungated": 0.1}]
+    (ext / "metrics.json").write_text(json.dumps({"per_image": per_image}))
+    row = fs.unadapted_row(tmp_path / "src", ["a", "b"], 0)  # "c" trains the other arms: not scored
+    assert (row["arm"], row["patients"], row["held_out_images"]) == ("unadapted", 0, 2)
+    assert row["last_dice"] == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="held-out images are not in"):
+        fs.unadapted_row(tmp_path / "src", ["a", "zz"], 0)
+    with pytest.raises(FileNotFoundError, match="score the source run on BUS-BRA"):
+        fs.unadapted_row(tmp_path / "nowhere", ["a"], 0)
+    result = {
+        "commands": ["c"], "cpu": {"model": "AMD EPYC", "cores": 2}, "date": "2026-12-02", "protocol": "P.",
+        "runs": [row, {**row, "arm": "finetune", "patients": 10, "train_images": 18, "last_dice": 0.8}],
+    }  # fmt: skip
+    assert "| 0 | unadapted | 0 | 0 | 0.700 |" in fs.markdown(result)
+    assert fs.plot(result, tmp_path / "curve.png").stat().st_size > 0

@@ -438,16 +438,30 @@ def row_of(args: argparse.Namespace, recipe: str, task: str, direction: str, fol
     return read_row(run, recipe, task, direction, fold, seed)
 
 
+def add_site_args(p: argparse.ArgumentParser, project: Path) -> None:
+    """``--folds``, ``--seeds``, the two datasets and the run folders (``project`` by default)."""
+    p.add_argument("--folds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--busi", type=Path, default=BUSI_DIR, help="BUSI folder")
+    p.add_argument("--busbra", type=Path, default=BUSBRA_DIR, help="BUS-BRA folder")
+    p.add_argument("--project", type=Path, default=project, help="run folders")
+
+
+def datasets_missing(args: argparse.Namespace) -> bool:
+    """Print a clear error and return True when ``--busi`` or ``--busbra`` does not exist."""
+    for d in (args.busi, args.busbra):
+        if not d.exists():
+            print(f"error: dataset not found: {d}", file=sys.stderr)
+            return True
+    return False
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=["baseline"])
     p.add_argument("--tasks", nargs="+", choices=["seg", "cls"], default=["seg", "cls"])
     p.add_argument("--directions", nargs="+", choices=["busi", "busbra"], default=["busi"])
-    p.add_argument("--folds", type=int, nargs="+", default=[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--busi", type=Path, default=BUSI_DIR, help="BUSI folder")
-    p.add_argument("--busbra", type=Path, default=BUSBRA_DIR, help="BUS-BRA folder")
-    p.add_argument("--project", type=Path, default=REPO / "benchmarks" / "runs" / "external", help="run folders")
+    add_site_args(p, REPO / "benchmarks" / "runs" / "external")
     p.add_argument(
         "--monai-python",
         type=Path,
@@ -462,10 +476,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if render_from_json(args, SECTION, markdown):
         return 0
-    for d in (args.busi, args.busbra):
-        if not d.exists():
-            print(f"error: dataset not found: {d}", file=sys.stderr)
-            return 2
+    if datasets_missing(args):
+        return 2
     args.project = args.project.resolve()
     command = command_line("external.py", argv)
     protocol = (

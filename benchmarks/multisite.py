@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from _common import REPO, add_output_args, command_line, head_commit, render_from_json, save_runs, write_json
-from external import BUSBRA_DIR, BUSI_DIR, busbra_manifest, run_dir_of
+from external import BUSI_DIR, add_site_args, busbra_manifest, datasets_missing, run_dir_of
 from train_step import cpu_info
 
 SECTION = "multisite"
@@ -173,11 +173,7 @@ def markdown(result: dict) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--folds", type=int, nargs="+", default=[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--busi", type=Path, default=BUSI_DIR, help="BUSI folder")
-    p.add_argument("--busbra", type=Path, default=BUSBRA_DIR, help="BUS-BRA folder")
-    p.add_argument("--project", type=Path, default=REPO / "benchmarks" / "runs" / "multisite", help="run folders")
+    add_site_args(p, REPO / "benchmarks" / "runs" / "multisite")
     p.add_argument(
         "--single-project",
         type=Path,
@@ -193,10 +189,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if render_from_json(args, SECTION, markdown):
         return 0
-    for d in (args.busi, args.busbra):
-        if not d.exists():
-            print(f"error: dataset not found: {d}", file=sys.stderr)
-            return 2
+    if datasets_missing(args):
+        return 2
     args.project, args.single_project = args.project.resolve(), args.single_project.resolve()
     protocol = (
         "U-Net, train.py segmentation defaults (96 px, 20 epochs, light augmentation), benign and malignant "

@@ -59,6 +59,8 @@ from train_step import cpu_info
 
 sys.path.insert(0, str(REPO))
 
+from data.sources import dataset_name  # noqa: E402
+
 SECTION = "external"
 SHARED = REPO.parent / "shared" / "datasets"
 BUSI_DIR = SHARED / "Dataset_BUSI_with_GT"
@@ -125,9 +127,14 @@ def run_dir_of(args: argparse.Namespace, recipe: str, task: str, direction: str,
     return args.project / task / f"{recipe}-{task}-{direction}-f{fold}-s{seed}"
 
 
+def site_pair(direction: str, data: dict[str, Path]) -> tuple[Path, Path]:
+    """The training site and the other site of a direction (``"busi"`` trains on BUSI)."""
+    return (data["busi"], data["busbra"]) if direction == "busi" else (data["busbra"], data["busi"])
+
+
 def train_flags(task: str, direction: str, data: dict[str, Path]) -> list[str]:
     """Data flags of one direction: the training site, its classes, the other site as external."""
-    train_site, other = (data["busi"], data["busbra"]) if direction == "busi" else (data["busbra"], data["busi"])
+    train_site, other = site_pair(direction, data)
     classes = ["benign", "malignant"] if (task == "seg" or direction == "busbra") else []
     return ["--data-dir", str(train_site), "--external", str(other), *(["--classes", *classes] if classes else [])]
 
@@ -205,11 +212,9 @@ def score_tta(args: argparse.Namespace, task: str, direction: str, fold: int, se
     run = run_dir_of(args, "baseline", task, direction, fold, seed)
     if not (run / "metrics.json").is_file():
         raise FileNotFoundError(f"the tta recipe scores the baseline run, which is not there yet: {run}")
-    data = sites(args)
-    other = data["busbra"] if direction == "busi" else data["busi"]
-    name = "BUS-BRA" if direction == "busi" else other.resolve().name
+    other = site_pair(direction, sites(args))[1]
     internal = run / "eval" / "own-val-tta" / "metrics.json"
-    external = run / "eval" / f"{name}-all-tta" / "metrics.json"
+    external = run / "eval" / f"{dataset_name(other)}-all-tta" / "metrics.json"
     for out, extra in ((internal, []), (external, ["--data-dir", str(other)])):
         if not out.is_file():
             cmd = [sys.executable, "evaluate.py", "--run", str(run), "--tta", *extra]
@@ -222,8 +227,6 @@ def train_one(args: argparse.Namespace, recipe: str, task: str, direction: str, 
     """Train (unless complete) one row with ``--external``; a complete run lacking external metrics is scored now."""
     if recipe == "basicunet":
         return train_basicunet(args, direction, fold, seed)
-    if recipe == "tta":
-        return score_tta(args, task, direction, fold, seed)[0]
     data = sites(args)
     run_dir = run_dir_of(args, recipe, task, direction, fold, seed)
     if not (run_dir / "metrics.json").is_file():
@@ -235,11 +238,11 @@ def train_one(args: argparse.Namespace, recipe: str, task: str, direction: str, 
         ]  # fmt: skip
         print(f"== {recipe} {task} {direction} fold {fold} seed {seed}: {' '.join(cmd[1:])}", flush=True)
         subprocess.run(cmd, cwd=REPO, check=True)
-    external = "BUS-BRA" if direction == "busi" else data["busi"].resolve().name
+    other = site_pair(direction, data)[1]
     if task == "cls" and "malignant_auc" not in json.loads((run_dir / "metrics.json").read_text()):
         add_internal_malignancy(run_dir)
-    if not (run_dir / "external" / external / "metrics.json").is_file():
-        score_external(run_dir, data["busbra"] if direction == "busi" else data["busi"])
+    if not (run_dir / "external" / dataset_name(other) / "metrics.json").is_file():
+        score_external(run_dir, other)
     return run_dir
 
 

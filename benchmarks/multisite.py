@@ -25,6 +25,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -37,9 +38,8 @@ from train_step import cpu_info
 
 SECTION = "multisite"
 KEY = ("task", "fold", "seed")
-SITES = ("BUSI", "BUS-BRA")
 SINGLE_DIRECTION = {"BUSI": "busi", "BUS-BRA": "busbra"}
-"""Each site's direction in ``external.py``: the single-site run trained on it."""
+"""Each site's name here and its direction in ``external.py`` (the single-site run trained on it)."""
 
 
 def joined_splits(site_splits: dict[str, Path], fold: int) -> dict:
@@ -77,8 +77,21 @@ def single_run(args: argparse.Namespace, site: str, fold: int, seed: int) -> Pat
     return run
 
 
+@functools.cache
+def cross_site_groups(busi: Path, manifest: Path) -> dict[str, str]:
+    """Every case id of the two sites -> its group, duplicates searched across them (read once per invocation)."""
+    from data.report import InspectOptions, analyze_dataset
+
+    return analyze_dataset([f"BUSI={busi}", f"BUS-BRA={manifest}"], InspectOptions()).groups
+
+
 def train_joint(args: argparse.Namespace, fold: int, seed: int) -> Path:
     """Train (unless complete; resume if interrupted) the two-site U-Net of ``fold`` and ``seed``."""
+    run_dir = args.project / "seg" / f"busi+busbra-seg-f{fold}-s{seed}"
+    if (run_dir / "metrics.json").is_file():
+        return run_dir
+    from data.splits import drop_grouped_with_val
+
     manifest = busbra_manifest(args.project, args.busbra)
     site_splits = {
         "BUSI": args.single_project / "data" / BUSI_DIR.name / "splits.json",
@@ -87,27 +100,20 @@ def train_joint(args: argparse.Namespace, fold: int, seed: int) -> Path:
     for path in site_splits.values():
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: the single-site runs of external.py write it")
-    from data.report import InspectOptions, analyze_dataset
-    from data.splits import drop_grouped_with_val
-
-    sources = [f"BUSI={args.busi}", f"BUS-BRA={manifest}"]
-    groups = analyze_dataset(sources, InspectOptions()).groups  # duplicates searched across the two sites
-    doc = drop_grouped_with_val(joined_splits(site_splits, fold), groups)
+    doc = drop_grouped_with_val(joined_splits(site_splits, fold), cross_site_groups(args.busi, manifest))
     if doc["dropped"]:
         print(f"left out of training, grouped with a held-out image of the other site: {doc['dropped']}")
     splits = args.project / "splits" / f"busi+busbra-f{fold}.json"
     write_json(splits, doc)
-    run_dir = args.project / "seg" / f"busi+busbra-seg-f{fold}-s{seed}"
-    if not (run_dir / "metrics.json").is_file():
-        cmd = [
-            sys.executable, "train.py", "--task", "seg", "--classes", "benign", "malignant",
-            "--data-dir", *sources, "--splits", str(splits), "--fold", "0",
-            "--seed", str(seed), "--no-export", "--augment", "light", "--channels", "3",
-            "--project", str(args.project), "--name", run_dir.name, "--exist-ok",
-            *(["--resume", str(run_dir)] if (run_dir / "config.json").is_file() else []),
-        ]  # fmt: skip
-        print(f"== two sites, fold {fold} seed {seed}: {' '.join(cmd[1:])}", flush=True)
-        subprocess.run(cmd, cwd=REPO, check=True)
+    cmd = [
+        sys.executable, "train.py", "--task", "seg", "--classes", "benign", "malignant",
+        "--data-dir", f"BUSI={args.busi}", f"BUS-BRA={manifest}", "--splits", str(splits), "--fold", "0",
+        "--seed", str(seed), "--no-export", "--augment", "light", "--channels", "3",
+        "--project", str(args.project), "--name", run_dir.name, "--exist-ok",
+        *(["--resume", str(run_dir)] if (run_dir / "config.json").is_file() else []),
+    ]  # fmt: skip
+    print(f"== two sites, fold {fold} seed {seed}: {' '.join(cmd[1:])}", flush=True)
+    subprocess.run(cmd, cwd=REPO, check=True)
     return run_dir
 
 
@@ -115,7 +121,7 @@ def read_row(args: argparse.Namespace, run_dir: Path, fold: int, seed: int) -> d
     """Per-site Dice of the two-site model and each single-site model's on the same held-out images."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
     sites = {}
-    for site in SITES:
+    for site in SINGLE_DIRECTION:
         joint = metrics["per_site"][site]
         single = json.loads((single_run(args, site, fold, seed) / "metrics.json").read_text())
         if single["n_images"] != joint["n"]:
@@ -199,7 +205,7 @@ def main(argv=None) -> int:
     )
     for fold in args.folds:
         for seed in args.seeds:
-            for site in SITES:
+            for site in SINGLE_DIRECTION:
                 single_run(args, site, fold, seed)  # fail before hours of training
             run_dir = train_joint(args, fold, seed)
             row = {**read_row(args, run_dir, fold, seed), "commit": head_commit()}

@@ -65,10 +65,11 @@ class TaskSpec:
     loss: Callable[[TrainConfig, Sequence[Case]], keras.losses.Loss]
     metrics: Callable[[TrainConfig], list[keras.metrics.Metric]]
     evaluate: Callable[..., dict[str, Any]]
-    """``(model, records, cfg, out_dir, history, fold_dir=None, fit=False, own_data=True)`` -> metrics:
+    """``(model, records, cfg, out_dir, history, fold_dir=None, fit=False, own_data=True, tta=False)`` -> metrics:
     ``fold_dir`` holds what the run fitted after training (segmentation's lesion gate, classification's
     malignancy cut), ``fit`` fits it on ``records`` first (training's evaluation of the validation fold),
-    ``own_data`` False says the records come from another dataset."""
+    ``own_data`` False says the records come from another dataset, ``tta`` scores flip test-time
+    augmentation (:mod:`training.tta`)."""
     summary_keys: tuple[str, ...]
     phases: Callable[[TrainConfig], list[Phase]] = _single_phase
 

@@ -1,4 +1,7 @@
-"""Flip test-time augmentation for evaluation: the model's output averaged over the image and its mirror."""
+"""Flip test-time augmentation for evaluation: the model's output averaged over the image and its mirror.
+
+``predict.py --tta`` does the same through its backends (a run folder or a SavedModel), on encoded images.
+"""
 
 from __future__ import annotations
 

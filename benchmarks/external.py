@@ -70,13 +70,18 @@ RECIPES: dict[str, list[str]] = {
     "scanner_aug": ["--augment", "scanner", "--channels", "3"],
     "image_norm": ["--augment", "light", "--channels", "3", "--input-norm", "image"],
     "gray": ["--augment", "light", "--channels", "1"],
+    "long": ["--augment", "light", "--channels", "3", "--epochs", "40"],
+    "dropout": ["--augment", "light", "--channels", "3", "--dropout", "0.3"],
     "tta": [],
     "basicunet": [],
 }
 """Each recipe's train.py flags on top of the protocol's. ``baseline`` pins today's defaults, so its rows stay
 the recipe before issue 21 when the defaults change. ``gray`` (luma input) is segmentation only: the classifier
-backbones take RGB. ``tta`` trains nothing: it scores the ``baseline`` run of the same row again with flip
-test-time augmentation (``evaluate.py --tta``), internally and externally. ``basicunet`` is MONAI's BasicUNet
+backbones take RGB. ``long`` doubles the schedule (40 epochs, the cosine decay stretched over them, early
+stopping as by default); ``dropout`` is the regularization candidate (0.3 instead of 0.1: spatial dropout in the
+U-Net's deepest levels, dropout before the classifier's last layer). ``tta`` trains nothing: it scores the
+``baseline`` run of the same row again with flip test-time augmentation (``evaluate.py --tta``), internally and
+externally. ``basicunet`` is MONAI's BasicUNet
 (segmentation only), the peer reference, trained the way train.py trains the U-Net (see :func:`train_basicunet`)."""
 SEG_ONLY = ("gray", "basicunet")
 KEY = ("recipe", "task", "direction", "fold", "seed")

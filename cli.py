@@ -29,6 +29,11 @@ def prefer_onednn() -> None:
 
 prefer_onednn()  # at import: the scripts import this module before TensorFlow
 
+POSTPROCESS = ("none", "largest")
+"""``--postprocess`` choices of evaluate.py, predict.py and export.py: the same as
+:data:`models.postprocess.POSTPROCESS` (a test holds them equal), here so that parsing flags needs no TensorFlow."""
+POSTPROCESS_HELP = "segmentation: largest keeps the largest lesion of each mask and fills its holes (default: none)"
+
 USER_ERRORS = (DataError, FileNotFoundError, FileExistsError, ValueError)
 """Errors caused by what the user passed: reported in one line, never as a traceback."""
 

@@ -7,11 +7,15 @@ Usage:
     python evaluate.py --run runs/cls/exp --data-dir other_site/ --split all
     python evaluate.py --run runs/cls/exp --data-dir ../shared/datasets/BUS-BRA/manifest.csv
     python evaluate.py --run runs/seg/exp --tta
+    python evaluate.py --run runs/seg/exp --postprocess largest
 
 Works for segmentation and classification runs alike. A segmentation run's
 lesion gate (lesion_gate.json) is applied: on the run's own validation fold with
 the cross-fitted gates training scored it with, on other data with the gate
-fitted on the whole fold; metrics.json keeps the ungated figures under "ungated". Another
+fitted on the whole fold; metrics.json keeps the ungated figures under "ungated". A
+classification run's temperature (temperature.json) calibrates its probabilities the
+same way: cross-fitted halves on its own validation fold, the fold's temperature on
+other data; metrics.json gives "calibration" (ECE, Brier score before and after). Another
 dataset is inspected on its own first: its own exact duplicates filed under two
 classes are left out of it (the run's exclusions concern the run's data only).
 Writes <run>/eval/<dataset>-<split>/metrics.json and plots/ (classification also
@@ -19,7 +23,10 @@ predictions.csv; for a --fold all run, one folder per fold), and prints the
 main metrics. <dataset> is the folder's name, or a manifest's (a manifest.csv
 is named by its folder: BUS-BRA/manifest.csv -> BUS-BRA); NAME=PATH names it.
 --tta (flip test-time augmentation) averages each prediction with the mirrored
-image's and writes <dataset>-<split>-tta instead.
+image's and writes <dataset>-<split>-tta instead. --postprocess largest (segmentation)
+keeps the largest lesion of each gated mask, fills its holes, and writes
+<dataset>-<split>[-tta]-largest; metrics.json counts the lesions left in each mask
+("lesions").
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cli import exit_on_user_error
+from cli import POSTPROCESS, POSTPROCESS_HELP, exit_on_user_error
 from data.atomic import write_json
 from data.errors import DataError
 
@@ -53,6 +60,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="average each prediction with the left-right mirrored image's (writes <dataset>-<split>-tta)",
     )
+    p.add_argument("--postprocess", choices=POSTPROCESS, default="none", help=POSTPROCESS_HELP)
     return p.parse_args(argv)
 
 
@@ -72,6 +80,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         raise FileNotFoundError(f"`--run` must be a run folder with config.json. Received: {run_dir}")
     cfg = TrainConfig.load(run_dir / "config.json")
     spec = task_spec(cfg.task)
+    if cfg.task != "seg" and args.postprocess != "none":
+        raise ValueError(f"`--postprocess {args.postprocess}` is for segmentation runs; {run_dir} is {cfg.task}")
+    options = {"postprocess": args.postprocess} if cfg.task == "seg" else {}
+    suffix = ("-tta" if args.tta else "") + ("" if args.postprocess == "none" else f"-{args.postprocess}")
     own = not args.data_dir
     split = args.split or ("val" if own else "all")
     if split == "val" and not own:
@@ -101,8 +113,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if not records:
             raise DataError(f"no cases of classes {list(cfg.classes)} to evaluate in {data_dir}")
         model = load_run_model(fold_dir / "weights" / "best.keras")
-        out = fold_dir / "eval" / (f"{name}-tta" if args.tta else name)
-        result = spec.evaluate(model, records, cfg, out, [], fold_dir=fold_dir, own_data=own, tta=args.tta)
+        out = fold_dir / "eval" / f"{name}{suffix}"
+        result = spec.evaluate(model, records, cfg, out, [], fold_dir=fold_dir, own_data=own, tta=args.tta, **options)
         result.update(fold=k, data_dir=data_dir, split=split)
         if not own:
             result["excluded"] = ext.excluded

@@ -10,7 +10,9 @@ the warmup requests) and rewrites export/models.config to list every exported
 model. The version is the next free number unless --version is given; an
 existing version is never overwritten. Signatures: serving_default (encoded
 PNG/JPEG/BMP bytes, decoded and resized in the graph) and serving_preprocessed
-(float32 pixels in [0, 255] at the model's input size).
+(float32 pixels in [0, 255] at the model's input size). A segmentation export
+applies the run's lesion gate, and with --postprocess largest keeps only the
+largest lesion of each mask with its holes filled (recorded in export.json).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cli import exit_on_user_error, with_overrides
+from cli import POSTPROCESS, POSTPROCESS_HELP, exit_on_user_error, with_overrides
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -33,6 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name", default="", help="served model name (default: the run's model, e.g. unet)")
     p.add_argument("--version", type=int, default=None, help="version number (default: the next free one)")
     p.add_argument("--weights", choices=["best", "last"], default="best", help="which checkpoint to export")
+    p.add_argument("--postprocess", choices=POSTPROCESS, default="none", help=POSTPROCESS_HELP)
     return p.parse_args(argv)
 
 
@@ -43,13 +46,17 @@ def main(args: argparse.Namespace):
     from training.runs import load_inference_model, resolve_run
 
     cfg, weights = resolve_run(args.run, args.weights)
+    if cfg.task != "seg" and args.postprocess != "none":
+        raise ValueError(f"`--postprocess {args.postprocess}` is for segmentation runs; {args.run} is {cfg.task}")
     name = args.name or cfg.model
     print(f"Exporting {weights} ({cfg.task}, {cfg.model}, {cfg.img_size}x{cfg.img_size}x{cfg.channels}) as {name!r}")
     model = load_inference_model(weights)
     # The run's lesion gate was fitted for its best weights; the last ones go ungated.
-    spec = spec_from_config(cfg, weights.parent.parent if weights.stem == "best" else None)
+    spec = spec_from_config(cfg, weights.parent.parent if weights.stem == "best" else None, args.postprocess)
     if spec.gate != NO_GATE:
         print(f"Lesion gate of the run: {spec.gate}")
+    if spec.postprocess != "none":
+        print(f"Post-processing in the graph: {spec.postprocess}")
     result = export_model(model, spec, args.out, name, args.version, source=str(weights))
     print(f"Wrote {result.path} (version {result.version}) and {result.models_config}")
     print(

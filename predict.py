@@ -3,6 +3,8 @@
 Usage:
     python predict.py --model runs/seg/exp --source ../shared/datasets/Dataset_BUSI_with_GT/malignant
     python predict.py --model export/unet --source scans/ --pixel-spacing 0.08 --tta
+    python predict.py --model runs/seg/exp --source scans/ --postprocess largest
+    python predict.py --model runs/cls/exp --source scans/ --explain
     python predict.py --model runs/cls/exp --source "images/**/*.png" --out runs/predict/cls-site2
     python predict.py --server http://localhost:8501/v1/models/unet --source scan.png
 
@@ -15,6 +17,11 @@ and the others still complete; the exit status is the number of such files
 recursive), leaving out ground-truth *_mask.png files. A segmentation run's
 lesion gate (or the one baked into an export) decides when an image gets an
 empty mask ("no lesion": lesion_area_fraction 0, no measurements).
+--postprocess largest keeps the largest lesion of each mask and fills its holes
+(after TTA's averaging, at the model's resolution); an export made with
+`export.py --postprocess largest` does so in its graph, to each view it returns.
+--explain (a classifier's run folder) also writes explain/<name>.png: the
+Grad-CAM heat map of the predicted class over the image, with class and probability.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cli import exit_on_user_error, with_overrides
+from cli import POSTPROCESS, POSTPROCESS_HELP, exit_on_user_error, with_overrides
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -37,6 +44,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--source", nargs="+", required=True, help="image files, folders or glob patterns")
     p.add_argument("--out", default="", help="output folder (default: runs/predict/exp, incremented)")
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--postprocess", choices=POSTPROCESS, default="none", help=POSTPROCESS_HELP)
+    p.add_argument(
+        "--explain", action="store_true", help="classifier run folder: Grad-CAM heat maps in explain/<name>.png"
+    )
     p.add_argument("--pixel-spacing", type=float, default=None, help="millimetres per pixel; adds mm measurements")
     p.add_argument("--batch-size", type=int, default=8, help="images per model call")
     p.add_argument("--weights", choices=["best", "last"], default="best", help="checkpoint of a run folder")
@@ -54,18 +65,30 @@ def main(args: argparse.Namespace):
         raise ValueError(f"`--pixel-spacing` must be positive millimetres. Received: {args.pixel_spacing}")
     files, skipped = collect_sources(args.source)
     backend = open_backend(args.model, args.server, args.weights)
+    explainer = None
+    if args.explain:
+        from inference.backends import RunBackend
+        from inference.explain import Explainer
+
+        if not isinstance(backend, RunBackend):
+            raise ValueError("`--explain` needs a run folder as --model (Grad-CAM needs the Keras model)")
+        explainer = Explainer(args.model, args.weights)
     out = Path(args.out) if args.out else increment_run_dir("runs", "predict", "exp")
     print(
         f"Predicting {len(files)} image(s) with {backend.description}"
         + (f" (left out {skipped} *_mask file(s))" if skipped else "")
         + (", flip TTA" if args.tta else "")
+        + (f", post-processing {args.postprocess}" if args.postprocess != "none" else "")
     )
-    result = predict_files(backend, files, out, args.tta, args.pixel_spacing, args.batch_size)
+    result = predict_files(
+        backend, files, out, args.tta, args.pixel_spacing, args.batch_size, postprocess=args.postprocess,
+        explainer=explainer,
+    )  # fmt: skip
     for r in result.rows:
         if r["error"]:
             print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
     print(f"{len(files) - result.failed} predicted, {result.failed} failed")
-    extra = "masks/, overlays/" if result.task == "seg" else "overlays/"
+    extra = "masks/, overlays/" if result.task == "seg" else "overlays/" + (", explain/" if args.explain else "")
     print(f"Wrote {out}/predictions.csv, predictions.json, {extra}")
     return result
 

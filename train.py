@@ -19,7 +19,9 @@ Every run writes runs/<task>/<name>/ (name incremented, never overwritten):
 config.json, splits.json, weights/best.keras and last.keras, history.csv,
 metrics.json, plots/, tensorboard/, saved_model/ (best weights; --no-export
 skips it) and, for segmentation, lesion_gate.json (when a mask counts as "no
-lesion", fitted on the validation fold; --no-lesion-gate skips it); with
+lesion", fitted on the validation fold; --no-lesion-gate skips it), for
+classification temperature.json and malignancy_threshold.json (the calibration
+temperature and the cut on P(malignant), fitted on the validation fold); with
 --external, external/<dataset>/metrics.json and plots/ for each dataset. Without
 --img-size, segmentation on a CPU-only machine trains at 96 pixels, 128 with
 a GPU (training.strategy.device_defaults). TensorFlow's oneDNN

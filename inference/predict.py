@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,9 @@ from data.atomic import atomic_write, write_json, write_text
 from data.classes import CLASS_NAMES
 from data.imageio import read_image
 from inference.backends import Backend
+from inference.explain import heat_overlay
 from inference.measure import measure_mask
-from models.postprocess import MASK_THRESHOLD
+from models.postprocess import MASK_THRESHOLD, check_postprocess, postprocess_np
 from pipeline.decode import decode_image_bytes
 from serving.rest import RejectedInput
 
@@ -45,6 +46,7 @@ class Item:
     payload: bytes = b""  # what the backend receives
     error: str = ""
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list)  # original, then flipped (TTA)
+    cam: np.ndarray | None = None  # Grad-CAM map of the predicted class (--explain)
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -146,8 +148,16 @@ def _unique_stems(paths: Sequence[Path]) -> list[str]:
     return out
 
 
-def _finish(item: Item, stem: str, task: str, out_dir: Path, pixel_spacing: float | None) -> dict[str, Any]:
-    """The row of one predicted item; writes its mask and overlay."""
+def _finish(
+    item: Item, stem: str, task: str, out_dir: Path, pixel_spacing: float | None, postprocess: str = "none"
+) -> dict[str, Any]:
+    """The row of one predicted item; writes its mask and overlay.
+
+    Raises:
+        ValueError: If ``postprocess`` is not ``none`` and the model classifies.
+    """
+    if task == "cls" and postprocess != "none":
+        raise ValueError(f"`--postprocess {postprocess}` is for segmentation models; this one classifies")
     pred = _combine(item.outputs, task)
     row: dict[str, Any] = {"file": str(item.path), "error": ""}
     overlay_path = out_dir / "overlays" / f"{stem}.png"
@@ -157,9 +167,16 @@ def _finish(item: Item, stem: str, task: str, out_dir: Path, pixel_spacing: floa
         row.update(class_name=CLASS_NAMES[k], class_id=k, probability=float(probs[k]))
         row.update({f"prob_{c}": float(p) for c, p in zip(CLASS_NAMES, probs, strict=True)})
         _write_png(overlay_path, overlay(item.image, f"{CLASS_NAMES[k]} {probs[k]:.2f}"))
+        if item.cam is not None:
+            explain_path = out_dir / "explain" / f"{stem}.png"
+            canvas = heat_overlay(item.image, item.cam)
+            _label(canvas, f"{CLASS_NAMES[k]} {probs[k]:.2f} (Grad-CAM)")
+            _write_png(explain_path, canvas)
+            row["explain"] = str(explain_path)
     else:
         h, w = item.image.shape[:2]
-        prob = cv2.resize(pred["mask_probability"].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        small = postprocess_np(pred["mask_probability"][None], postprocess)[0]  # at model resolution
+        prob = cv2.resize(small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
         mask = prob >= MASK_THRESHOLD
         mask_path = out_dir / "masks" / f"{stem}_mask.png"
         _write_png(mask_path, (mask * 255).astype(np.uint8))
@@ -207,6 +224,8 @@ def predict_files(
     pixel_spacing: float | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    postprocess: str = "none",
+    explainer: Callable[[Sequence[bytes], Sequence[int]], np.ndarray] | None = None,
 ) -> PredictResult:
     """Predict ``files`` and write ``predictions.csv``/``.json``, ``masks/`` and ``overlays/`` to ``out_dir``.
 
@@ -218,7 +237,18 @@ def predict_files(
         pixel_spacing: Millimetres per pixel of the source images (adds ``*_mm`` measurements).
         batch_size: Files per backend call.
         progress: Show a progress bar.
+        postprocess: Segmentation: ``largest`` keeps the largest lesion of each (view-averaged) map,
+            holes filled, at model resolution (:func:`models.postprocess.postprocess_np`).
+        explainer: Classification: Grad-CAM maps of images for given classes
+            (:class:`inference.explain.Explainer`); each image's map of its predicted class
+            goes to ``explain/<name>.png`` (column ``explain``).
+
+    Raises:
+        ValueError: On a bad ``batch_size`` or ``postprocess``, or ``postprocess`` for a classifier.
     """
+    check_postprocess(postprocess)
+    if backend.task == "cls" and postprocess != "none":
+        raise ValueError(f"`--postprocess {postprocess}` is for segmentation models; {backend.description} classifies")
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be at least 1. Received: batch_size={batch_size}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -240,20 +270,31 @@ def predict_files(
                 it.error = errors[0]
             else:
                 it.outputs = got
+        if explainer is not None and backend.task == "cls":
+            done = [it for it in good if not it.error]
+            if done:
+                ids = [int(np.argmax(_combine(it.outputs, "cls")["probabilities"])) for it in done]
+                for it, cam in zip(done, explainer([it.payload for it in done], ids), strict=True):
+                    it.cam = cam
         for it, stem in zip(items, stems[start : start + batch_size], strict=True):
             rows.append(
                 {"file": str(it.path), "error": it.error}
                 if it.error
-                else _finish(it, stem, backend.task, out_dir, pixel_spacing)
+                else _finish(it, stem, backend.task, out_dir, pixel_spacing, postprocess)
             )
         bar.update(len(items))
     bar.close()
-    write_predictions(rows, out_dir, backend, tta, pixel_spacing)
+    write_predictions(rows, out_dir, backend, tta, pixel_spacing, postprocess)
     return PredictResult(rows, out_dir, backend.task)
 
 
 def write_predictions(
-    rows: list[dict[str, Any]], out_dir: Path, backend: Backend, tta: bool, pixel_spacing: float | None
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    backend: Backend,
+    tta: bool,
+    pixel_spacing: float | None,
+    postprocess: str = "none",
 ) -> None:
     """``predictions.csv`` (one row per file, every column) and ``predictions.json`` (with run info)."""
     columns: list[str] = []
@@ -271,6 +312,7 @@ def write_predictions(
             "model": backend.description,
             "task": backend.task,
             "tta": tta,
+            "postprocess": postprocess,
             "pixel_spacing_mm": pixel_spacing,
             "predictions": rows,
         },

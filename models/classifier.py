@@ -36,6 +36,12 @@ class CaffePreprocess(layers.Layer):
         return bgr - keras.ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=bgr.dtype)
 
 
+BACKBONE = "backbone"
+"""Name of every classifier's nested backbone; its output is the last convolutional block's feature map."""
+LOGITS = "logits"
+"""Name of the head's dense layer (class scores before the softmax), which Grad-CAM differentiates."""
+
+
 def check_weights(weights: str) -> str:
     """Validate ``--weights`` (``none``, ``imagenet`` or an existing ``.keras``/``.weights.h5`` file).
 
@@ -92,7 +98,7 @@ def assemble(
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name="head_dropout")(x)
-    x = layers.Dense(num_classes, name="logits")(x)
+    x = layers.Dense(num_classes, name=LOGITS)(x)
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
 

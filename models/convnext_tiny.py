@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import keras
 
-from models.classifier import assemble, check_channels, check_weights, load_weights_file
+from models.classifier import BACKBONE, assemble, check_channels, check_weights, load_weights_file
 from models.registry import register
 
 
-@register("convnext_tiny", task="cls")
+@register(
+    "convnext_tiny", task="cls", cam_layer=BACKBONE
+)  # Grad-CAM: the backbone's output, ConvNeXt-Tiny's last stage
 def build_convnext_tiny(
     img_size: int = 224,
     channels: int = 3,
@@ -30,7 +32,7 @@ def build_convnext_tiny(
         include_preprocessing=True,
         weights="imagenet" if weights == "imagenet" else None,
         input_shape=(img_size, img_size, 3),
-        name="backbone",
+        name=BACKBONE,
     )
     model = assemble(backbone, img_size, num_classes, dropout, "convnext_tiny", input_norm=input_norm)
     load_weights_file(model, weights)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import keras
 
-from models.classifier import assemble, check_channels, check_weights, load_weights_file
+from models.classifier import BACKBONE, assemble, check_channels, check_weights, load_weights_file
 from models.registry import register
 
 
-@register("efficientnet_b0", task="cls")
+@register(
+    "efficientnet_b0", task="cls", cam_layer=BACKBONE
+)  # Grad-CAM: the backbone's output, EfficientNet-B0's top_activation (1x1 conv to 1280 channels, batch norm, swish)
 def build_efficientnet_b0(
     img_size: int = 224,
     channels: int = 3,
@@ -28,7 +30,7 @@ def build_efficientnet_b0(
         include_top=False,
         weights="imagenet" if weights == "imagenet" else None,
         input_shape=(img_size, img_size, 3),
-        name="backbone",
+        name=BACKBONE,
     )
     model = assemble(
         backbone,

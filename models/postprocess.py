@@ -1,4 +1,4 @@
-"""The lesion gate: when a segmenter's probability map counts as "no lesion".
+"""Segmentation post-processing: the lesion gate, and keeping only the largest lesion.
 
 A segmenter's map is turned into an answer in two steps: pixels at or above
 :data:`MASK_THRESHOLD` are lesion, and then the whole image is declared empty
@@ -12,6 +12,15 @@ The two thresholds are fitted on a run's validation fold
 (:mod:`training.gate`) and saved with the run as ``lesion_gate.json``. The
 rule is written twice, in NumPy for evaluation and in TensorFlow for the
 serving graph; tests hold them to the same answers.
+
+``--postprocess largest`` (:func:`postprocess_np`, :func:`postprocess_tf`) then
+keeps the largest 8-connected lesion of each thresholded map and fills its holes
+(background pixels that no 4-connected path joins to the image's border): the
+map keeps its probabilities inside that lesion, is 0 outside it, and at least
+:data:`MASK_THRESHOLD` in the filled holes, so thresholding it gives the cleaned
+mask. It runs after the gate. The NumPy version uses SciPy's labelling; the
+TensorFlow one propagates labels with max-pooling until nothing changes; tests
+hold them to the same answers, ties between equal-sized lesions included.
 """
 
 from __future__ import annotations
@@ -22,11 +31,14 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from scipy import ndimage
 
 MASK_THRESHOLD = 0.5
 """Probability at which a pixel counts as lesion."""
 GATE_FILE = "lesion_gate.json"
 """A run's (or fold's) fitted gate, beside ``weights/``."""
+POSTPROCESS = ("none", "largest")
+"""``--postprocess`` choices: keep every lesion pixel, or only the largest lesion with its holes filled."""
 
 
 @dataclass(frozen=True)
@@ -121,3 +133,108 @@ def load_gate(fold_dir: str | Path) -> LesionGate:
     """
     doc = read_gate_file(fold_dir)
     return NO_GATE if doc is None else doc["gate"]
+
+
+def check_postprocess(name: str) -> str:
+    """``name`` if it is one of :data:`POSTPROCESS`.
+
+    Raises:
+        ValueError: Otherwise.
+    """
+    if name not in POSTPROCESS:
+        raise ValueError(f"`--postprocess` must be one of {list(POSTPROCESS)}. Received: {name!r}")
+    return name
+
+
+def count_lesions(probs: np.ndarray) -> np.ndarray:
+    """8-connected lesions (pixels >= :data:`MASK_THRESHOLD`) of each map ``(N, H, W[, 1])``; int ``(N,)``."""
+    maps = probs.reshape(probs.shape[:3]) >= MASK_THRESHOLD
+    return np.array([ndimage.label(m, structure=np.ones((3, 3), bool))[1] for m in maps], dtype=np.int64)
+
+
+def _largest_np(fg: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of one bool map; ties go to the one whose last pixel comes first."""
+    labels, n = ndimage.label(fg, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return fg
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    last = ndimage.maximum(np.arange(fg.size).reshape(fg.shape), labels, index=np.arange(1, n + 1))
+    candidates = np.flatnonzero(sizes == sizes.max())
+    best = candidates[np.argmin(np.asarray(last)[candidates])] + 1
+    return ndimage.binary_fill_holes(labels == best)
+
+
+def postprocess_np(probs: np.ndarray, name: str) -> np.ndarray:
+    """``probs`` ``(N, H, W[, 1])`` post-processed as ``name`` says (see the module's docstring).
+
+    Raises:
+        ValueError: On an unknown ``name``.
+    """
+    if check_postprocess(name) == "none":
+        return probs
+    maps = probs.reshape(probs.shape[:3])
+    out = np.zeros_like(maps)
+    for i, m in enumerate(maps):
+        fg = m >= MASK_THRESHOLD
+        keep = _largest_np(fg)
+        kept = keep & fg
+        out[i] = np.where(kept, m, np.where(keep, np.maximum(m, MASK_THRESHOLD), 0.0))
+    return out.reshape(probs.shape)
+
+
+def _run_max(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Each pixel of ``mask`` ``(N, H, W)`` set to the largest of ``values`` over its horizontal run of ``mask``."""
+    left = tf.pad(mask[:, :, :-1], [[0, 0], [0, 0], [1, 0]])
+    flat_mask = tf.reshape(mask, [-1])
+    runs = tf.cumsum(tf.cast(tf.reshape(mask & ~left, [-1]), tf.int32))
+    runs = tf.where(flat_mask, runs, 0)  # run 0: every pixel outside the mask, whose value is 0
+    best = tf.math.unsorted_segment_max(tf.reshape(values, [-1]), runs, tf.reduce_max(runs) + 1)
+    return tf.reshape(tf.gather(best, runs), tf.shape(values))
+
+
+def _spread_max(values: tf.Tensor, mask: tf.Tensor, diagonal: bool) -> tf.Tensor:
+    """Spread the largest of ``values`` ``(N, H, W)`` (>= 0, 0 outside ``mask``) over each connected part of ``mask``.
+
+    Parts are 8-connected with ``diagonal``, else 4-connected. Each round takes the maximum along every
+    horizontal run, then every vertical one (and with ``diagonal`` over each 3x3 neighbourhood), until
+    nothing changes: rounds grow with the turns of a part, not its length.
+    """
+    fmask = tf.cast(mask, values.dtype)
+
+    def step(v, _changed):
+        new = _run_max(v, mask)
+        new = tf.transpose(_run_max(tf.transpose(new, [0, 2, 1]), tf.transpose(mask, [0, 2, 1])), [0, 2, 1])
+        if diagonal:
+            p = tf.pad(new, [[0, 0], [1, 1], [1, 1]])
+            h, w = tf.shape(new)[1], tf.shape(new)[2]
+            shifted = [p[:, a : a + h, b : b + w] for a in (0, 2) for b in (0, 2)]
+            new = tf.reduce_max(tf.stack([new, *shifted]), axis=0) * fmask
+        return new, tf.reduce_any(new != v)
+
+    out, _ = tf.while_loop(lambda _v, changed: changed, step, (values * fmask, tf.constant(True)))
+    return out
+
+
+def postprocess_tf(probs: tf.Tensor, name: str) -> tf.Tensor:
+    """:func:`postprocess_np` in TensorFlow, for maps ``(N, H, W)`` (serving graphs).
+
+    Raises:
+        ValueError: On an unknown ``name``.
+    """
+    if check_postprocess(name) == "none":
+        return probs
+    shape = tf.shape(probs)
+    n, h, w = shape[0], shape[1], shape[2]
+    fg = probs >= MASK_THRESHOLD
+    ids = tf.broadcast_to(tf.reshape(tf.range(1, h * w + 1, dtype=tf.int32), tf.stack([1, h, w])), shape)
+    labels = _spread_max(ids, fg, diagonal=True)  # each lesion named by its last pixel's index + 1; 0: background
+    segments = labels + tf.range(n)[:, None, None] * (h * w + 1)
+    sizes = tf.math.unsorted_segment_sum(tf.ones_like(labels), segments, n * (h * w + 1))
+    sizes = tf.reshape(sizes, tf.stack([n, h * w + 1])) * tf.concat([[0], tf.ones([h * w], tf.int32)], 0)
+    best = tf.argmax(sizes, axis=1, output_type=tf.int32)  # ties: the smallest label, the earliest last pixel
+    kept = (labels == best[:, None, None]) & fg
+    border = tf.pad(tf.zeros_like(ids[:, 1:-1, 1:-1]), [[0, 0], [1, 1], [1, 1]], constant_values=1)
+    outside = _spread_max(border, ~kept, diagonal=False)  # background joined to the border
+    keep = kept | (outside == 0)
+    floor = tf.constant(MASK_THRESHOLD, probs.dtype)
+    return tf.where(kept, probs, tf.where(keep, tf.maximum(probs, floor), tf.zeros_like(probs)))

@@ -12,11 +12,16 @@ TASKS = ("seg", "cls")
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered builder and the task it serves."""
+    """A registered builder, the task it serves, and for classifiers the layer Grad-CAM explains.
+
+    ``cam_layer`` names the layer of the built model whose output is the last convolutional block's
+    feature map (:mod:`models.gradcam`); None for models without a classification head.
+    """
 
     name: str
     task: str
     builder: Callable[..., keras.Model]
+    cam_layer: str | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -25,15 +30,15 @@ _REGISTRY: dict[str, ModelEntry] = {}
 Builder = Callable[..., keras.Model]
 
 
-def register(name: str, task: str) -> Callable[[Builder], Builder]:
-    """Decorator registering a builder under ``name`` for ``task`` (``"seg"`` or ``"cls"``)."""
+def register(name: str, task: str, cam_layer: str | None = None) -> Callable[[Builder], Builder]:
+    """Decorator registering a builder under ``name`` for ``task`` (``"seg"`` or ``"cls"``), see :class:`ModelEntry`."""
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {list(TASKS)}. Received: task={task!r}")
 
     def deco(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, task, fn)
+        _REGISTRY[name] = ModelEntry(name, task, fn, cam_layer)
         return fn
 
     return deco

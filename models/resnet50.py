@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import keras
 
-from models.classifier import CaffePreprocess, assemble, check_channels, check_weights, load_weights_file
+from models.classifier import BACKBONE, CaffePreprocess, assemble, check_channels, check_weights, load_weights_file
 from models.registry import register
 
 
-@register("resnet50", task="cls")
+@register("resnet50", task="cls", cam_layer=BACKBONE)  # Grad-CAM: the backbone's output, ResNet-50's conv5_block3_out
 def build_resnet50(
     img_size: int = 224,
     channels: int = 3,
@@ -37,7 +37,7 @@ def build_resnet50(
         include_top=False,
         weights="imagenet" if weights == "imagenet" else None,
         input_shape=(img_size, img_size, 3),
-        name="backbone",
+        name=BACKBONE,
     )
     model = assemble(
         backbone, img_size, num_classes, dropout, "resnet50", CaffePreprocess(name="imagenet_norm"),

@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from models.classifier import (
+    BACKBONE,
     CaffePreprocess,
     assemble,
     check_channels,
@@ -66,10 +67,12 @@ def se_resnet50_backbone(img_size: int) -> keras.Model:
     for stage, (filters, blocks, stride) in enumerate(STAGES, start=2):
         for b in range(1, blocks + 1):
             x = _block(x, filters, stride if b == 1 else 1, b == 1, name=f"conv{stage}_block{b}")
-    return keras.Model(inputs, x, name="backbone")
+    return keras.Model(inputs, x, name=BACKBONE)
 
 
-@register("resnet50_se", task="cls")
+@register(
+    "resnet50_se", task="cls", cam_layer=BACKBONE
+)  # Grad-CAM: the backbone's output, conv5_block3_out, after its SE block
 def build_resnet50_se(
     img_size: int = 224,
     channels: int = 3,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -138,6 +138,49 @@ def roc_plot(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], 
     return _save(fig, path)
 
 
+def reliability_plot(
+    y_true: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    class_names: Sequence[str],
+    path: Path,
+    temperature: float,
+    ece: tuple[float, float],
+) -> Path:
+    """Reliability diagram of each class (one vs the rest): observed rate against mean predicted probability.
+
+    ``before`` and ``after`` are the probabilities without and with temperature scaling; a dot's area
+    follows its bin's size, and the title gives the top-label ECE of each.
+    """
+    from metrics.calibration import reliability_curve
+
+    fig, axes = plt.subplots(1, len(class_names), figsize=(3.6 * len(class_names), 3.8), squeeze=False)
+    for c, (ax, name) in enumerate(zip(axes[0], class_names, strict=True)):
+        hit = (y_true == c).astype(float)
+        for probs, style, label in (
+            (before, dict(color="gray", ls="--"), "before"),
+            (after, {}, f"T = {temperature:.2f}"),
+        ):
+            curve = reliability_curve(hit, probs[:, c])
+            ax.plot(curve["predicted"], curve["observed"], marker=None, lw=1.3, label=label, **style)
+            ax.scatter(curve["predicted"], curve["observed"], s=8 + 120 * np.sqrt(np.array(curve["n"]) / len(hit)),
+                       color=style.get("color", "C0"), alpha=0.7)  # fmt: skip
+        ax.plot([0, 1], [0, 1], color="black", ls=":", lw=0.8)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=f"predicted P({name})", title=f"{name} (n={int(hit.sum())})")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("observed rate")
+    axes[0, 0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"Reliability: top-label ECE {ece[0]:.3f} before, {ece[1]:.3f} after temperature scaling", fontsize=10)
+    return _save(fig, path)
+
+
+def confident_wrong(y_true: np.ndarray, probs: np.ndarray, k: int = 12) -> np.ndarray:
+    """Indices of the ``k`` misclassified images with the highest probability of the wrong answer, highest first."""
+    pred = probs.argmax(-1)
+    wrong = np.flatnonzero(pred != y_true)
+    return wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:k]
+
+
 def confident_wrong_grid(
     images: np.ndarray,
     y_true: np.ndarray,
@@ -146,11 +189,17 @@ def confident_wrong_grid(
     class_names: Sequence[str],
     path: Path,
     k: int = 12,
+    explain: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> Path:
-    """The ``k`` misclassified images the model was most sure about."""
+    """The ``k`` misclassified images the model was most sure about (:func:`confident_wrong`).
+
+    ``explain(indices, classes)`` returns heat maps ``(n, H, W)`` in [0, 1] of those images for those
+    classes (Grad-CAM of the wrong answer); they are drawn over the images.
+    """
     pred = probs.argmax(-1)
     wrong = np.flatnonzero(pred != y_true)
-    order = wrong[np.argsort(-probs[wrong, pred[wrong]])][:k]
+    order = confident_wrong(y_true, probs, k)
+    maps = explain(order, pred[order]) if explain is not None and len(order) else None
     cols = 6
     rows = max(1, -(-len(order) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
@@ -159,11 +208,14 @@ def confident_wrong_grid(
     for ax, i in zip(axes.ravel(), order, strict=False):
         img = np.clip(images[i], 0, 255).astype(np.uint8)
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray")
+        if maps is not None:
+            ax.imshow(maps[list(order).index(i)], cmap="jet", alpha=0.4, vmin=0, vmax=1)
         ax.set_title(
             f"{ids[i]}\ntrue {class_names[y_true[i]]}, said {class_names[pred[i]]} {probs[i, pred[i]]:.2f}",
             fontsize=7,
         )
     title = "most confident mistakes" if len(order) else "no misclassified images"
+    title += ", Grad-CAM of the answer given" if maps is not None else ""
     fig.suptitle(f"{title} ({len(wrong)} wrong of {len(y_true)})", fontsize=9)
     return _save(fig, path)
 

@@ -25,6 +25,7 @@ from models.postprocess import NO_GATE, load_gate
 from serving.layout import check_name, next_version, versions, write_models_config
 from serving.signatures import BYTES_SIGNATURE, PIXELS_SIGNATURE, ServingSpec, serving_fns
 from serving.warmup import WARMUP_FILE, write_warmup
+from training.calibrate import load_fitted_temperature
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
@@ -42,11 +43,24 @@ class ExportResult:
     models_config: Path
 
 
-def spec_from_config(cfg: TrainConfig, fold_dir: str | Path | None = None) -> ServingSpec:
-    """The :class:`ServingSpec` of a run's :class:`~training.config.TrainConfig`, with the lesion gate
-    saved in ``fold_dir`` (the run's folder, or one fold's) for segmentation."""
+def spec_from_config(cfg: TrainConfig, fold_dir: str | Path | None = None, postprocess: str = "none") -> ServingSpec:
+    """The :class:`ServingSpec` of a run's :class:`~training.config.TrainConfig`, with what the run fitted
+    in ``fold_dir`` (the run's folder, or one fold's): the lesion gate for segmentation, the temperature
+    for classification (1: none); and ``postprocess``.
+
+    Raises:
+        ValueError: On an unknown ``postprocess``, or one other than ``none`` for a classifier.
+    """
     gate = load_gate(fold_dir) if fold_dir is not None and cfg.task == "seg" else NO_GATE
-    return ServingSpec(task=cfg.task, img_size=cfg.img_size, channels=cfg.channels, gate=gate)
+    fitted = load_fitted_temperature(fold_dir) if cfg.task == "cls" else None
+    return ServingSpec(
+        task=cfg.task,
+        img_size=cfg.img_size,
+        channels=cfg.channels,
+        gate=gate,
+        postprocess=postprocess,
+        temperature=fitted.temperature if fitted is not None else 1.0,
+    )
 
 
 def write_servable(model: keras.Model, spec: ServingSpec, path: Path, name: str, info: dict | None = None) -> Path:

@@ -9,10 +9,12 @@ what :func:`pipeline.dataset.build_dataset` yields. Normalization lives in the
 models themselves, so both feed the model the same values.
 
 Outputs:
-    classification: ``probabilities`` float32 ``(N, 3)``, ``class_id`` int64 ``(N,)``,
-        ``class_name`` string ``(N,)``.
+    classification: ``probabilities`` float32 ``(N, 3)``, calibrated with the run's temperature
+        (``softmax(log(p) / T)``, :mod:`training.calibrate`; the spec's ``temperature``),
+        ``class_id`` int64 ``(N,)``, ``class_name`` string ``(N,)``.
     segmentation: ``mask_probability`` float32 ``(N, S, S)`` at model resolution, all zeros
         where the run's lesion gate (:mod:`models.postprocess`) declares the image lesion-free,
+        then post-processed as the spec says (``largest``: the largest lesion, holes filled),
         ``lesion_area_fraction`` float32 ``(N,)`` (share of pixels >= 0.5; 0 for "no lesion");
         from bytes also ``original_height`` and ``original_width`` int32 ``(N,)``.
 """
@@ -26,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from data.classes import CLASS_NAMES
-from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate
+from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate, check_postprocess, postprocess_tf
 from pipeline.decode import decode_image_bytes, preprocess
 
 BYTES_SIGNATURE = "serving_default"
@@ -45,10 +47,16 @@ class ServingSpec:
     resize: str = "bilinear"
     class_names: tuple[str, ...] = CLASS_NAMES
     gate: LesionGate = NO_GATE
+    postprocess: str = "none"
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"`temperature` must be positive. Received: {self.temperature}")
         if self.task not in ("seg", "cls"):
             raise ValueError(f"`task` must be 'seg' or 'cls'. Received: task={self.task!r}")
+        if check_postprocess(self.postprocess) != "none" and self.task != "seg":
+            raise ValueError(f"`--postprocess {self.postprocess}` is for segmentation models; this one classifies")
 
 
 def decode_batch(images: tf.Tensor, spec: ServingSpec) -> tuple[tf.Tensor, tf.Tensor]:
@@ -73,17 +81,24 @@ def model_outputs(model: keras.Model, pixels: tf.Tensor, spec: ServingSpec) -> d
     """Run ``model`` on preprocessed pixels and name its outputs for serving."""
     out = tf.cast(model(pixels, training=False), tf.float32)
     if spec.task == "cls":
+        if spec.temperature != 1.0:
+            out = temperature_tf(out, spec.temperature)
         class_id = tf.argmax(out, axis=-1)
         return {
             "probabilities": out,
             "class_id": class_id,
             "class_name": tf.gather(tf.constant(list(spec.class_names)), class_id),
         }
-    prob = spec.gate.apply_tf(out[..., 0])
+    prob = postprocess_tf(spec.gate.apply_tf(out[..., 0]), spec.postprocess)
     return {
         "mask_probability": prob,
         "lesion_area_fraction": tf.reduce_mean(tf.cast(prob >= MASK_THRESHOLD, tf.float32), axis=[1, 2]),
     }
+
+
+def temperature_tf(probs: tf.Tensor, temperature: float) -> tf.Tensor:
+    """:func:`metrics.calibration.apply_temperature` in TensorFlow: ``softmax(log(probs) / temperature)``."""
+    return tf.nn.softmax(tf.math.log(tf.clip_by_value(probs, 1e-7, 1.0)) / temperature, axis=-1)
 
 
 def serving_fns(model: keras.Model, spec: ServingSpec) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from data.classes import CLASS_NAMES
 from data.discover import Case
 from data.sources import breakdowns
 from losses.classification import get_cls_loss
+from metrics.calibration import apply_temperature, calibration_figures
 from metrics.classification import (
     classification_report,
     cls_metrics,
@@ -24,11 +25,21 @@ from metrics.classification import (
     malignancy_report,
     youden_threshold,
 )
+from models.classifier import LOGITS
+from models.gradcam import cam_model, grad_cam
 from models.registry import build_model, get_model_entry, model_names
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
-from reports.plots import breakdown_plot, confident_wrong_grid, confusion_plot, learning_curves, roc_plot
+from reports.plots import (
+    breakdown_plot,
+    confident_wrong_grid,
+    confusion_plot,
+    learning_curves,
+    reliability_plot,
+    roc_plot,
+)
 from reports.stats import BREAKDOWN_BOOT
+from training.calibrate import fit_fold_temperature, load_fitted_temperature, save_temperature
 from training.config import TrainConfig
 from training.trainer import Phase, TaskSpec
 from training.tta import predict_views
@@ -127,8 +138,12 @@ def report_cls(
     out_dir: Path,
     images: np.ndarray | None = None,
     history: list[dict[str, float]] | None = None,
+    explain: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Metrics with CIs, ``predictions.csv`` and the plots of one set of predictions, in ``out_dir``."""
+    """Metrics with CIs, ``predictions.csv`` and the plots of one set of predictions, in ``out_dir``.
+
+    ``explain`` (see :func:`grad_cam_of`) draws heat maps over the most confident mistakes.
+    """
     result = classification_report(labels, probs, CLASS_NAMES)
     print(format_report(result))
     write_text(out_dir / PREDICTIONS_NAME, predictions_csv(ids, labels, probs))
@@ -138,8 +153,28 @@ def report_cls(
     confusion_plot(result, CLASS_NAMES, plots / "confusion_matrix.png")
     roc_plot(labels, probs, CLASS_NAMES, plots / "roc.png")
     if images is not None:
-        confident_wrong_grid(images, labels, probs, ids, CLASS_NAMES, plots / "confident_wrong.png")
+        confident_wrong_grid(images, labels, probs, ids, CLASS_NAMES, plots / "confident_wrong.png", explain=explain)
     return result
+
+
+def grad_cam_of(
+    model: keras.Model, cfg: TrainConfig, images: np.ndarray
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """``explain(indices, classes)``: Grad-CAM maps of ``images[indices]`` for ``classes`` (:mod:`models.gradcam`).
+
+    None, with a note, when the registry names no Grad-CAM layer for ``cfg.model`` or ``model`` lacks
+    it or the ``logits`` layer (a weights file not built by the registry's builder).
+    """
+    layer = get_model_entry(cfg.model).cam_layer
+    names = {lyr.name for lyr in model.layers}
+    if layer is None or not {layer, LOGITS} <= names:
+        print(f"no Grad-CAM maps: {model.name!r} has no {layer!r} and {LOGITS!r} layers")
+        return None
+
+    def explain(indices: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        return grad_cam(cam_model(model, layer), images[indices].astype(np.float32), classes)[0]
+
+    return explain
 
 
 def fit_threshold(records: Sequence[Case], probs: np.ndarray, fold_dir: Path | None) -> float | None:
@@ -185,6 +220,47 @@ def cls_breakdowns(
     return breakdowns(records, entry)
 
 
+FOLD_TEMPERATURE = "the temperature fitted on the run's validation fold"
+
+
+def calibrate(
+    ids: Sequence[str],
+    labels: np.ndarray,
+    raw: np.ndarray,
+    records: Sequence[Case],
+    fold_dir: Path | None,
+    fit: bool,
+    own_data: bool,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Temperature-scaled probabilities of ``raw`` and what to report about the temperature.
+
+    ``fit`` (training's evaluation of the validation fold) fits the fold's temperatures
+    (:mod:`training.calibrate`) and saves them in ``fold_dir``; otherwise those saved there are used
+    (none: the probabilities stay as they are). The fold's own cases are scored with their
+    cross-fitted half's temperature; ``own_data`` False (another dataset, whose ids may collide with
+    the run's) scores every case with the fold's.
+    """
+    groups = [r.group or r.case_id for r in records]
+    fitted = fit_fold_temperature(ids, labels, raw, [r.label for r in records], groups) if fit else None
+    if fitted is not None and fold_dir is not None:
+        save_temperature(fold_dir, fitted)
+    fitted = fitted or load_fitted_temperature(fold_dir)
+    if fitted is None:
+        return raw, {"temperature": None, "scored_with": "no temperature (the run has none)"}
+    temps = fitted.for_cases(ids) if own_data else np.full(len(ids), fitted.temperature)
+    probs = raw.copy()
+    for t in np.unique(temps):
+        probs[temps == t] = apply_temperature(raw[temps == t], float(t))
+    members = {i for half, _ in fitted.halves for i in half}
+    crossed = own_data and any(i in members for i in ids)
+    how = (
+        "each half of the validation fold with the temperature fitted on the other half"
+        if crossed
+        else FOLD_TEMPERATURE
+    )
+    return probs, {"temperature": fitted.temperature, "scored_with": how}
+
+
 def evaluate_cls(
     model: keras.Model,
     records: Sequence[Case],
@@ -202,12 +278,28 @@ def evaluate_cls(
     lesion images with intervals bootstrapped over patients (a case's ``group``, else the image), and
     broken down by site and scanner when the records say. ``fit`` (training's evaluation of the
     validation fold) chooses the cut on P(malignant) there and saves it in ``fold_dir``; otherwise
-    the cut saved in ``fold_dir`` gives sensitivity and specificity. ``own_data`` is unused. ``tta``
-    scores the mean probabilities of each image and its mirror.
+    the cut saved in ``fold_dir`` gives sensitivity and specificity. ``tta`` scores the mean
+    probabilities of each image and its mirror.
+
+    Every figure is of the temperature-scaled probabilities (:func:`calibrate`, which says how
+    ``fit``, ``fold_dir`` and ``own_data`` choose the temperature), what ``predict.py`` and the export
+    give; ``calibration`` holds the ECE, Brier score and NLL before and after it, with intervals over
+    patients, and ``plots/reliability.png`` draws both. ``plots/confident_wrong.png`` shows the most
+    confident mistakes with the Grad-CAM map of the answer given.
     """
-    images, labels, probs = predict_cls(model, records, cfg, tta)
-    result = report_cls([r.case_id for r in records], labels, probs, out_dir, images, history)
+    images, labels, raw = predict_cls(model, records, cfg, tta)
+    ids = [r.case_id for r in records]
+    probs, calibration = calibrate(ids, labels, raw, records, fold_dir, fit, own_data)
+    result = report_cls(ids, labels, probs, out_dir, images, history, grad_cam_of(model, cfg, images))
     result["tta"] = tta
+    groups = [r.group or r.case_id for r in records]
+    before, after = calibration_figures(labels, raw, groups), calibration_figures(labels, probs, groups)
+    result.update(ece=after["ece"], ece_ci95=after["ece_ci95"], brier=after["brier"], brier_ci95=after["brier_ci95"])
+    result["calibration"] = {**calibration, "before": before, "after": after}
+    reliability_plot(
+        labels, raw, probs, CLASS_NAMES, out_dir / "plots" / "reliability.png",
+        calibration["temperature"] or 1.0, (before["ece"], after["ece"]),
+    )  # fmt: skip
     threshold = fit_threshold(records, probs, fold_dir) if fit else load_threshold(fold_dir)
     names = [r.label for r in records]
     result.update(malignancy_report(names, probs, CLASS_NAMES, [r.group or r.case_id for r in records], threshold))
@@ -232,6 +324,8 @@ CLS_SPEC = TaskSpec(
         "lesion_called_normal",
         "sensitivity",
         "specificity",
+        "ece",
+        "brier",
     ),
     phases=cls_phases,
 )

@@ -14,7 +14,7 @@ from data.sources import breakdowns
 from losses.segmentation import get_seg_loss
 from metrics.segmentation import per_image_scores, seg_metrics
 from models.classifier import check_weights, load_weights_file
-from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate
+from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate, count_lesions, postprocess_np
 from models.registry import build_model, get_model_entry, model_names
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
@@ -106,6 +106,23 @@ def empty_answers(truths: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     return out
 
 
+def lesion_counts(truths: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
+    """Summary of the lesions each predicted mask holds (``counts``), on normal images and on lesion images.
+
+    ``normal_mean`` is the mean count on normal images (empty true mask: every lesion a false positive);
+    ``lesion_several`` the share of lesion images whose mask has more than one lesion, ``lesion_mean`` their
+    mean count. None without such images.
+    """
+    n = truths.shape[0]
+    has_lesion = truths.reshape(n, -1).max(axis=1) > 0.5
+    normal, lesion = counts[~has_lesion], counts[has_lesion]
+    return {
+        "normal_mean": float(normal.mean()) if normal.size else None,
+        "lesion_mean": float(lesion.mean()) if lesion.size else None,
+        "lesion_several": float((lesion > 1).mean()) if lesion.size else None,
+    }
+
+
 def _lesion_dice(dice: np.ndarray, truths: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
     has_lesion = truths.reshape(truths.shape[0], -1).max(axis=1) > 0.5
     if not has_lesion.any():
@@ -178,6 +195,7 @@ def evaluate_seg(
     fit: bool = False,
     own_data: bool = True,
     tta: bool = False,
+    postprocess: str = "none",
 ) -> dict[str, Any]:
     """Per-image and pooled Dice/IoU with bootstrap CIs, per class, site and scanner, empty answers, and the plots.
 
@@ -186,14 +204,17 @@ def evaluate_seg(
     Every score is of the gated maps (see :func:`scoring_gates` for ``fold_dir``, ``fit`` and
     ``own_data``); ``ungated`` holds the main scores of the model's raw maps beside them. ``tta``
     scores the mean of each map and its mirrored image's (the gate, fitted without, applies to it).
+    ``postprocess`` (:func:`models.postprocess.postprocess_np`) cleans the gated maps before scoring;
+    ``ungated`` stays the raw maps'. ``lesions`` counts the lesions (8-connected) left in each mask.
     """
     images, truths, raw = predict_seg(model, records, cfg, tta)
     labels = [r.label for r in records]
     ids = [r.case_id for r in records]
     groups = np.array([r.group or r.case_id for r in records], dtype=object)
     gates, gate_info = scoring_gates(ids, labels, truths, raw, fold_dir, fit and cfg.lesion_gate, own_data)
-    probs = apply_gates(raw, gates)
+    probs = postprocess_np(apply_gates(raw, gates), postprocess)
     dice, iou = per_image_scores(truths, probs)
+    counts = count_lesions(probs)
     raw_dice, _ = per_image_scores(truths, raw)
     t = truths > 0.5
     p = probs >= MASK_THRESHOLD
@@ -210,6 +231,8 @@ def evaluate_seg(
         **empty_answers(truths, probs),
         "n_images": len(records),
         "tta": tta,
+        "postprocess": postprocess,
+        "lesions": lesion_counts(truths, counts),
         "lesion_gate": gate_info,
         "ungated": {
             "dice": float(raw_dice.mean()),
@@ -232,10 +255,13 @@ def evaluate_seg(
                 "dice": float(d),
                 "iou": float(j),
                 "empty": bool(e),
+                "lesions": int(c),
                 "dice_ungated": float(r),
                 "empty_ungated": bool(re),
             }
-            for i, lbl, d, j, e, r, re in zip(ids, labels, dice, iou, _empty(probs), raw_dice, _empty(raw), strict=True)
+            for i, lbl, d, j, e, c, r, re in zip(
+                ids, labels, dice, iou, _empty(probs), counts, raw_dice, _empty(raw), strict=True
+            )
         ],
     }
     plots = out_dir / "plots"

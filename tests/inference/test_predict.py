@@ -123,6 +123,25 @@ def test_tta_keeps_a_lesion_only_if_the_gate_keeps_it_in_both_views(tmp_path):
     assert not np.array(Image.open(row.rows[0]["mask"])).any()
 
 
+def test_postprocess_largest_drops_a_speck_and_fills_a_hole(tmp_path):
+    img = np.zeros((64, 64), np.uint8)
+    img[8:48, 8:48] = 255  # the lesion, 10x10 at the stand-in's 16 px
+    img[24:32, 24:32] = 0  # a hole of 2x2 there
+    img[56:64, 56:64] = 255  # a speck in the corner
+    Image.fromarray(img).save(tmp_path / "a.png")
+    plain = predict_files(_ImageAsProbability(), [tmp_path / "a.png"], tmp_path / "p", progress=False).rows[0]
+    clean = predict_files(
+        _ImageAsProbability(), [tmp_path / "a.png"], tmp_path / "c", progress=False, postprocess="largest"
+    ).rows[0]
+    assert plain["n_components"] == 2 and clean["n_components"] == 1
+    mask = np.array(Image.open(clean["mask"])) > 0
+    assert not mask[56:, 56:].any() and mask[24:32, 24:32].all()
+    assert np.array(Image.open(plain["mask"]))[56:, 56:].any() and not np.array(Image.open(plain["mask"]))[28, 28]
+    assert json.loads((tmp_path / "c" / "predictions.json").read_text())["postprocess"] == "largest"
+    with pytest.raises(ValueError, match="`--postprocess largest` is for segmentation models"):
+        predict_files(_RejectsOne(b""), [tmp_path / "a.png"], tmp_path / "x", progress=False, postprocess="largest")
+
+
 class _RejectsOne(Backend):
     task = "cls"
 
@@ -172,3 +191,18 @@ def test_run_folder_and_its_saved_model_predict_the_same(task, trained_runs, tmp
             np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-5)
         else:
             np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_explain_writes_a_grad_cam_overlay_per_classified_image(trained_runs, exported, tmp_path):
+    src = tmp_path / "src"
+    files = odd_images(src)
+    result = predict.run(str(src), model=str(trained_runs["cls"]), out=str(tmp_path / "out"), explain=True)
+    assert result.failed == 0 and len(result.rows) == len(files)
+    for row in result.rows:
+        image = np.array(Image.open(row["file"]))
+        heat = np.array(Image.open(row["explain"]))
+        assert heat.shape[:2] == image.shape[:2] and heat.shape[2] == 3
+    with pytest.raises(ValueError, match="`--explain` draws Grad-CAM for classifiers"):
+        predict.run(str(src), model=str(trained_runs["seg"]), out=str(tmp_path / "s"), explain=True)
+    with pytest.raises(ValueError, match="`--explain` needs a run folder"):
+        predict.run(str(src), model=str(exported["cls"]), out=str(tmp_path / "e"), explain=True)

@@ -16,12 +16,12 @@ import tensorflow as tf
 import export
 from data.classes import CLASS_NAMES
 from data.discover import Case
-from models.postprocess import load_gate
+from models.postprocess import load_gate, postprocess_np
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
-from serving.export import read_export_info, resolve_version_dir
+from serving.export import read_export_info, resolve_version_dir, write_servable
 from serving.layout import MODELS_CONFIG
-from serving.signatures import BYTES_SIGNATURE, PIXELS_SIGNATURE
+from serving.signatures import BYTES_SIGNATURE, PIXELS_SIGNATURE, ServingSpec
 from serving.warmup import WARMUP_BATCHES, WARMUP_FILE, read_warmup
 from tests.conftest import odd_images
 from training.config import TrainConfig
@@ -50,6 +50,10 @@ def test_signature_on_encoded_images_matches_keras_on_pipeline_tensors(task, tra
     out = loaded.signatures[BYTES_SIGNATURE](images=tf.constant([f.read_bytes() for f in files]))
     pre = loaded.signatures[PIXELS_SIGNATURE](pixels=tf.constant(pixels))
     if task == "cls":
+        from metrics.calibration import apply_temperature
+        from training.calibrate import load_fitted_temperature
+
+        expected = apply_temperature(expected, load_fitted_temperature(run).temperature)  # the served calibration
         got = out["probabilities"].numpy()
         np.testing.assert_array_equal(out["class_id"].numpy(), expected.argmax(-1))
         assert [s.decode() for s in out["class_name"].numpy()] == [CLASS_NAMES[k] for k in expected.argmax(-1)]
@@ -160,3 +164,47 @@ def test_export_errors_name_the_problem(trained_runs, tmp_path):
         export.run(str(tmp_path), out=str(tmp_path / "e"))
     with pytest.raises(ValueError, match="`name` must be"):
         export.run(str(trained_runs["seg"]), out=str(tmp_path / "e"), name="bad name/..")
+
+
+def test_postprocess_largest_is_in_the_served_graph_and_in_export_json(trained_runs, tmp_path):
+    """A toy segmenter whose map is its input / 255: the served map is the NumPy post-processing of it."""
+    planted = np.zeros((2, 20, 20), np.float32)
+    planted[:, 4:15, 4:15] = 0.9
+    planted[:, 7:11, 7:11] = 0.1  # a hole
+    planted[:, 1, 1] = 0.8  # a speck
+    planted[1, 17:20, 0:20] = 0.95  # 60 pixels: smaller than the ring's 105, so it goes
+    model = keras.Sequential([keras.Input((20, 20, 1)), keras.layers.Rescaling(1 / 255)])
+    spec = ServingSpec(task="seg", img_size=20, channels=1, postprocess="largest")
+    path = write_servable(model, spec, tmp_path / "v", "toy")
+    out = tf.saved_model.load(str(path)).signatures[PIXELS_SIGNATURE](pixels=tf.constant(planted[..., None] * 255))
+    served = out["mask_probability"].numpy()
+    np.testing.assert_allclose(served, postprocess_np(planted, "largest"), rtol=0, atol=1e-6)
+    assert served[:, 1, 1].max() == 0.0 and (served[:, 7:11, 7:11] >= 0.5).all() and not served[1, 17:].any()
+    assert read_export_info(path)["postprocess"] == "largest"
+    with pytest.raises(ValueError, match="`--postprocess largest` is for segmentation"):
+        ServingSpec(task="cls", img_size=20, channels=1, postprocess="largest")
+    with pytest.raises(ValueError, match="`--postprocess largest` is for segmentation runs"):
+        export.run(str(trained_runs["cls"]), out=str(tmp_path / "e"), postprocess="largest")
+
+
+def test_classifier_exports_serve_the_runs_calibrated_probabilities(trained_runs, exported, tmp_path):
+    """The run's temperature is in export.json and in the graph: softmax(log(p) / T), as evaluation scores."""
+    from metrics.calibration import apply_temperature
+    from serving.export import spec_from_config
+    from serving.signatures import compiled_serving_fns
+    from training.calibrate import load_fitted_temperature
+
+    fitted = load_fitted_temperature(trained_runs["cls"])
+    assert fitted is not None and read_export_info(exported["cls"])["temperature"] == fitted.temperature
+    cfg = TrainConfig.load(trained_runs["cls"] / "config.json")
+    assert spec_from_config(cfg, trained_runs["cls"]).temperature == fitted.temperature
+    assert spec_from_config(cfg, None).temperature == 1.0  # last weights: nothing was fitted for them
+    toy = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Softmax()])
+    pixels = np.random.default_rng(0).uniform(0, 3, (5, 4, 4, 3)).astype(np.float32)
+    raw = keras.ops.convert_to_numpy(toy(pixels))
+    spec = ServingSpec(task="cls", img_size=4, channels=3, temperature=2.5)
+    out = compiled_serving_fns(toy, spec)[PIXELS_SIGNATURE](tf.constant(pixels))
+    np.testing.assert_allclose(out["probabilities"].numpy(), apply_temperature(raw, 2.5), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(out["class_id"].numpy(), raw.argmax(1))
+    with pytest.raises(ValueError, match="`temperature` must be positive"):
+        ServingSpec(task="cls", img_size=4, channels=3, temperature=0.0)

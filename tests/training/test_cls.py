@@ -150,7 +150,7 @@ def test_smoke_run_writes_metrics_predictions_and_plots(two_phase_run, tiny_data
         "prob_benign",
         "prob_malignant",
     }
-    for name in ("learning_curves.png", "confusion_matrix.png", "roc.png", "confident_wrong.png"):
+    for name in ("learning_curves.png", "confusion_matrix.png", "roc.png", "confident_wrong.png", "reliability.png"):
         assert (run_dir / "plots" / name).is_file(), name
     assert not (run_dir / "saved_model").exists()  # trained with export=False
     assert {"val_f1", "val_auc", "val_accuracy"} <= set(_rows(run_dir)[0])
@@ -159,8 +159,17 @@ def test_smoke_run_writes_metrics_predictions_and_plots(two_phase_run, tiny_data
     # evaluate.py handles classification runs too, also on another dataset.
     own = evaluate.main(evaluate.parse_args(["--run", str(run_dir)]))
     assert own["fold0"]["macro_f1"] == pytest.approx(metrics["macro_f1"], abs=1e-6)
+    # The fold's temperature is saved, and its own cases are scored with the cross-fitted halves' (again here).
+    calibration = metrics["calibration"]
+    saved = json.loads((run_dir / "temperature.json").read_text())
+    assert calibration["temperature"] == saved["temperature"] > 0
+    assert calibration["scored_with"].startswith("each half of the validation fold")
+    assert own["fold0"]["ece"] == pytest.approx(metrics["ece"], abs=1e-9) == calibration["after"]["ece"]
+    assert {"ece", "ece_ci95", "brier", "brier_ci95", "nll"} <= set(calibration["before"])
     other = generate_synthetic(tmp_path / "site2", SynthConfig(per_class=2, size=64, seed=4))
     ext = evaluate.main(evaluate.parse_args(["--run", str(run_dir), "--data-dir", str(other)]))
+    with pytest.raises(ValueError, match="`--postprocess largest` is for segmentation runs"):
+        evaluate.main(evaluate.parse_args(["--run", str(run_dir), "--postprocess", "largest"]))
     assert ext["fold0"]["n_images"] == 6
     assert (run_dir / "eval" / "site2-all" / "plots" / "roc.png").is_file()
     # evaluate.py in its own process loads a model with our custom layers (ResNet's Caffe preprocessing),

@@ -246,6 +246,16 @@ def test_evaluate_run_on_own_and_external_data(smoke_run, tmp_path) -> None:
     ext = evaluate.main(evaluate.parse_args(["--run", str(run_dir), "--data-dir", str(other)]))
     assert ext["fold0"]["n_images"] == 9
     assert (run_dir / "eval" / "site2-all" / "metrics.json").is_file()
+    # --postprocess largest: one lesion at most per mask, scored into its own folder; the raw maps stay "ungated".
+    clean = evaluate.main(
+        evaluate.parse_args(["--run", str(run_dir), "--data-dir", str(other), "--postprocess", "largest"])
+    )
+    saved = json.loads((run_dir / "eval" / "site2-all-largest" / "metrics.json").read_text())
+    assert saved["postprocess"] == "largest" and ext["fold0"]["postprocess"] == "none"
+    assert all(r["lesions"] <= 1 for r in saved["per_image"])
+    assert [r["lesions"] > 0 for r in saved["per_image"]] == [r["lesions"] > 0 for r in ext["fold0"]["per_image"]]
+    assert clean["fold0"]["ungated"] == ext["fold0"]["ungated"]
+    assert saved["lesions"]["lesion_several"] == 0.0
     with pytest.raises(ValueError, match="--split val"):
         evaluate.main(evaluate.parse_args(["--run", str(run_dir), "--data-dir", str(other), "--split", "val"]))
 

@@ -82,9 +82,8 @@ backbones take RGB. ``long`` doubles the schedule (40 epochs, the cosine decay s
 stopping as by default); ``dropout`` is the regularization candidate (0.3 instead of 0.1: spatial dropout in the
 U-Net's deepest levels, dropout before the classifier's last layer). ``batch_norm`` is the U-Net with batch
 norm, the counterpart of the default instance norm (segmentation only: the classifiers' backbones come with
-their own batch norm). ``tta`` trains nothing: it scores the
-``baseline`` run of the same row again with flip test-time augmentation (``evaluate.py --tta``), internally and
-externally. ``basicunet`` is MONAI's BasicUNet
+their own batch norm). ``tta`` trains nothing: it scores the ``baseline`` run of the same row again with flip
+test-time augmentation (``evaluate.py --tta``), internally and externally. ``basicunet`` is MONAI's BasicUNet
 (segmentation only), the peer reference, trained the way train.py trains the U-Net (see :func:`train_basicunet`)."""
 SEG_ONLY = ("gray", "basicunet", "batch_norm")
 KEY = ("recipe", "task", "direction", "fold", "seed")

@@ -126,8 +126,17 @@ SITE_FIGURES = {
     "seg": {"dice": "dice", "below_0.5": None},
     "cls": {"malignant_auc": "malignant_auc", "lesion_called_normal": "lesion_called_normal"},
 }
-"""Per task: each site figure compared, and the key of the single-site run's metrics.json holding it (None:
-computed from its per-image rows)."""
+"""Per task: each site figure compared (the first with its interval, the second a share), and the key of the
+single-site run's metrics.json holding it (None: computed from its per-image rows)."""
+TABLES = {
+    "seg": ("Segmentation (U-Net):", "Dice", "below 0.5"),
+    "cls": (
+        "Classification (EfficientNet-B0; BUSI's single-site model has three classes, BUS-BRA's two):",
+        "AUC m vs b",
+        "lesions called normal",
+    ),
+}
+"""Per task: the BENCHMARKS.md table's title, and the names of its two figures."""
 
 
 def _single_figure(single: dict, key: str, source: str | None) -> float:
@@ -186,39 +195,25 @@ def markdown(result: dict) -> str:
         f"Machine: {cpu['model']}, {cpu['cores']} cores. Date: {result['date']}. {result['protocol']}",
     ]
     runs = sorted(result["runs"], key=lambda r: (r["fold"], r["seed"]))
-    if any(r["task"] == "seg" for r in runs):
+    for task, (title, figure, share) in TABLES.items():
+        if not any(r["task"] == task for r in runs):
+            continue
+        main, below = SITE_FIGURES[task]
         lines += [
             "",
-            "Segmentation (U-Net):",
+            title,
             "",
-            "| fold | seed | site (held-out images) | two-site model, Dice | single-site model, Dice | "
-            "difference | below 0.5, two-site / single | code |",
+            f"| fold | seed | site (held-out images) | two-site model, {figure} | single-site model, {figure} | "
+            f"difference | {share}, two-site / single | code |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for r in (r for r in runs if r["task"] == "seg"):
+        for r in (r for r in runs if r["task"] == task):
             for site, s in r["sites"].items():
+                joint, single = s[f"joint_{main}"], s[f"single_{main}"]
                 lines.append(
-                    f"| {r['fold']} | {r['seed']} | {site} ({s['n']}) | {_ci(s['joint_dice'], s['joint_dice_ci95'])} | "
-                    f"{_ci(s['single_dice'], s['single_dice_ci95'])} | {s['joint_dice'] - s['single_dice']:+.3f} | "
-                    f"{100 * s['joint_below_0.5']:.1f}% / {100 * s['single_below_0.5']:.1f}% | {r.get('commit', '')} |"
-                )
-    if any(r["task"] == "cls" for r in runs):
-        lines += [
-            "",
-            "Classification (EfficientNet-B0; BUSI's single-site model has three classes, BUS-BRA's two):",
-            "",
-            "| fold | seed | site (held-out images) | two-site model, AUC m vs b | single-site model, AUC m vs b | "
-            "difference | lesions called normal, two-site / single | code |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in (r for r in runs if r["task"] == "cls"):
-            for site, s in r["sites"].items():
-                auc, single = s["joint_malignant_auc"], s["single_malignant_auc"]
-                lines.append(
-                    f"| {r['fold']} | {r['seed']} | {site} ({s['n']}) | {_ci(auc, s['joint_malignant_auc_ci95'])} | "
-                    f"{_ci(single, s['single_malignant_auc_ci95'])} | {auc - single:+.3f} | "
-                    f"{100 * s['joint_lesion_called_normal']:.1f}% / {100 * s['single_lesion_called_normal']:.1f}% | "
-                    f"{r.get('commit', '')} |"
+                    f"| {r['fold']} | {r['seed']} | {site} ({s['n']}) | {_ci(joint, s[f'joint_{main}_ci95'])} | "
+                    f"{_ci(single, s[f'single_{main}_ci95'])} | {joint - single:+.3f} | "
+                    f"{100 * s[f'joint_{below}']:.1f}% / {100 * s[f'single_{below}']:.1f}% | {r.get('commit', '')} |"
                 )
     return "\n".join([*lines, ""])
 

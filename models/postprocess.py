@@ -19,7 +19,8 @@ keeps the largest 8-connected lesion of each thresholded map and fills its holes
 map keeps its probabilities inside that lesion, is 0 outside it, and at least
 :data:`MASK_THRESHOLD` in the filled holes, so thresholding it gives the cleaned
 mask. It runs after the gate. The NumPy version uses SciPy's labelling; the
-TensorFlow one propagates labels with max-pooling until nothing changes; tests
+TensorFlow one spreads each lesion's largest label along row and column runs
+(and, for 8-connectivity, over 3x3 neighbourhoods) until nothing changes; tests
 hold them to the same answers, ties between equal-sized lesions included.
 """
 

@@ -197,7 +197,7 @@ def confident_wrong_grid(
     classes (Grad-CAM of the wrong answer); they are drawn over the images.
     """
     pred = probs.argmax(-1)
-    wrong = np.flatnonzero(pred != y_true)
+    wrong = np.flatnonzero(pred != y_true)  # for the title's count
     order = confident_wrong(y_true, probs, k)
     maps = explain(order, pred[order]) if explain is not None and len(order) else None
     cols = 6
@@ -205,11 +205,11 @@ def confident_wrong_grid(
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, i in zip(axes.ravel(), order, strict=False):
+    for j, (ax, i) in enumerate(zip(axes.ravel(), order, strict=False)):
         img = np.clip(images[i], 0, 255).astype(np.uint8)
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray")
         if maps is not None:
-            ax.imshow(maps[list(order).index(i)], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            ax.imshow(maps[j], cmap="jet", alpha=0.4, vmin=0, vmax=1)
         ax.set_title(
             f"{ids[i]}\ntrue {class_names[y_true[i]]}, said {class_names[pred[i]]} {probs[i, pred[i]]:.2f}",
             fontsize=7,

@@ -227,7 +227,8 @@ def calibrate(
     ids: Sequence[str],
     labels: np.ndarray,
     raw: np.ndarray,
-    records: Sequence[Case],
+    class_labels: Sequence[str],
+    groups: Sequence[str],
     fold_dir: Path | None,
     fit: bool,
     own_data: bool,
@@ -240,8 +241,7 @@ def calibrate(
     cross-fitted half's temperature; ``own_data`` False (another dataset, whose ids may collide with
     the run's) scores every case with the fold's.
     """
-    groups = [r.group or r.case_id for r in records]
-    fitted = fit_fold_temperature(ids, labels, raw, [r.label for r in records], groups) if fit else None
+    fitted = fit_fold_temperature(ids, labels, raw, class_labels, groups) if fit else None
     if fitted is not None and fold_dir is not None:
         save_temperature(fold_dir, fitted)
     fitted = fitted or load_fitted_temperature(fold_dir)
@@ -289,10 +289,11 @@ def evaluate_cls(
     """
     images, labels, raw = predict_cls(model, records, cfg, tta)
     ids = [r.case_id for r in records]
-    probs, calibration = calibrate(ids, labels, raw, records, fold_dir, fit, own_data)
+    names = [r.label for r in records]
+    groups = [r.group or r.case_id for r in records]
+    probs, calibration = calibrate(ids, labels, raw, names, groups, fold_dir, fit, own_data)
     result = report_cls(ids, labels, probs, out_dir, images, history, grad_cam_of(model, cfg, images))
     result["tta"] = tta
-    groups = [r.group or r.case_id for r in records]
     before, after = calibration_figures(labels, raw, groups), calibration_figures(labels, probs, groups)
     result.update(ece=after["ece"], ece_ci95=after["ece_ci95"], brier=after["brier"], brier_ci95=after["brier_ci95"])
     result["calibration"] = {**calibration, "before": before, "after": after}
@@ -301,8 +302,7 @@ def evaluate_cls(
         calibration["temperature"] or 1.0, (before["ece"], after["ece"]),
     )  # fmt: skip
     threshold = fit_threshold(records, probs, fold_dir) if fit else load_threshold(fold_dir)
-    names = [r.label for r in records]
-    result.update(malignancy_report(names, probs, CLASS_NAMES, [r.group or r.case_id for r in records], threshold))
+    result.update(malignancy_report(names, probs, CLASS_NAMES, groups, threshold))
     result.update(cls_breakdowns(records, labels, probs, threshold))
     breakdown_plot(result, "malignant_auc", out_dir / "plots" / "by_site_and_scanner.png", "AUC, malignant vs benign")
     return result

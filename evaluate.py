@@ -9,7 +9,8 @@ Usage:
     python evaluate.py --run runs/seg/exp --tta
     python evaluate.py --run runs/seg/exp --postprocess largest
 
-Works for segmentation and classification runs alike. A segmentation run's
+Works for segmentation, classification and joint runs alike (a joint run's
+metrics.json holds both sets, "seg" and "cls", with their plots in seg/ and cls/). A segmentation run's
 lesion gate (lesion_gate.json) is applied: on the run's own validation fold with
 the cross-fitted gates training scored it with, on other data with the gate
 fitted on the whole fold; metrics.json keeps the ungated figures under "ungated". A
@@ -23,7 +24,7 @@ predictions.csv; for a --fold all run, one folder per fold), and prints the
 main metrics. <dataset> is the folder's name, or a manifest's (a manifest.csv
 is named by its folder: BUS-BRA/manifest.csv -> BUS-BRA); NAME=PATH names it.
 --tta (flip test-time augmentation) averages each prediction with the mirrored
-image's and writes <dataset>-<split>-tta instead. --postprocess largest (segmentation)
+image's and writes <dataset>-<split>-tta instead. --postprocess largest (segmentation, joint)
 keeps the largest lesion of each gated mask, fills its holes, and writes
 <dataset>-<split>[-tta]-largest; metrics.json counts the lesions left in each mask
 ("lesions").
@@ -80,9 +81,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         raise FileNotFoundError(f"`--run` must be a run folder with config.json. Received: {run_dir}")
     cfg = TrainConfig.load(run_dir / "config.json")
     spec = task_spec(cfg.task)
-    if cfg.task != "seg" and args.postprocess != "none":
+    if cfg.task == "cls" and args.postprocess != "none":
         raise ValueError(f"`--postprocess {args.postprocess}` is for segmentation runs; {run_dir} is {cfg.task}")
-    options = {"postprocess": args.postprocess} if cfg.task == "seg" else {}
+    options = {"postprocess": args.postprocess} if cfg.task != "cls" else {}
     suffix = ("-tta" if args.tta else "") + ("" if args.postprocess == "none" else f"-{args.postprocess}")
     own = not args.data_dir
     split = args.split or ("val" if own else "all")

@@ -46,7 +46,7 @@ def main(args: argparse.Namespace):
     from training.runs import load_inference_model, resolve_run
 
     cfg, weights = resolve_run(args.run, args.weights)
-    if cfg.task != "seg" and args.postprocess != "none":
+    if cfg.task == "cls" and args.postprocess != "none":
         raise ValueError(f"`--postprocess {args.postprocess}` is for segmentation runs; {args.run} is {cfg.task}")
     name = args.name or cfg.model
     print(f"Exporting {weights} ({cfg.task}, {cfg.model}, {cfg.img_size}x{cfg.img_size}x{cfg.channels}) as {name!r}")

@@ -5,12 +5,13 @@ Usage:
     python predict.py --model export/unet --source scans/ --pixel-spacing 0.08 --tta
     python predict.py --model runs/seg/exp --source scans/ --postprocess largest
     python predict.py --model runs/cls/exp --source scans/ --explain
+    python predict.py --model runs/joint/exp --source scans/ --explain
     python predict.py --model runs/cls/exp --source "images/**/*.png" --out runs/predict/cls-site2
     python predict.py --server http://localhost:8501/v1/models/unet --source scan.png
 
 Writes <out>/predictions.csv and predictions.json (one row per file: class and
 probabilities for classifiers; mask path and lesion measurements for
-segmenters), masks/<name>_mask.png at each image's original size and
+segmenters; all of them for a joint model), masks/<name>_mask.png at each image's original size and
 overlays/<name>.png. A file that cannot be read or predicted gets an `error`
 and the others still complete; the exit status is the number of such files
 (at most 255), 0 when all succeeded. --source folders give their images (not
@@ -20,7 +21,7 @@ empty mask ("no lesion": lesion_area_fraction 0, no measurements).
 --postprocess largest keeps the largest lesion of each mask and fills its holes
 (after TTA's averaging, at the model's resolution); an export made with
 `export.py --postprocess largest` does so in its graph, to each view it returns.
---explain (a classifier's run folder) also writes explain/<name>.png: the
+--explain (a classifier's or joint model's run folder) also writes explain/<name>.png: the
 Grad-CAM heat map of the predicted class over the image, with class and probability.
 """
 
@@ -46,7 +47,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     p.add_argument("--postprocess", choices=POSTPROCESS, default="none", help=POSTPROCESS_HELP)
     p.add_argument(
-        "--explain", action="store_true", help="classifier run folder: Grad-CAM heat maps in explain/<name>.png"
+        "--explain",
+        action="store_true",
+        help="classifier or joint run folder: Grad-CAM heat maps in explain/<name>.png",
     )
     p.add_argument("--pixel-spacing", type=float, default=None, help="millimetres per pixel; adds mm measurements")
     p.add_argument("--batch-size", type=int, default=8, help="images per model call")
@@ -88,7 +91,7 @@ def main(args: argparse.Namespace):
         if r["error"]:
             print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
     print(f"{len(files) - result.failed} predicted, {result.failed} failed")
-    extra = "masks/, overlays/" if result.task == "seg" else "overlays/" + (", explain/" if args.explain else "")
+    extra = ("masks/, " if result.task != "cls" else "") + "overlays/" + (", explain/" if args.explain else "")
     print(f"Wrote {out}/predictions.csv, predictions.json, {extra}")
     return result
 

@@ -8,6 +8,7 @@ Usage:
     python train.py --task seg --model resunet --img-size 128 --epochs 30
     python train.py --task seg --data-dir ../shared/datasets/Dataset_BUSI_with_GT --classes benign malignant
     python train.py --task seg --fold all --name cv
+    python train.py --task joint --model efficientnet_b0_unet --cls-weight 0.5 --consistency 1
     python train.py --task cls --data-dir ../shared/datasets/Dataset_BUSI_with_GT \
         --external ../shared/datasets/BUS-BRA/manifest.csv
     python train.py --task seg --data-dir busi=../shared/datasets/Dataset_BUSI_with_GT \
@@ -58,13 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
-    p.add_argument("--task", choices=TASKS, default=DEFAULTS.task, help="seg: lesion segmentation; cls: 3 classes")
+    p.add_argument(
+        "--task",
+        choices=TASKS,
+        default=DEFAULTS.task,
+        help="seg: lesion segmentation; cls: 3 classes; joint: one model with both (shared encoder)",
+    )
     p.add_argument(
         "--model",
         choices=model_names(),
         default="",
         help=f"seg: {', '.join(model_names('seg'))} (default unet); "
-        f"cls: {', '.join(model_names('cls'))} (default efficientnet_b0)",
+        f"cls: {', '.join(model_names('cls'))} (default efficientnet_b0); "
+        f"joint: {', '.join(model_names('joint'))} (default unet)",
     )
     p.add_argument(
         "--data-dir",
@@ -119,21 +126,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--loss",
         choices=[*SEG_LOSSES, *CLS_LOSSES],
         default="",
-        help=f"seg: {', '.join(SEG_LOSSES)} (default bce_dice); cls: {', '.join(CLS_LOSSES)} (default ce, with "
-        "--oversample; focal and weighted_ce weight by the training split's class frequencies)",
+        help=f"seg and joint: {', '.join(SEG_LOSSES)} (default bce_dice); cls: {', '.join(CLS_LOSSES)} (default ce, "
+        "with --oversample; focal and weighted_ce weight by the training split's class frequencies)",
+    )
+    p.add_argument(
+        "--cls-loss",
+        choices=CLS_LOSSES,
+        default=DEFAULTS.cls_loss,
+        help="joint: the classification loss (default ce, with --oversample)",
+    )
+    p.add_argument(
+        "--cls-weight",
+        type=float,
+        default=DEFAULTS.cls_weight,
+        help="joint: weight of the classification loss beside the segmentation loss (default 1)",
+    )
+    p.add_argument(
+        "--consistency",
+        type=float,
+        default=DEFAULTS.consistency,
+        help="joint: weight of a penalty when the class head's P(lesion) = 1 - P(normal) and the mask's "
+        "lesion presence (mean of its top 0.5%% pixels) disagree (default 0: off)",
     )
     p.add_argument(
         "--weights",
         default=DEFAULTS.weights,
-        help="none (random init); cls: imagenet (downloads; frozen backbone for --freeze-epochs, then all "
-        "layers at lr/10); both tasks: a .keras / .weights.h5 file of the same model, e.g. another run's "
-        "weights/best.keras to adapt it to a new site",
+        help="none (random init); cls and joint efficientnet_b0_unet: imagenet (downloads; frozen backbone for "
+        "--freeze-epochs, then all layers at lr/10); every task: a .keras / .weights.h5 file of the same model, "
+        "e.g. another run's weights/best.keras to adapt it to a new site",
     )
     p.add_argument(
         "--freeze-epochs",
         type=int,
         default=DEFAULTS.freeze_epochs,
-        help="cls with --weights imagenet: epochs with the backbone frozen",
+        help="cls and joint with --weights imagenet: epochs with the backbone frozen",
     )
     p.add_argument("--gamma", type=float, default=DEFAULTS.gamma, help="cls: focal loss gamma")
     p.add_argument("--label-smoothing", type=float, default=DEFAULTS.label_smoothing, help="cls: label smoothing")
@@ -171,18 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.patience,
         help="early-stopping patience in epochs (0: off)",
     )
-    p.add_argument("--base-filters", type=int, default=DEFAULTS.base_filters, help="seg: filters of the first level")
+    p.add_argument(
+        "--base-filters", type=int, default=DEFAULTS.base_filters, help="seg, joint: filters of the first level"
+    )
     p.add_argument(
         "--depth",
         type=int,
         default=DEFAULTS.depth,
-        help="seg: down-sampling steps; --img-size must be a multiple of 2**depth",
+        help="seg, joint U-Net/ResUNet: down-sampling steps; --img-size must be a multiple of 2**depth",
     )
     p.add_argument(
         "--norm",
         choices=NORMS,
         default=DEFAULTS.norm,
-        help="seg: instance norm (default) or synchronized batch norm after each convolution",
+        help="seg, joint: instance norm (default) or synchronized batch norm after each convolution",
     )
     p.add_argument(
         "--input-norm",
@@ -201,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dropout",
         type=float,
         default=DEFAULTS.dropout,
-        help="seg: spatial dropout in the deepest levels; cls: dropout before the last layer (0: off)",
+        help="seg: spatial dropout in the deepest levels; cls: dropout before the last layer; joint: both (0: off)",
     )
     p.add_argument(
         "--export",
@@ -213,14 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--lesion-gate",
         action=argparse.BooleanOptionalAction,
         default=DEFAULTS.lesion_gate,
-        help="seg: fit on the validation fold when a mask counts as 'no lesion' (smallest area and mean "
+        help="seg, joint: fit on the validation fold when a mask counts as 'no lesion' (smallest area and mean "
         "probability), save it with the run and apply it in evaluate.py, predict.py and the export (default on)",
     )
     p.add_argument(
         "--presence-head",
         action=argparse.BooleanOptionalAction,
         default=DEFAULTS.presence_head,
-        help="seg: add an image-level lesion-presence logit to every pixel's, read from the deepest features",
+        help="seg, joint U-Net/ResUNet: add an image-level lesion-presence logit to every pixel's, read from the "
+        "deepest features",
     )
     p.add_argument("--project", default=DEFAULTS.project, help="root folder of runs")
     p.add_argument("--name", default=DEFAULTS.name, help="run name (incremented if taken)")
@@ -313,7 +342,8 @@ def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict
         for name, ext in result.get("external", {}).items():
             print(f"External {name}: {format_metrics(ext, keys)}")
         saved = ", saved_model/" if cfg.export else ""
-        print(f"Wrote {run_dir}: config.json, splits.json, weights/, history.csv, metrics.json, plots/{saved}")
+        plots = "seg/, cls/" if cfg.task == "joint" else "plots/"
+        print(f"Wrote {run_dir}: config.json, splits.json, weights/, history.csv, metrics.json, {plots}{saved}")
     result["run_dir"] = str(run_dir)
     return result
 

@@ -20,7 +20,7 @@ class Backend:
     """Encoded images in, named output arrays out.
 
     Attributes:
-        task: ``"seg"`` or ``"cls"`` (for a server: known after the first answer).
+        task: ``"seg"``, ``"cls"`` or ``"joint"`` (for a server: known after the first answer).
         description: What is predicting, for messages.
     """
 
@@ -78,16 +78,17 @@ class ServerBackend(Backend):
 
     def __call__(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
         out = parse_response(post_predict(self.url, request_body(images), self.timeout))
-        task = "seg" if "mask_probability" in out else "cls" if "probabilities" in out else None
+        has_mask, has_class = "mask_probability" in out, "probabilities" in out
+        task = "joint" if has_mask and has_class else "seg" if has_mask else "cls" if has_class else None
         if task is None:
             raise ServingError(
                 f"{self.url} is not a model exported by export.py: outputs {sorted(out)} have neither "
                 "`probabilities` nor `mask_probability`"
             )
         self.task = task
-        if task == "seg":
+        if has_mask:
             out["mask_probability"] = out["mask_probability"].astype(np.float32)
-        else:
+        if has_class:
             out["probabilities"] = out["probabilities"].astype(np.float32)
             out["class_name"] = out["class_name"].astype(str)
         return out

@@ -21,7 +21,8 @@ from training.runs import load_inference_model, resolve_run
 
 
 class Explainer:
-    """Grad-CAM (:mod:`models.gradcam`) of a run folder's classifier, on its registry's ``cam_layer``.
+    """Grad-CAM (:mod:`models.gradcam`) of a run folder's classifier or joint model's class head, on the
+    registry's layer for it (:meth:`models.registry.ModelEntry.cam_layer_for`).
 
     Raises:
         ValueError: If the run does not classify, or its model names no Grad-CAM layer.
@@ -29,8 +30,8 @@ class Explainer:
 
     def __init__(self, run_dir: str | Path, weights: str = "best") -> None:
         cfg, file = resolve_run(run_dir, weights)
-        layer = get_model_entry(cfg.model).cam_layer
-        if cfg.task != "cls" or layer is None:
+        layer = get_model_entry(cfg.model).cam_layer_for(cfg.task)
+        if cfg.task == "seg" or layer is None:
             raise ValueError(f"`--explain` draws Grad-CAM for classifiers; {run_dir} is a {cfg.task} run")
         self._spec = spec_from_config(cfg)
         self._cam = cam_model(load_inference_model(file), layer)

@@ -97,15 +97,19 @@ def _combine(outputs: list[dict[str, np.ndarray]], task: str) -> dict[str, np.nd
     """Average the original and horizontally flipped predictions in the original frame.
 
     A segmenter's image keeps a lesion only if every view does: a view whose map is all zeros
-    (the lesion gate's "no lesion") makes the answer "no lesion".
+    (the lesion gate's "no lesion") makes the answer "no lesion". A joint model's outputs are
+    combined as both.
     """
-    if task == "cls":
-        probs = np.mean([o["probabilities"] for o in outputs], axis=0)
-        return {"probabilities": probs}
-    maps = [outputs[0]["mask_probability"]] + [o["mask_probability"][:, ::-1] for o in outputs[1:]]
-    if any(not m.any() for m in maps):  # a view the lesion gate declared lesion-free (all zeros): no lesion
-        return {"mask_probability": np.zeros_like(maps[0])}
-    return {"mask_probability": np.mean(maps, axis=0)}
+    out: dict[str, np.ndarray] = {}
+    if task != "seg":
+        out["probabilities"] = np.mean([o["probabilities"] for o in outputs], axis=0)
+    if task != "cls":
+        maps = [outputs[0]["mask_probability"]] + [o["mask_probability"][:, ::-1] for o in outputs[1:]]
+        if any(not m.any() for m in maps):  # a view the lesion gate declared lesion-free (all zeros): no lesion
+            out["mask_probability"] = np.zeros_like(maps[0])
+        else:
+            out["mask_probability"] = np.mean(maps, axis=0)
+    return out
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -151,7 +155,7 @@ def _unique_stems(paths: Sequence[Path]) -> list[str]:
 def _finish(
     item: Item, stem: str, task: str, out_dir: Path, pixel_spacing: float | None, postprocess: str = "none"
 ) -> dict[str, Any]:
-    """The row of one predicted item; writes its mask and overlay.
+    """The row of one predicted item; writes its mask and overlay (a joint model's row has both parts).
 
     Raises:
         ValueError: If ``postprocess`` is not ``none`` and the model classifies.
@@ -161,19 +165,22 @@ def _finish(
     pred = _combine(item.outputs, task)
     row: dict[str, Any] = {"file": str(item.path), "error": ""}
     overlay_path = out_dir / "overlays" / f"{stem}.png"
-    if task == "cls":
+    label = ""
+    if task != "seg":
         probs = pred["probabilities"].astype(float)
         k = int(np.argmax(probs))
+        label = f"{CLASS_NAMES[k]} {probs[k]:.2f}"
         row.update(class_name=CLASS_NAMES[k], class_id=k, probability=float(probs[k]))
         row.update({f"prob_{c}": float(p) for c, p in zip(CLASS_NAMES, probs, strict=True)})
-        _write_png(overlay_path, overlay(item.image, f"{CLASS_NAMES[k]} {probs[k]:.2f}"))
+        if task == "cls":
+            _write_png(overlay_path, overlay(item.image, label))
         if item.cam is not None:
             explain_path = out_dir / "explain" / f"{stem}.png"
             canvas = heat_overlay(item.image, item.cam)
-            _label(canvas, f"{CLASS_NAMES[k]} {probs[k]:.2f} (Grad-CAM)")
+            _label(canvas, f"{label} (Grad-CAM)")
             _write_png(explain_path, canvas)
             row["explain"] = str(explain_path)
-    else:
+    if task != "cls":
         h, w = item.image.shape[:2]
         small = postprocess_np(pred["mask_probability"][None], postprocess)[0]  # at model resolution
         prob = cv2.resize(small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
@@ -190,7 +197,7 @@ def _finish(
             mean_lesion_probability=inside,
             **m,
         )
-        parts = [f"lesion {mask.mean():.1%} of image"]
+        parts = ([label] if label else []) + [f"lesion {mask.mean():.1%} of image"]
         if m["longest_diameter_px"] is not None:
             mm = m.get("longest_diameter_mm")
             parts.append(f"long axis {mm:.1f} mm" if mm is not None else f"long axis {m['longest_diameter_px']:.0f} px")
@@ -239,7 +246,7 @@ def predict_files(
         progress: Show a progress bar.
         postprocess: Segmentation: ``largest`` keeps the largest lesion of each (view-averaged) map,
             holes filled, at model resolution (:func:`models.postprocess.postprocess_np`).
-        explainer: Classification: Grad-CAM maps of images for given classes
+        explainer: Classification and joint models: Grad-CAM maps of images for given classes
             (:class:`inference.explain.Explainer`); each image's map of its predicted class
             goes to ``explain/<name>.png`` (column ``explain``).
 
@@ -270,10 +277,10 @@ def predict_files(
                 it.error = errors[0]
             else:
                 it.outputs = got
-        if explainer is not None and backend.task == "cls":
+        if explainer is not None and backend.task != "seg":
             done = [it for it in good if not it.error]
             if done:
-                ids = [int(np.argmax(_combine(it.outputs, "cls")["probabilities"])) for it in done]
+                ids = [int(np.argmax(_combine(it.outputs, backend.task)["probabilities"])) for it in done]
                 for it, cam in zip(done, explainer([it.payload for it in done], ids), strict=True):
                     it.cam = cam
         for it, stem in zip(items, stems[start : start + batch_size], strict=True):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import keras
 
-TASKS = ("seg", "cls")
+TASKS = ("seg", "cls", "joint")
 
 
 @dataclass(frozen=True)
@@ -15,13 +15,27 @@ class ModelEntry:
     """A registered builder, the task it serves, and for classifiers the layer Grad-CAM explains.
 
     ``cam_layer`` names the layer of the built model whose output is the last convolutional block's
-    feature map (:mod:`models.gradcam`); None for models without a classification head.
+    feature map (:mod:`models.gradcam`); None for models without a classification head. ``joint``
+    says a segmenter's builder also makes a joint model (``joint_classes``, :mod:`models.joint`).
     """
 
     name: str
     task: str
     builder: Callable[..., keras.Model]
     cam_layer: str | None = None
+    joint: bool = False
+
+    def serves(self, task: str) -> bool:
+        """Whether the builder makes a model for ``task``."""
+        return self.task == task or (task == "joint" and self.joint)
+
+    def cam_layer_for(self, task: str) -> str | None:
+        """The Grad-CAM layer of the model built for ``task`` (a joint model's is its deepest features)."""
+        if task == "joint":
+            from models.joint import DEEP_FEATURES
+
+            return DEEP_FEATURES
+        return self.cam_layer
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -30,24 +44,24 @@ _REGISTRY: dict[str, ModelEntry] = {}
 Builder = Callable[..., keras.Model]
 
 
-def register(name: str, task: str, cam_layer: str | None = None) -> Callable[[Builder], Builder]:
-    """Decorator registering a builder under ``name`` for ``task`` (``"seg"`` or ``"cls"``), see :class:`ModelEntry`."""
+def register(name: str, task: str, cam_layer: str | None = None, joint: bool = False) -> Callable[[Builder], Builder]:
+    """Decorator registering a builder under ``name`` for ``task`` (one of :data:`TASKS`), see :class:`ModelEntry`."""
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {list(TASKS)}. Received: task={task!r}")
 
     def deco(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, task, fn, cam_layer)
+        _REGISTRY[name] = ModelEntry(name, task, fn, cam_layer, joint)
         return fn
 
     return deco
 
 
 def model_names(task: str | None = None) -> list[str]:
-    """Registered model names, optionally only those serving ``task``."""
+    """Registered model names, optionally only those serving ``task`` (:meth:`ModelEntry.serves`)."""
     _import_builders()
-    return sorted(n for n, e in _REGISTRY.items() if task is None or e.task == task)
+    return sorted(n for n, e in _REGISTRY.items() if task is None or e.serves(task))
 
 
 def get_model_entry(name: str) -> ModelEntry:
@@ -69,4 +83,12 @@ def build_model(name: str, **kwargs) -> keras.Model:
 
 def _import_builders() -> None:
     # Importing the modules runs their @register decorators.
-    from models import convnext_tiny, efficientnet_b0, resnet50, resnet50_se, resunet, unet  # noqa: F401
+    from models import (  # noqa: F401
+        convnext_tiny,
+        efficientnet_b0,
+        efficientnet_b0_unet,
+        resnet50,
+        resnet50_se,
+        resunet,
+        unet,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from models.joint import joint_outputs
 from models.normalize import scale_for_segmenter
 from models.registry import register
 from models.unet import check_input_size, mask_output, norm_layer
@@ -24,7 +25,7 @@ def _residual_unit(x, filters: int, stride: int, name: str, norm: str, first: bo
     return layers.Add(name=f"{name}_add")([shortcut, y])
 
 
-@register("resunet", task="seg")
+@register("resunet", task="seg", joint=True)
 def build_resunet(
     img_size: int = 128,
     channels: int = 3,
@@ -35,6 +36,8 @@ def build_resunet(
     norm: str = "instance",
     presence_head: bool = False,
     input_norm: str = "fixed",
+    joint_classes: int = 0,
+    consistency: float = 0.0,
 ) -> keras.Model:
     """Build a ResUNet taking float32 pixels in [0, 255].
 
@@ -49,6 +52,9 @@ def build_resunet(
         presence_head: Add an image-level lesion-presence logit to every pixel's
             (see :func:`models.unet.mask_output`).
         input_norm: ``"fixed"`` (pixels / 255) or ``"image"`` (see :mod:`models.normalize`).
+        joint_classes: With more than 0, a joint model (:mod:`models.joint`): a class head of this many
+            classes on the deepest features beside the mask, outputs ``{"mask", "label"}``.
+        consistency: Joint models: weight of the heads' agreement penalty (:class:`models.joint.LesionAgreement`).
 
     Returns:
         A functional ``keras.Model`` with float32 probabilities ``(B, S, S, num_classes)``.
@@ -78,4 +84,7 @@ def build_resunet(
         x = _residual_unit(x, base_filters * 2**level, 1, f"dec{level}", norm)
     x = norm_layer(norm, "head_norm")(x)
     x = layers.Activation("relu", name="head_relu")(x)
-    return keras.Model(inputs, mask_output(x, deep, num_classes, presence_head), name="resunet")
+    mask = mask_output(x, deep, num_classes, presence_head)
+    if joint_classes:
+        return keras.Model(inputs, joint_outputs(mask, deep, joint_classes, dropout, consistency), name="resunet_joint")
+    return keras.Model(inputs, mask, name="resunet")

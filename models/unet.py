@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from models.joint import joint_outputs
 from models.normalize import scale_for_segmenter
 from models.registry import register
 
@@ -26,7 +27,8 @@ def norm_layer(norm: str, name: str) -> layers.Layer:
     raise ValueError(f"`norm` must be one of {list(NORMS)}. Received: norm={norm!r}")
 
 
-def _conv_block(x, filters: int, dropout: float, name: str, norm: str):
+def conv_block(x, filters: int, dropout: float, name: str, norm: str):
+    """Two 3x3 convolutions, each followed by ``norm`` and LeakyReLU, then spatial dropout if asked (a U-Net level)."""
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
         x = norm_layer(norm, f"{name}_norm{i}")(x)
@@ -76,7 +78,7 @@ def mask_output(x, deep, num_classes: int, presence_head: bool):
     return layers.Activation(activation, dtype="float32", name="mask")(logits)
 
 
-@register("unet", task="seg")
+@register("unet", task="seg", joint=True)
 def build_unet(
     img_size: int = 128,
     channels: int = 3,
@@ -87,6 +89,8 @@ def build_unet(
     norm: str = "instance",
     presence_head: bool = False,
     input_norm: str = "fixed",
+    joint_classes: int = 0,
+    consistency: float = 0.0,
 ) -> keras.Model:
     """Build a U-Net taking float32 pixels in [0, 255].
 
@@ -102,6 +106,9 @@ def build_unet(
         presence_head: Add an image-level lesion-presence logit to every pixel's (see :func:`mask_output`).
         input_norm: ``"fixed"`` (pixels / 255) or ``"image"`` (each image standardized on its own;
             see :mod:`models.normalize`).
+        joint_classes: With more than 0, a joint model (:mod:`models.joint`): a class head of this many
+            classes on the deepest features beside the mask, outputs ``{"mask", "label"}``.
+        consistency: Joint models: weight of the heads' agreement penalty (:class:`models.joint.LesionAgreement`).
 
     Returns:
         A functional ``keras.Model`` mapping ``(B, S, S, C)`` to ``(B, S, S, num_classes)``
@@ -121,13 +128,16 @@ def build_unet(
     skips = []
     for level in range(depth):
         drop = dropout if level >= depth - 1 else 0.0
-        x = _conv_block(x, base_filters * 2**level, drop, name=f"enc{level}", norm=norm)
+        x = conv_block(x, base_filters * 2**level, drop, name=f"enc{level}", norm=norm)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
-    x = deep = _conv_block(x, base_filters * 2**depth, dropout, name="bottleneck", norm=norm)
+    x = deep = conv_block(x, base_filters * 2**depth, dropout, name="bottleneck", norm=norm)
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
         x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"dec{level}_up")(x)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
-        x = _conv_block(x, filters, 0.0, name=f"dec{level}", norm=norm)
-    return keras.Model(inputs, mask_output(x, deep, num_classes, presence_head), name="unet")
+        x = conv_block(x, filters, 0.0, name=f"dec{level}", norm=norm)
+    mask = mask_output(x, deep, num_classes, presence_head)
+    if joint_classes:
+        return keras.Model(inputs, joint_outputs(mask, deep, joint_classes, dropout, consistency), name="unet_joint")
+    return keras.Model(inputs, mask, name="unet")

@@ -46,13 +46,13 @@ class ExportResult:
 def spec_from_config(cfg: TrainConfig, fold_dir: str | Path | None = None, postprocess: str = "none") -> ServingSpec:
     """The :class:`ServingSpec` of a run's :class:`~training.config.TrainConfig`, with what the run fitted
     in ``fold_dir`` (the run's folder, or one fold's): the lesion gate for segmentation, the temperature
-    for classification (1: none); and ``postprocess``.
+    for classification (1: none), both for a joint model; and ``postprocess``.
 
     Raises:
         ValueError: On an unknown ``postprocess``, or one other than ``none`` for a classifier.
     """
-    gate = load_gate(fold_dir) if fold_dir is not None and cfg.task == "seg" else NO_GATE
-    fitted = load_fitted_temperature(fold_dir) if cfg.task == "cls" else None
+    gate = load_gate(fold_dir) if fold_dir is not None and cfg.task != "cls" else NO_GATE
+    fitted = load_fitted_temperature(fold_dir) if cfg.task != "seg" else None
     return ServingSpec(
         task=cfg.task,
         img_size=cfg.img_size,

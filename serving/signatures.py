@@ -17,6 +17,7 @@ Outputs:
         then post-processed as the spec says (``largest``: the largest lesion, holes filled),
         ``lesion_area_fraction`` float32 ``(N,)`` (share of pixels >= 0.5; 0 for "no lesion");
         from bytes also ``original_height`` and ``original_width`` int32 ``(N,)``.
+    joint (one model, :mod:`models.joint`): both sets, from one call of the model.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from data.classes import CLASS_NAMES
 from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate, check_postprocess, postprocess_tf
 from pipeline.decode import decode_image_bytes, preprocess
 
+TASKS = ("seg", "cls", "joint")
 BYTES_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "serving_preprocessed"
 BYTES_INPUT = "images"
@@ -53,9 +55,9 @@ class ServingSpec:
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise ValueError(f"`temperature` must be positive. Received: {self.temperature}")
-        if self.task not in ("seg", "cls"):
-            raise ValueError(f"`task` must be 'seg' or 'cls'. Received: task={self.task!r}")
-        if check_postprocess(self.postprocess) != "none" and self.task != "seg":
+        if self.task not in TASKS:
+            raise ValueError(f"`task` must be one of {list(TASKS)}. Received: task={self.task!r}")
+        if check_postprocess(self.postprocess) != "none" and self.task == "cls":
             raise ValueError(f"`--postprocess {self.postprocess}` is for segmentation models; this one classifies")
 
 
@@ -79,17 +81,26 @@ def decode_batch(images: tf.Tensor, spec: ServingSpec) -> tuple[tf.Tensor, tf.Te
 
 def model_outputs(model: keras.Model, pixels: tf.Tensor, spec: ServingSpec) -> dict[str, tf.Tensor]:
     """Run ``model`` on preprocessed pixels and name its outputs for serving."""
-    out = tf.cast(model(pixels, training=False), tf.float32)
-    if spec.task == "cls":
-        if spec.temperature != 1.0:
-            out = temperature_tf(out, spec.temperature)
-        class_id = tf.argmax(out, axis=-1)
-        return {
-            "probabilities": out,
-            "class_id": class_id,
-            "class_name": tf.gather(tf.constant(list(spec.class_names)), class_id),
-        }
-    prob = postprocess_tf(spec.gate.apply_tf(out[..., 0]), spec.postprocess)
+    out = model(pixels, training=False)
+    if spec.task == "joint":
+        return {**_class_outputs(out["label"], spec), **_mask_outputs(out["mask"], spec)}
+    return _class_outputs(out, spec) if spec.task == "cls" else _mask_outputs(out, spec)
+
+
+def _class_outputs(probs: tf.Tensor, spec: ServingSpec) -> dict[str, tf.Tensor]:
+    out = tf.cast(probs, tf.float32)
+    if spec.temperature != 1.0:
+        out = temperature_tf(out, spec.temperature)
+    class_id = tf.argmax(out, axis=-1)
+    return {
+        "probabilities": out,
+        "class_id": class_id,
+        "class_name": tf.gather(tf.constant(list(spec.class_names)), class_id),
+    }
+
+
+def _mask_outputs(mask: tf.Tensor, spec: ServingSpec) -> dict[str, tf.Tensor]:
+    prob = postprocess_tf(spec.gate.apply_tf(tf.cast(mask, tf.float32)[..., 0]), spec.postprocess)
     return {
         "mask_probability": prob,
         "lesion_area_fraction": tf.reduce_mean(tf.cast(prob >= MASK_THRESHOLD, tf.float32), axis=[1, 2]),
@@ -107,7 +118,7 @@ def serving_fns(model: keras.Model, spec: ServingSpec) -> dict[str, tuple[Callab
     def from_bytes(images):
         pixels, hw = decode_batch(images, spec)
         out = model_outputs(model, pixels, spec)
-        if spec.task == "seg":
+        if spec.task != "cls":
             out["original_height"] = hw[:, 0]
             out["original_width"] = hw[:, 1]
         return out

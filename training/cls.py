@@ -165,7 +165,7 @@ def grad_cam_of(
     None, with a note, when the registry names no Grad-CAM layer for ``cfg.model`` or ``model`` lacks
     it or the ``logits`` layer (a weights file not built by the registry's builder).
     """
-    layer = get_model_entry(cfg.model).cam_layer
+    layer = get_model_entry(cfg.model).cam_layer_for(cfg.task)
     names = {lyr.name for lyr in model.layers}
     if layer is None or not {layer, LOGITS} <= names:
         print(f"no Grad-CAM maps: {model.name!r} has no {layer!r} and {LOGITS!r} layers")

@@ -9,7 +9,7 @@ from typing import Any
 
 from data.classes import CLASS_NAMES
 
-TASKS = ("seg", "cls")
+TASKS = ("seg", "cls", "joint")
 MIXED_PRECISION = ("auto", "off", "fp16", "bf16")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 SCHEDULES = ("cosine", "constant")
@@ -17,7 +17,11 @@ NORMS = ("instance", "batch")
 INPUT_NORMS = ("fixed", "image")
 """``models.normalize.INPUT_NORMS``, here so the config does not import Keras."""
 # Model and loss when --model / --loss are not given.
-TASK_DEFAULTS = {"seg": {"model": "unet", "loss": "bce_dice"}, "cls": {"model": "efficientnet_b0", "loss": "ce"}}
+TASK_DEFAULTS = {
+    "seg": {"model": "unet", "loss": "bce_dice"},
+    "cls": {"model": "efficientnet_b0", "loss": "ce"},
+    "joint": {"model": "unet", "loss": "bce_dice"},
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,12 @@ class TrainConfig:
     site:NAME``) trains on every other site and validates on that one (``fold`` is then 0, the
     one fold of that split). ``external`` lists datasets each fold's best model is evaluated on
     after training (:mod:`training.external`).
+
+    ``task="joint"`` trains one model with a lesion mask and a class (:mod:`models.joint`): ``loss``
+    is then its segmentation loss, ``cls_loss`` its classification loss (``gamma`` and
+    ``label_smoothing`` apply to it), weighted by ``cls_weight``; ``consistency`` weighs the penalty
+    for the two heads disagreeing on whether there is a lesion (0: off). ``oversample`` None
+    resolves to True when ``cls_loss`` is plain cross-entropy, as for ``cls``.
     """
 
     task: str = "seg"
@@ -84,6 +94,9 @@ class TrainConfig:
     presence_head: bool = False
     input_norm: str = "fixed"
     external: tuple[str, ...] = ()
+    cls_loss: str = "ce"
+    cls_weight: float = 1.0
+    consistency: float = 0.0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -100,7 +113,14 @@ class TrainConfig:
                 f"`--fold site:{self.holdout_site}` is one fold; it cannot be combined with fold={self.fold}"
             )
         if self.oversample is None:
-            object.__setattr__(self, "oversample", self.task == "cls" and self.loss == "ce")
+            ce = self.loss == "ce" if self.task == "cls" else self.task == "joint" and self.cls_loss == "ce"
+            object.__setattr__(self, "oversample", ce)
+        if self.cls_weight < 0 or self.consistency < 0:
+            raise ValueError(
+                f"`cls_weight` and `consistency` must be >= 0. Received: {self.cls_weight}, {self.consistency}"
+            )
+        if self.consistency and self.task != "joint":
+            raise ValueError(f"`consistency` is for --task joint. Received: task={self.task!r}")
         if self.norm not in NORMS:
             raise ValueError(f"`norm` must be one of {list(NORMS)}. Received: norm={self.norm!r}")
         if self.input_norm not in INPUT_NORMS:

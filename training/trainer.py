@@ -72,6 +72,23 @@ class TaskSpec:
     augmentation (:mod:`training.tta`)."""
     summary_keys: tuple[str, ...]
     phases: Callable[[TrainConfig], list[Phase]] = _single_phase
+    loss_weights: Callable[[TrainConfig], dict[str, float] | None] = lambda cfg: None
+    """Weights of a multi-output model's losses (``compile(loss_weights=...)``)."""
+    epoch_score: Callable[[dict[str, float]], float] | None = None
+    """Computes the ``monitor`` value from an epoch's logs when no metric is it (a joint model's
+    combined score); :class:`EpochScore` adds it to the logs before the checkpoint reads them."""
+
+
+class EpochScore(keras.callbacks.Callback):
+    """Adds ``name`` = ``score(logs)`` to every epoch's logs (run before the checkpoint callback)."""
+
+    def __init__(self, name: str, score: Callable[[dict[str, float]], float]) -> None:
+        super().__init__()
+        self.name, self.score = name, score
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if logs is not None:
+            logs[self.name] = float(self.score(logs))
 
 
 def task_spec(task: str) -> TaskSpec:
@@ -88,7 +105,11 @@ def task_spec(task: str) -> TaskSpec:
         from training.cls import CLS_SPEC
 
         return CLS_SPEC
-    raise ValueError(f"`task` must be 'seg' or 'cls'. Received: {task!r}")
+    if task == "joint":
+        from training.joint import JOINT_SPEC
+
+        return JOINT_SPEC
+    raise ValueError(f"`task` must be 'seg', 'cls' or 'joint'. Received: {task!r}")
 
 
 @dataclass
@@ -362,6 +383,8 @@ def train_fold(
         is_chief=chief,
     )
     callbacks: list[keras.callbacks.Callback] = [checkpoint]
+    if spec.epoch_score is not None:
+        callbacks.insert(0, EpochScore(spec.monitor, spec.epoch_score))
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(str(fold_dir / "tensorboard")))
     setup = time.perf_counter() - t0
@@ -413,7 +436,12 @@ def _compile_phase(
             if cfg.schedule == "cosine"
             else rate
         )
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=spec.metrics(cfg))
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss=loss,
+            loss_weights=spec.loss_weights(cfg),
+            metrics=spec.metrics(cfg),
+        )
 
 
 def cv_summary(results: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:

@@ -12,8 +12,8 @@ malignant), then ``evaluate.py --postprocess largest`` counts the lesions left o
 
 Reported per run: lesion Dice (benign and malignant images), macro F1 and AUC, ECE before and after
 temperature scaling (fitted on the validation fold, each half scored with the other half's), all
-with 95% intervals over patients; on normal images the share given a mask and its mean lesion
-count, without and with ``--postprocess largest``; the training images/s (epochs after the first);
+with 95% intervals over patients; on normal images the share given a mask and the mean lesion
+count per normal image, without and with ``--postprocess largest``; the training images/s (epochs after the first);
 BUS-BRA lesion Dice, malignant-vs-benign AUC and the share of lesions called normal. Paired over
 the folds run: joint minus U-Net Dice, joint minus EfficientNet-B0 macro F1.
 
@@ -180,7 +180,7 @@ def markdown(result: dict) -> str:
         "(Gomez-Flores et al., Medical Physics 2024).",
         "",
         "| model | fold | lesion Dice | macro F1 | macro AUC | ECE before → after (T) | normal images with a mask "
-        "(lesions each): none / largest | joint heads disagree | BUS-BRA Dice | BUS-BRA AUC m-vs-b "
+        "(mean lesions per normal image): none / largest | joint heads disagree | BUS-BRA Dice | BUS-BRA AUC m-vs-b "
         "(called normal) | train img/s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]

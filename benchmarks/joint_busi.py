@@ -52,13 +52,18 @@ MODELS: dict[str, tuple[str, str, list[str]]] = {
         "joint", "unet-consistency",
         ["--model", "unet", "--loss", "bce_dice", "--cls-loss", "ce", "--consistency", "1"],
     ),
+    "joint_balanced_loss": (
+        "joint", "unet-weighted-ce",
+        ["--model", "unet", "--loss", "bce_dice", "--cls-loss", "weighted_ce", "--no-oversample"],
+    ),
     "joint_efficientnet": (
         "joint", "efficientnet_b0_unet", ["--model", "efficientnet_b0_unet", "--loss", "bce_dice", "--cls-loss", "ce"],
     ),
 }  # fmt: skip
 """Model -> (task, run name, its train.py flags). ``joint`` is the U-Net with a class head on its
-bottleneck; ``joint_consistency`` adds the agreement penalty (weight 1); ``joint_efficientnet`` is
-EfficientNet-B0 with a U-Net decoder."""
+bottleneck; ``joint_consistency`` adds the agreement penalty (weight 1); ``joint_balanced_loss`` draws the
+images as they come (as the U-Net does) and weights the classes in the loss instead; ``joint_efficientnet``
+is EfficientNet-B0 with a U-Net decoder."""
 KEY = ("model", "fold", "seed")
 PROTOCOL = (
     "BUSI grouped folds, 3 classes, 128 px, 30 epochs, batch 8, Adam 1e-3 cosine, flip_rotate, "

@@ -18,7 +18,9 @@ def test_each_models_command_is_a_valid_train_py_run_of_the_protocol(model: str,
     cfg = train.config_from_args(train.parse_args(cmd[2:]))
     assert (cfg.task, cfg.fold, cfg.img_size, cfg.epochs, cfg.batch_size) == (jb.MODELS[model][0], 2, 128, 30, 8)
     assert (cfg.augment, cfg.patience, cfg.schedule, cfg.export) == ("flip_rotate", 0, "cosine", False)
-    assert cfg.oversample == (cfg.task != "seg")  # class-balanced sampling wherever a class head trains
+    # class-balanced sampling wherever a class head trains with plain cross-entropy
+    assert cfg.oversample == (cfg.task != "seg" and cfg.cls_loss == "ce" and (cfg.task == "joint" or cfg.loss == "ce"))
+    assert (model == "joint_balanced_loss") == (cfg.task == "joint" and cfg.cls_loss == "weighted_ce")
     assert jb.run_dir(args, model, 2) == Path(cfg.project) / cfg.task / cfg.name
     assert cfg.consistency == (1.0 if model == "joint_consistency" else 0.0)
 

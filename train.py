@@ -9,6 +9,8 @@ Usage:
     python train.py --task seg --data-dir ../shared/datasets/Dataset_BUSI_with_GT --classes benign malignant
     python train.py --task seg --fold all --name cv
     python train.py --task joint --model efficientnet_b0_unet --cls-weight 0.5 --consistency 1
+    python train.py --task seg --model segformer_b0 --weights segformer_b0_ade20k_512
+    python train.py --task cls --model deit_tiny --img-size 224 --weights deit_tiny_distilled_patch16_224_imagenet
     python train.py --task cls --data-dir ../shared/datasets/Dataset_BUSI_with_GT \
         --external ../shared/datasets/BUS-BRA/manifest.csv
     python train.py --task seg --data-dir busi=../shared/datasets/Dataset_BUSI_with_GT \
@@ -152,14 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights",
         default=DEFAULTS.weights,
         help="none (random init); cls and joint efficientnet_b0_unet: imagenet (downloads; frozen backbone for "
-        "--freeze-epochs, then all layers at lr/10); every task: a .keras / .weights.h5 file of the same model, "
-        "e.g. another run's weights/best.keras to adapt it to a new site",
+        "--freeze-epochs, then all layers at lr/10); the keras-hub models (segformer_b0/b1, mit_b0_cls, deit_tiny): "
+        "a keras-hub preset name or directory for the encoder (e.g. segformer_b0_ade20k_512, "
+        "deit_tiny_distilled_patch16_224_imagenet; downloads a name; cls and joint freeze as for imagenet); "
+        "every task: a .keras / .weights.h5 file of the same model, e.g. another run's weights/best.keras to adapt "
+        "it to a new site",
     )
     p.add_argument(
         "--freeze-epochs",
         type=int,
         default=DEFAULTS.freeze_epochs,
-        help="cls and joint with --weights imagenet: epochs with the backbone frozen",
+        help="cls and joint with --weights imagenet or a keras-hub preset: epochs with the backbone frozen",
     )
     p.add_argument("--gamma", type=float, default=DEFAULTS.gamma, help="cls: focal loss gamma")
     p.add_argument("--label-smoothing", type=float, default=DEFAULTS.label_smoothing, help="cls: label smoothing")

@@ -107,6 +107,42 @@ def history_summary(rows: list[dict], train_images: int) -> dict:
     }
 
 
+def model_cost(model: str, img_size: int) -> dict:
+    """Parameters and forward GFLOPs per image of the registered ``model`` built at ``img_size``.
+
+    FLOPs come from TensorFlow's profiler on the frozen inference graph of one image (a
+    multiply and an add count as two), so attention and dense layers count as well as
+    convolutions.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from models.registry import build_model
+
+    net = build_model(model, img_size=img_size)
+
+    @tf.function(autograph=False)
+    def forward(x):
+        return net(x, training=False)
+
+    spec = tf.TensorSpec([1, img_size, img_size, net.input_shape[-1]], tf.float32)
+    graph = convert_variables_to_constants_v2(forward.get_concrete_function(spec)).graph
+    builder = tf.compat.v1.profiler.ProfileOptionBuilder
+    options = builder(builder.float_operation()).with_empty_output().build()
+    flops = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=options)
+    return {"params": int(net.count_params()), "gflops": flops.total_float_ops / 1e9}
+
+
+def cost_table(runs: list[dict], img_size: int) -> list[str]:
+    """Markdown lines: parameters and GFLOPs per image of each model whose rows recorded them."""
+    costs = {r["model"]: (r["params"], r["gflops"]) for r in runs if "params" in r}
+    if not costs:
+        return []
+    lines = ["", f"| model | parameters | GFLOPs per {img_size}x{img_size} image (forward) |", "|---|---|---|"]
+    lines += [f"| {m} | {p / 1e6:.2f}M | {g:.2f} |" for m, (p, g) in costs.items()]
+    return lines
+
+
 def mean_sd(values: np.ndarray, signed: bool = False) -> str:
     """``"0.746 +- 0.027"``: mean and sample standard deviation; ``signed`` puts a sign on the mean."""
     if values.size < 2:

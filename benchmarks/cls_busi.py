@@ -1,4 +1,4 @@
-"""EfficientNet-B0, ResNet-50 and ResNet-50+SE from scratch on BUSI, plus their soft-vote ensemble.
+"""EfficientNet-B0, ResNet-50, ResNet-50+SE, DeiT-Tiny and MiT-B0 from scratch on BUSI, plus their soft vote.
 
 Protocol: all three classes, fold 0 of the duplicate-grouped splits, 224x224,
 batch 16, Adam 1e-3 with cosine decay, light augmentation, no ImageNet weights,
@@ -11,13 +11,15 @@ are evaluated on the validation fold (the honest figure), next to the best
 epoch's (chosen on the same fold, so optimistic). Metrics carry 95% bootstrap
 intervals. The soft-vote ensemble averages the last-epoch probabilities of every
 model run with the same imbalance handling, epochs and malloc variant, including
-runs from earlier invocations recorded in the JSON.
+runs from earlier invocations recorded in the JSON. Rows also record the model's parameters
+and forward GFLOPs per 224x224 image (``_common.model_cost``).
 
 Usage:
     python benchmarks/cls_busi.py
     python benchmarks/cls_busi.py --models efficientnet_b0 --epochs 2 --no-markdown
     python benchmarks/cls_busi.py --models efficientnet_b0 --imbalance focal --epochs 15
     python benchmarks/cls_busi.py --ensemble-only
+    python benchmarks/cls_busi.py --models deit_tiny mit_b0_cls
     python benchmarks/cls_busi.py --timing-only --epochs 3 --variants no-trim
     python benchmarks/cls_busi.py --from-json benchmarks/results/cls_busi.json
 """
@@ -37,9 +39,11 @@ from _common import (
     VARIANTS,
     add_training_run_args,
     command_line,
+    cost_table,
     data_dir_missing,
     head_commit,
     merge_previous,
+    model_cost,
     render_from_json,
     variant_env,
     write_json,
@@ -47,7 +51,7 @@ from _common import (
 )
 
 SECTION = "cls_busi"
-MODELS = ("efficientnet_b0", "resnet50", "resnet50_se")
+MODELS = ("efficientnet_b0", "resnet50", "resnet50_se", "deit_tiny", "mit_b0_cls")
 # How the class imbalance is handled: train.py flags of each choice.
 IMBALANCE = {
     "ce-oversample": ["--loss", "ce", "--oversample"],
@@ -149,6 +153,7 @@ def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
         "val_cases": best["val_cases"],
         "wall_seconds": wall,
         "run_dir": str(run_dir),
+        **model_cost(model, 224),
         **_stamp(),
     }
 
@@ -266,6 +271,7 @@ def markdown(result: dict) -> str:
             f"| soft vote of {' + '.join(e['models'])} | {e['imbalance']} | {e['epochs']} | {e['variant']} | "
             f"{_cell(e, 'accuracy')} | {_cell(e, 'macro_f1')} | {_cell(e, 'macro_auc')} | | | | | |"
         )
+    lines += cost_table(result["runs"], 224)
     done = {(r["model"], r["variant"]) for r in result["runs"] if r["imbalance"] == "ce-oversample"}
     timed = done | {(t["model"], t["variant"]) for t in result.get("timings", [])}
     missing = [f"{m} ({v})" for m in MODELS for v in VARIANTS if (m, v) not in timed]

@@ -12,10 +12,12 @@ malignant), then ``evaluate.py --postprocess largest`` counts the lesions left o
 
 Reported per run: lesion Dice (benign and malignant images), macro F1 and AUC, ECE before and after
 temperature scaling (fitted on the validation fold, each half scored with the other half's), all
-with 95% intervals over patients; on normal images the share given a mask and the mean lesion
-count per normal image, without and with ``--postprocess largest``; the training images/s (epochs after the first);
-BUS-BRA lesion Dice, malignant-vs-benign AUC and the share of lesions called normal. Paired over
-the folds run: joint minus U-Net Dice, joint minus EfficientNet-B0 macro F1.
+with 95% intervals over patients, and the ECE exactly calibrated probabilities would show on as
+many images (``metrics.calibration.ece_if_calibrated``); on normal images the share given a mask
+and the mean lesion count per normal image, without and with ``--postprocess largest``; the
+training images/s (epochs after the first); BUS-BRA lesion Dice, malignant-vs-benign AUC and the
+share of lesions called normal. Paired over the folds run: joint minus U-Net Dice, joint minus
+EfficientNet-B0 macro F1.
 
 A run folder that has ``metrics.json`` is read, not trained again, so an interrupted invocation
 resumes. One (model, fold) per invocation is fine: results merge into ``--json``.
@@ -98,6 +100,16 @@ def _ci(d: dict, key: str) -> list | None:
     return d.get(f"{key}_ci95")
 
 
+def _ece_floor(cls: dict, predictions: Path) -> float:
+    """The ECE exactly calibrated probabilities would show (older runs: from their saved predictions)."""
+    if "ece_if_calibrated" in cls["calibration"]["after"]:
+        return cls["calibration"]["after"]["ece_if_calibrated"]["mean"]
+    from metrics.calibration import ece_if_calibrated
+    from training.cls import read_predictions
+
+    return ece_if_calibrated(read_predictions(predictions)[2])["mean"]
+
+
 def read_row(model: str, fold: int, folder: Path) -> dict:
     """The row of one finished run (``metrics.json``, ``history.csv`` and the ``--postprocess largest`` evaluation)."""
     task = MODELS[model][0]
@@ -127,6 +139,7 @@ def read_row(model: str, fold: int, folder: Path) -> dict:
             macro_auc=cls["macro_auc"], macro_auc_ci95=cls["macro_auc_ci95"],
             ece_before=before["ece"], ece_before_ci95=before["ece_ci95"], ece=cls["ece"], ece_ci95=cls["ece_ci95"],
             temperature=cls["calibration"]["temperature"],
+            ece_floor=_ece_floor(cls, folder / ("cls" if task == "joint" else "") / "predictions.csv"),
             external_auc=ext.get("malignant_auc"), external_auc_ci95=_ci(ext, "malignant_auc"),
             external_called_normal=ext.get("lesion_called_normal"),
         )  # fmt: skip
@@ -184,7 +197,8 @@ def markdown(result: dict) -> str:
         "intervals over patients. Datasets: BUSI (Al-Dhabyani et al., Data in Brief 2020), BUS-BRA "
         "(Gomez-Flores et al., Medical Physics 2024).",
         "",
-        "| model | fold | lesion Dice | macro F1 | macro AUC | ECE before → after (T) | normal images with a mask "
+        "| model | fold | lesion Dice | macro F1 | macro AUC | ECE before → after (T; ECE if exactly calibrated) "
+        "| normal images with a mask "
         "(mean lesions per normal image): none / largest | joint heads disagree | BUS-BRA Dice | BUS-BRA AUC m-vs-b "
         "(called normal) | train img/s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -192,7 +206,12 @@ def markdown(result: dict) -> str:
     for r in runs:
         seg = r["task"] != "cls"
         cls = r["task"] != "seg"
-        ece = f"{_fmt(r['ece_before'])} → {_fmt(r['ece'], r['ece_ci95'])} (T {r['temperature']:.2f})" if cls else "—"
+        floor = f"; floor {r['ece_floor']:.3f}" if r.get("ece_floor") is not None else ""
+        ece = (
+            f"{_fmt(r['ece_before'])} → {_fmt(r['ece'], r['ece_ci95'])} (T {r['temperature']:.2f}{floor})"
+            if cls
+            else "—"
+        )
         normal = (
             f"{_fmt(r['normal_with_mask'], pct=True)} ({r['normal_lesions']:.2f}) / "
             f"{_fmt(r['normal_with_mask_largest'], pct=True)} ({r['normal_lesions_largest']:.2f})"

@@ -1,4 +1,4 @@
-"""U-Net and ResUNet lesion segmentation on BUSI, by the issue's protocol.
+"""U-Net, ResUNet and SegFormer lesion segmentation on BUSI, by the issue's protocol.
 
 Protocol: benign and malignant images (normals excluded, as in the literature),
 fold 0 of the duplicate-grouped splits (other folds with ``--folds``), 128x128,
@@ -11,7 +11,8 @@ run a separate ``train.py`` process. Reported: mean per-image validation Dice an
 IoU at the last epoch and at the best epoch (choosing the best epoch on the same
 fold flatters it), seconds per epoch and training images/s. Results are saved
 after every run; rows with two or more seeds (or folds) get a seed-to-seed (or
-fold-to-fold) summary.
+fold-to-fold) summary. Rows also record the model's parameters and forward GFLOPs per
+128x128 image (``_common.model_cost``).
 
 Usage:
     python benchmarks/seg_busi.py
@@ -19,6 +20,7 @@ Usage:
     python benchmarks/seg_busi.py --models unet --depth 5 --schedule cosine
     python benchmarks/seg_busi.py --models unet --precisions off --variants default --seed 1
     python benchmarks/seg_busi.py --models unet --precisions off --variants default --folds 1 2 3 4
+    python benchmarks/seg_busi.py --models segformer_b0 --precisions off
     python benchmarks/seg_busi.py --from-json benchmarks/results/seg_busi.json
 """
 
@@ -37,10 +39,12 @@ from _common import (
     VARIANTS,
     add_training_run_args,
     command_line,
+    cost_table,
     data_dir_missing,
     fold_sizes,
     head_commit,
     history_summary,
+    model_cost,
     render_from_json,
     save_runs,
     spread,
@@ -50,7 +54,7 @@ from _common import (
 from seg_vs_basicunet import BASIC_JSON, update_comparison
 
 SECTION = "seg_busi"
-MODELS = ("unet", "resunet")
+MODELS = ("unet", "resunet", "segformer_b0", "segformer_b1")
 PRECISIONS = {"off": "float32", "bf16": "mixed bfloat16"}
 KEY = ("model", "precision", "variant", "depth", "schedule", "seed", "fold")
 """Fields that identify a run; a run measured again replaces the stored one."""
@@ -77,7 +81,7 @@ def run_one(model: str, precision: str, variant: str, fold: int, args: argparse.
     wall = time.perf_counter() - t0
     row = read_run(Path(args.project) / "seg" / name)
     key = dict(zip(KEY, (model, precision, variant, args.depth, args.schedule, args.seed, fold), strict=True))
-    return {**key, **row, "wall_seconds": wall, "commit": commit}
+    return {**key, **row, **model_cost(model, 128), "wall_seconds": wall, "commit": commit}
 
 
 def read_run(run_dir: Path) -> dict:
@@ -142,6 +146,7 @@ def markdown(result: dict) -> str:
                 f"{over.capitalize()} to {over} ({model}, depth {depth}, {schedule} LR, {other} {fixed}, "
                 f"{PRECISIONS[precision]}, {variant} malloc; " + spread(rows, over),
             ]
+    lines += cost_table(runs, 128)
     notes = [r for r in runs if r.get("note")]
     if notes:
         lines.append("")

@@ -11,6 +11,11 @@ confidence: the mean over images of ``|accuracy - confidence|`` of their bin,
 weighted by bin size. Brier is the mean over images of the squared distance
 between the probability vector and the one-hot label. Both take bootstrap
 weights (:func:`reports.stats.group_weights`), so intervals resample patients.
+
+ECE is biased upwards on few images: even exactly calibrated probabilities show a gap
+in every bin from sampling alone. :func:`ece_if_calibrated` measures that floor for the
+probabilities at hand (labels drawn from the probabilities themselves), so a reported ECE
+can be read against what a perfectly calibrated model would show on as many images.
 """
 
 from __future__ import annotations
@@ -91,6 +96,23 @@ def expected_calibration_error(
     return np.abs(gaps).sum(axis=1) / w.sum(axis=1)
 
 
+def ece_if_calibrated(probs: np.ndarray, draws: int = 500, seed: int = 0, bins: int = ECE_BINS) -> dict[str, Any]:
+    """The ECE a perfectly calibrated model with these probabilities would show on as many images.
+
+    Labels are drawn from ``probs`` themselves ``draws`` times; returns the mean ECE and the
+    2.5th and 97.5th percentiles over the draws.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    cumulative = np.cumsum(probs, axis=1)
+    cumulative[:, -1] = 1.0
+    eces = np.empty(draws)
+    for d in range(draws):
+        labels = (rng.random((len(probs), 1)) > cumulative).sum(axis=1)
+        eces[d] = expected_calibration_error(labels, probs, bins=bins)[0]
+    return {"mean": float(eces.mean()), "range95": [float(np.percentile(eces, 2.5)), float(np.percentile(eces, 97.5))]}
+
+
 def brier_scores(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Per-case Brier score: squared distance between ``probs`` and the one-hot label, summed over classes."""
     probs = np.asarray(probs, dtype=np.float64)
@@ -101,7 +123,8 @@ def brier_scores(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
 def calibration_figures(
     labels: np.ndarray, probs: np.ndarray, groups: Sequence[object], n_boot: int = 2000
 ) -> dict[str, Any]:
-    """ECE and Brier score of ``probs`` with 95% intervals bootstrapped over ``groups`` (patients), and the NLL."""
+    """ECE and Brier score of ``probs`` with 95% intervals bootstrapped over ``groups`` (patients), the NLL,
+    and the ECE exactly calibrated probabilities would show on as many images (:func:`ece_if_calibrated`)."""
     from reports.stats import group_weights, percentile_ci
 
     w = group_weights(groups, n_boot)
@@ -112,6 +135,7 @@ def calibration_figures(
         "brier": float(brier.mean()),
         "brier_ci95": list(percentile_ci((w @ brier) / w.sum(axis=1))),
         "nll": nll(np.asarray(labels, dtype=int), probs),
+        "ece_if_calibrated": ece_if_calibrated(probs),
     }
 
 

@@ -17,6 +17,8 @@ class ModelEntry:
     ``cam_layer`` names the layer of the built model whose output is the last convolutional block's
     feature map (:mod:`models.gradcam`); None for models without a classification head. ``joint``
     says a segmenter's builder also makes a joint model (``joint_classes``, :mod:`models.joint`).
+    ``hub`` marks a keras-hub transformer (:mod:`models.hub`): its builder takes ``weights``
+    itself (none, a keras-hub preset or a file) and has no ``base_filters``, ``depth`` or ``norm``.
     """
 
     name: str
@@ -24,6 +26,7 @@ class ModelEntry:
     builder: Callable[..., keras.Model]
     cam_layer: str | None = None
     joint: bool = False
+    hub: bool = False
 
     def serves(self, task: str) -> bool:
         """Whether the builder makes a model for ``task``."""
@@ -44,7 +47,9 @@ _REGISTRY: dict[str, ModelEntry] = {}
 Builder = Callable[..., keras.Model]
 
 
-def register(name: str, task: str, cam_layer: str | None = None, joint: bool = False) -> Callable[[Builder], Builder]:
+def register(
+    name: str, task: str, cam_layer: str | None = None, joint: bool = False, hub: bool = False
+) -> Callable[[Builder], Builder]:
     """Decorator registering a builder under ``name`` for ``task`` (one of :data:`TASKS`), see :class:`ModelEntry`."""
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {list(TASKS)}. Received: task={task!r}")
@@ -52,7 +57,7 @@ def register(name: str, task: str, cam_layer: str | None = None, joint: bool = F
     def deco(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, task, fn, cam_layer, joint)
+        _REGISTRY[name] = ModelEntry(name, task, fn, cam_layer, joint, hub)
         return fn
 
     return deco
@@ -85,10 +90,13 @@ def _import_builders() -> None:
     # Importing the modules runs their @register decorators.
     from models import (  # noqa: F401
         convnext_tiny,
+        deit_tiny,
         efficientnet_b0,
         efficientnet_b0_unet,
+        mit_b0_cls,
         resnet50,
         resnet50_se,
         resunet,
+        segformer,
         unet,
     )

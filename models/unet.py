@@ -51,8 +51,11 @@ def check_input_size(img_size: int, depth: int) -> None:
         )
 
 
-def mask_output(x, deep, num_classes: int, presence_head: bool):
+def mask_output(x, deep, num_classes: int, presence_head: bool, resize_to: int | None = None):
     """The 1x1 head and its activation; with ``presence_head``, an image-level lesion-presence logit.
+
+    ``resize_to`` resizes the logits bilinearly to that side first (a decoder that stops
+    short of the input resolution, as SegFormer's at 1/4).
 
     The presence logit is read from the deepest features (their average and maximum over the
     image) and added to every pixel's logit before the sigmoid, so one number per image can
@@ -63,6 +66,8 @@ def mask_output(x, deep, num_classes: int, presence_head: bool):
         ValueError: If ``presence_head`` is asked for more than one output channel.
     """
     logits = layers.Conv2D(num_classes, 1, name="head_conv")(x)
+    if resize_to is not None:
+        logits = layers.Resizing(resize_to, resize_to, interpolation="bilinear", name="head_upsample")(logits)
     if presence_head:
         if num_classes != 1:
             raise ValueError(f"`presence_head` needs num_classes=1 (a lesion map). Received: num_classes={num_classes}")

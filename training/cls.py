@@ -27,6 +27,7 @@ from metrics.classification import (
 )
 from models.classifier import LOGITS
 from models.gradcam import cam_model, grad_cam
+from models.hub import is_preset
 from models.registry import build_model, get_model_entry, model_names
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
@@ -70,12 +71,12 @@ def build_cls_model(cfg: TrainConfig) -> keras.Model:
 
 
 def cls_phases(cfg: TrainConfig) -> list[Phase]:
-    """One phase, or for ImageNet weights: a frozen backbone, then all layers at a lower rate.
+    """One phase, or for ImageNet or keras-hub preset weights: a frozen backbone, then all layers at a lower rate.
 
     The backbone's batch norm stays in inference mode in both phases (the model calls
     it with ``training=False``), so small batches do not overwrite ImageNet statistics.
     """
-    if cfg.weights == "imagenet" and 0 < cfg.freeze_epochs < cfg.epochs:
+    if (cfg.weights == "imagenet" or is_preset(cfg.weights)) and 0 < cfg.freeze_epochs < cfg.epochs:
         return [Phase(cfg.freeze_epochs, 1.0, False), Phase(cfg.epochs, FINE_TUNE_LR_SCALE, True)]
     return [Phase(cfg.epochs)]
 

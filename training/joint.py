@@ -30,7 +30,7 @@ from models.registry import build_model, get_model_entry, model_names
 from reports.stats import wilson_ci
 from training.cls import CLS_SPEC, PREDICTIONS_NAME, cls_phases, evaluate_cls, read_predictions
 from training.config import TrainConfig
-from training.seg import SEG_SPEC, evaluate_seg
+from training.seg import SEG_SPEC, evaluate_seg, hub_options
 from training.trainer import TaskSpec
 
 SEG_DIR, CLS_DIR = "seg", "cls"
@@ -42,6 +42,9 @@ CLASS_OUTPUT = "class_probabilities"
 def build_joint_model(cfg: TrainConfig) -> keras.Model:
     """Build ``cfg.model`` as a joint model, starting from ``cfg.weights`` when it names a file.
 
+    A keras-hub model (SegFormer) takes its weights itself, a keras-hub preset among them
+    (:func:`training.seg.hub_options`).
+
     Raises:
         ValueError: On a model without a joint form, ``--weights imagenet`` for a model without an
             ImageNet encoder, ``--presence-head`` with a classification encoder, or a weights file
@@ -51,6 +54,8 @@ def build_joint_model(cfg: TrainConfig) -> keras.Model:
     entry = get_model_entry(cfg.model)
     if not entry.serves("joint"):
         raise ValueError(f"`--model` must be one of {model_names('joint')} for --task joint. Received: {cfg.model!r}")
+    if entry.hub:
+        return build_model(cfg.model, **hub_options(cfg), joint_classes=len(CLASS_NAMES), consistency=cfg.consistency)
     check_weights(cfg.weights)
     common = dict(
         img_size=cfg.img_size,

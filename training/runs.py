@@ -75,9 +75,12 @@ def load_run_model(path: str | Path, compile: bool = True):
     import losses.classification  # noqa: F401  (registers the custom losses)
     import losses.segmentation  # noqa: F401
     import metrics.segmentation  # noqa: F401  (registers the custom metrics)
+    from models.hub import keras_hub, uses_keras_hub
     from models.registry import model_names
 
     model_names()  # imports every builder module, which registers the custom layers
+    if uses_keras_hub(path):  # registers keras-hub's layers (imported only when needed: it takes seconds)
+        keras_hub()
     return keras.models.load_model(path, compile=compile)
 
 

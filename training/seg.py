@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +27,45 @@ from training.trainer import TaskSpec
 from training.tta import predict_views
 
 
+def hub_options(cfg: TrainConfig) -> dict:
+    """Builder arguments of a keras-hub segmenter (:mod:`models.hub`) from ``cfg``.
+
+    Raises:
+        ValueError: If ``cfg`` sets an option such a model does not have (``--base-filters``,
+            ``--depth``, ``--norm``), rather than ignoring it.
+    """
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    changed = [f"--{k.replace('_', '-')}" for k in ("base_filters", "depth", "norm") if getattr(cfg, k) != defaults[k]]
+    if changed:
+        raise ValueError(f"{' '.join(changed)} set the U-Net's layers; --model {cfg.model} has none of them")
+    return dict(
+        img_size=cfg.img_size,
+        channels=cfg.channels,
+        dropout=cfg.dropout,
+        presence_head=cfg.presence_head,
+        input_norm=cfg.input_norm,
+        weights=cfg.weights,
+    )
+
+
 def build_seg_model(cfg: TrainConfig) -> keras.Model:
     """Build ``cfg.model`` for segmentation, starting from ``cfg.weights`` when it names a file.
 
     A file (another run's ``weights/best.keras``, say) must hold the same architecture: model,
     ``base_filters``, ``depth``, ``norm`` and ``presence_head``; the input size may differ.
+    A keras-hub model (SegFormer) takes its weights itself, a keras-hub preset among them.
 
     Raises:
         ValueError: On a classifier name, ``--weights imagenet`` (no segmentation model has ImageNet
-            weights), or a weights file of another architecture.
+            weights), a weights file of another architecture, or U-Net options for a keras-hub model.
         FileNotFoundError: If the weights file does not exist.
     """
     if get_model_entry(cfg.model).task != "seg":
         raise ValueError(
             f"`--model` must be a segmentation model {model_names('seg')} for --task seg. Received: model={cfg.model!r}"
         )
+    if get_model_entry(cfg.model).hub:
+        return build_model(cfg.model, **hub_options(cfg))
     if cfg.weights == "imagenet":
         raise ValueError(
             "`--weights imagenet` is for classifiers; a segmentation run takes none or a .keras / .weights.h5 "

@@ -99,3 +99,22 @@ def test_mean_sd_formats_mean_and_sample_sd_and_refuses_one_value():
     assert _common.mean_sd(np.array([-0.02, 0.01]), signed=True) == "-0.005 +- 0.021"
     with pytest.raises(ValueError, match="at least 2 values. Received: 1"):
         _common.mean_sd(np.array([0.7]))
+
+
+def test_model_cost_counts_the_convolutions_and_every_parameter():
+    """The profiler's count agrees with the convolutions' multiply-adds (plus biases, norms, activations)."""
+    from train_step import conv_flops_keras
+
+    from models.registry import build_model
+
+    cost = _common.model_cost("unet", 32)
+    unet = build_model("unet", img_size=32)
+    assert cost["params"] == unet.count_params()
+    convs = conv_flops_keras(unet) / 1e9
+    assert convs <= cost["gflops"] <= 1.05 * convs
+    lines = _common.cost_table([{"model": "unet", **cost}, {"model": "resunet"}], 32)
+    assert lines[1:] == [
+        "| model | parameters | GFLOPs per 32x32 image (forward) |",
+        "|---|---|---|",
+        f"| unet | {cost['params'] / 1e6:.2f}M | {cost['gflops']:.2f} |",
+    ]

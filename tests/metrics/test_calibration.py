@@ -9,6 +9,7 @@ from metrics.calibration import (
     apply_temperature,
     brier_scores,
     calibration_figures,
+    ece_if_calibrated,
     expected_calibration_error,
     fit_temperature,
     reliability_curve,
@@ -70,3 +71,16 @@ def test_temperature_one_is_identity_and_a_bad_temperature_raises() -> None:
     with pytest.raises(ValueError, match="`temperature` must be positive"):
         apply_temperature(probs, 0.0)
     assert fit_temperature(np.array([], int), np.zeros((0, 3))) == 1.0
+
+
+def test_ece_if_calibrated_is_the_sampling_floor_and_shrinks_with_more_images() -> None:
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(4000, 3)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    few, many = ece_if_calibrated(probs[:150], draws=300), ece_if_calibrated(probs, draws=100)
+    assert few["range95"][0] < few["mean"] < few["range95"][1]
+    assert many["mean"] < few["mean"] / 3  # the floor falls about as 1/sqrt(n)
+    labels = (rng.random((4000, 1)) > np.cumsum(probs, 1)).sum(1)  # labels the probabilities describe exactly
+    assert expected_calibration_error(labels, probs)[0] <= many["range95"][1]
+    overconfident = apply_temperature(probs, 0.3)  # sharper than the labels deserve
+    assert expected_calibration_error(labels, overconfident)[0] > 3 * many["range95"][1]

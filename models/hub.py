@@ -199,11 +199,19 @@ def _resize_positions(source: np.ndarray, target_shape: tuple[int, ...]) -> np.n
     return np.concatenate([source[:, :extra], resized.reshape(1, side_dst * side_dst, -1)], axis=1)
 
 
+def _assign_all(source: list, target: list) -> None:
+    """Assign each of ``source``'s weights to the ``target`` weight at its position (position embeddings resized)."""
+    for s, d in zip(source, target, strict=True):
+        value = keras.ops.convert_to_numpy(s)
+        if tuple(value.shape) != tuple(d.shape):
+            value = _resize_positions(value, tuple(d.shape))
+        d.assign(value.astype(d.dtype))
+
+
 def copy_preset_weights(source: keras.Model, target: keras.Model, preset: str, model: str) -> int:
     """Copy ``source``'s weights into ``target`` (the same keras-hub architecture, any input size).
 
-    A SegFormer preset into an MiT encoder copies its encoder; an MiT preset into a
-    SegFormer copies the encoder and leaves the decoder as built.
+    A SegFormer preset (``source.image_encoder``) into an MiT encoder copies its encoder.
 
     Returns:
         The number of weights copied.
@@ -211,10 +219,8 @@ def copy_preset_weights(source: keras.Model, target: keras.Model, preset: str, m
     Raises:
         ValueError: If the preset's architecture is not the model's.
     """
-    if hasattr(source, "image_encoder") and not hasattr(target, "image_encoder"):
+    if hasattr(source, "image_encoder"):
         source = source.image_encoder
-    if hasattr(target, "image_encoder") and not hasattr(source, "image_encoder"):
-        target = target.image_encoder
     src, dst = source.weights, target.weights
     src_shapes = [tuple(w.shape) for w in src]
     dst_shapes = [tuple(w.shape) for w in dst]
@@ -229,23 +235,37 @@ def copy_preset_weights(source: keras.Model, target: keras.Model, preset: str, m
             f"{type(target).__name__} with {len(dst)} ({sum(int(np.prod(s)) for s in dst_shapes):,}): "
             "pick a preset of the same architecture"
         )
-    for s, d in zip(src, dst, strict=True):
-        value = keras.ops.convert_to_numpy(s)
-        if tuple(value.shape) != tuple(d.shape):
-            value = _resize_positions(value, tuple(d.shape))
-        d.assign(value.astype(d.dtype))
+    _assign_all(src, dst)
     return len(dst)
 
 
-def load_hub_weights(model: keras.Model, encoder: keras.Model, weights: str, name: str) -> None:
-    """Start ``model`` from ``weights``: a preset fills ``encoder`` (a nested keras-hub model), a file all of it."""
+def load_hub_weights(
+    model: keras.Model, encoder: keras.Model, weights: str, name: str, decoder: list[layers.Layer] | None = None
+) -> None:
+    """Start ``model`` from ``weights``: a preset fills ``encoder`` (a keras-hub model), a file all of ``model``.
+
+    With ``decoder`` (SegFormer's decoder layers, in keras-hub's ``SegFormerBackbone`` order), a
+    SegFormer preset also fills them; an MiT preset leaves them as built.
+
+    Raises:
+        ValueError: If the preset's encoder or decoder is not the model's.
+    """
     if weights == "none":
         return
-    if is_preset(weights):
-        n = copy_preset_weights(load_preset(weights), encoder, weights, name)
-        print(f"{name}: {n} weights from the keras-hub preset {weights}")
-    else:
+    if not is_preset(weights):
         model.load_weights(weights)
+        return
+    source = load_preset(weights)
+    n = copy_preset_weights(source, encoder, weights, name)
+    if decoder is not None and hasattr(source, "image_encoder"):
+        encoder_ids = {id(w) for w in source.image_encoder.weights}
+        src = [w for w in source.weights if id(w) not in encoder_ids]
+        dst = [w for layer in decoder for w in layer.weights]
+        if [tuple(w.shape) for w in src] != [tuple(w.shape) for w in dst]:
+            raise ValueError(f"`--weights {weights}`: its decoder does not match {name}'s ({len(src)} weights)")
+        _assign_all(src, dst)
+        n += len(dst)
+    print(f"{name}: {n} weights from the keras-hub preset {weights}")
 
 
 def uses_keras_hub(path: str | Path) -> bool:

@@ -18,15 +18,7 @@ import keras
 from keras import layers
 
 from models.classifier import BACKBONE, check_channels
-from models.hub import (
-    MiTPyramid,
-    check_hub_weights,
-    copy_preset_weights,
-    imagenet_normalization,
-    is_preset,
-    load_preset,
-    mit_encoder,
-)
+from models.hub import MiTPyramid, check_hub_weights, imagenet_normalization, load_hub_weights, mit_encoder
 from models.joint import joint_outputs
 from models.normalize import scale_for_classifier
 from models.registry import register
@@ -52,22 +44,6 @@ def _decoder(features: list, projection: int, dropout: float):
     if dropout > 0:
         x = layers.Dropout(dropout, name="decoder_dropout")(x)
     return x, [*dense, fuse, bn]
-
-
-def _load_preset(preset: str, mit: keras.Model, decoder: list, name: str) -> None:
-    """Fill the encoder from ``preset``, and the decoder too when it is a SegFormer preset."""
-    source = load_preset(preset)
-    n = copy_preset_weights(source, mit, preset, name)
-    if hasattr(source, "image_encoder"):
-        encoder_ids = {id(w) for w in source.image_encoder.weights}
-        src = [w for w in source.weights if id(w) not in encoder_ids]
-        dst = [w for layer in decoder for w in layer.weights]
-        if [tuple(w.shape) for w in src] != [tuple(w.shape) for w in dst]:
-            raise ValueError(f"`--weights {preset}`: its decoder does not match {name}'s ({len(src)} weights)")
-        for s, d in zip(src, dst, strict=True):
-            d.assign(keras.ops.cast(s, d.dtype))
-        n += len(dst)
-    print(f"{name}: {n} weights from the keras-hub preset {preset}")
 
 
 def build_segformer(
@@ -124,10 +100,7 @@ def build_segformer(
         )
     else:
         model = keras.Model(inputs, mask, name=name)
-    if is_preset(weights):
-        _load_preset(weights, mit, decoder, name)
-    elif weights != "none":
-        model.load_weights(weights)
+    load_hub_weights(model, mit, weights, name, decoder)
     return model
 
 

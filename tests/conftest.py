@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -34,14 +37,20 @@ BUSI_DIR = REPO.parent / "shared" / "datasets" / "Dataset_BUSI_with_GT"
 
 
 SHARED_RUNS_GROUP = "trained_runs"
+# The xdist group of each session fixture that trains: its users share one worker, so it is trained once.
+# The classifier run shares the keras-hub group with tests/training/test_hub_runs.py's SegFormer run.
+RUN_GROUPS = {"trained_runs": SHARED_RUNS_GROUP, "exported": SHARED_RUNS_GROUP, "classifier_run": "hub_runs"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Send every test using the session's trained runs to one xdist worker, so they are trained once."""
+    """Send every test using one of the session's trained runs to that run's xdist worker, so it is trained once."""
     for item in items:
-        if {"trained_runs", "exported"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group(SHARED_RUNS_GROUP))
+        groups = {RUN_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in RUN_GROUPS}
+        if len(groups) > 1:
+            raise pytest.UsageError(f"{item.nodeid} uses trained runs of different xdist groups: {sorted(groups)}")
+        for group in groups:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -125,6 +134,86 @@ def exported(trained_runs, tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("export")
     return {task: export.run(str(run), out=str(root)).path for task, run in trained_runs.items()}
+
+
+def lesion_manifest(src: Path, dst: Path, device: bool = True) -> Path:
+    """A manifest site from a synthetic dataset's benign and malignant cases: two images per patient, scanners."""
+    rows = ["image,label,mask,group,device"]
+    images = sorted(p for p in src.glob("*/*.png") if "_mask" not in p.name and p.parent.name != "normal")
+    for k, img in enumerate(images):
+        mask = img.with_name(img.stem + "_mask.png")
+        scanner = ("GE Logiq 7", "Toshiba")[k % 2] if device else ""
+        rows.append(f"{img},{img.parent.name},{mask},patient{k // 2},{scanner}")
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return dst / "manifest.csv"
+
+
+@dataclasses.dataclass
+class ClassifierRun:
+    """A finished classification run, what it printed, the ``fit`` calls it made and what it was given."""
+
+    result: dict
+    stdout: str
+    fits: list[tuple[int, int | None, int]]  # (dataset cardinality, steps_per_epoch, initial_epoch)
+    data: Path
+    preset: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.result["run_dir"])
+
+
+@pytest.fixture(scope="session")
+def classifier_run(tmp_path_factory) -> ClassifierRun:
+    """One DeiT-Tiny classification run through ``train.run``, shared by the classifier tests.
+
+    It starts from a keras-hub preset directory written here (``save_to_preset`` at 64 px, so
+    the 32-px run resizes the position embeddings), so it trains in the two phases a preset
+    triggers: the backbone frozen for epoch 1, then every layer at a tenth of the rate for
+    epoch 2. MirroredStrategy with two replicas (the two logical CPUs above), validated on an
+    external site (a manifest with patients and scanners, 8 images of 4 patients), exported.
+    Each ``keras.Model.fit`` call is recorded. The default classifier, EfficientNet-B0, runs
+    through the CLI in ``trained_runs``.
+    """
+    import keras
+
+    import train
+    from data.synthetic import SynthConfig, generate_synthetic
+    from models.deit_tiny import DEIT_TINY
+    from models.hub import keras_hub
+
+    root = tmp_path_factory.mktemp("classifier")
+    data = generate_synthetic(root / "synth", SynthConfig(per_class=8, size=64, seed=1))
+    site = generate_synthetic(root / "site", SynthConfig(per_class=4, size=64, seed=3))
+    preset = root / "deit_preset"
+    keras_hub().models.DeiTBackbone(image_shape=(64, 64, 3), patch_size=16, **DEIT_TINY).save_to_preset(str(preset))
+    fits = []
+    fit = keras.Model.fit
+
+    def spy(self, x, *args, **kwargs):
+        fits.append((int(x.cardinality()), kwargs.get("steps_per_epoch"), kwargs["initial_epoch"]))
+        return fit(self, x, *args, **kwargs)
+
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setattr(keras.Model, "fit", spy)
+        res = train.run(
+            task="cls",
+            model="deit_tiny",
+            weights=str(preset),
+            epochs=2,
+            freeze_epochs=1,
+            schedule="constant",
+            max_samples=8,
+            img_size=32,
+            batch_size=4,
+            augment="none",
+            data_dir=str(data),
+            external=[str(lesion_manifest(site, root / "bra"))],
+            project=str(root / "runs"),
+        )
+    return ClassifierRun(res, out.getvalue(), fits, data, preset)
 
 
 def odd_images(folder: Path, seed: int = 0) -> list[Path]:

@@ -9,7 +9,8 @@ import pytest
 
 from data.report import InspectOptions, analyze_dataset, write_report
 
-pytestmark = [pytest.mark.busi, pytest.mark.slow]
+# One worker analyses BUSI once for the module (the analysis takes about 20 s).
+pytestmark = [pytest.mark.busi, pytest.mark.slow, pytest.mark.xdist_group("busi")]
 
 
 @pytest.fixture(scope="module")

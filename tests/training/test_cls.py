@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import dataclasses
-import io
 import json
 import re
 import shutil
@@ -26,14 +23,12 @@ from data.classes import CLASS_NAMES
 from data.discover import discover
 from data.synthetic import SynthConfig, generate_synthetic
 from models.classifier import CaffePreprocess
-from training import trainer
-from training.cls import CLS_SPEC, cls_phases, predictions_csv
+from training.cls import cls_phases, predictions_csv
 from training.config import TrainConfig
+from training.runs import load_run_model
 from training.trainer import Phase
 
 pytestmark = pytest.mark.slow
-
-TINY = {"img_size": 32, "batch_size": 4, "augment": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -70,69 +65,23 @@ def test_imagenet_weights_train_in_two_phases() -> None:
     assert cls_phases(TrainConfig(task="cls", epochs=10)) == [Phase(10)]
 
 
-@dataclasses.dataclass
-class RecordedRun:
-    """A finished training run with what it printed and the ``fit`` calls it made."""
-
-    result: dict
-    stdout: str
-    fits: list[tuple[int, int | None, int]]  # (dataset cardinality, steps_per_epoch, initial_epoch)
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.result["run_dir"])
-
-
-@pytest.fixture(scope="module")
-def two_phase_run(tiny_data, tmp_path_factory) -> RecordedRun:
-    """One 2-epoch classification run trained in two phases: frozen backbone, then unfrozen at a tenth of the rate.
-
-    Shared by the tests below (a classifier run is the slowest thing in this file); each
-    ``keras.Model.fit`` call is recorded.
-    """
-    two = dataclasses.replace(CLS_SPEC, phases=lambda cfg: [Phase(1, 1.0, False), Phase(2, 0.1, True)])
-    fits = []
-    fit = keras.Model.fit
-
-    def spy(self, x, *args, **kwargs):
-        fits.append((int(x.cardinality()), kwargs.get("steps_per_epoch"), kwargs["initial_epoch"]))
-        return fit(self, x, *args, **kwargs)
-
-    project = tmp_path_factory.mktemp("cls_runs")
-    out = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
-        mp.setattr(trainer, "task_spec", lambda task: two)
-        mp.setattr(keras.Model, "fit", spy)
-        res = train.run(
-            task="cls",
-            epochs=2,
-            max_samples=8,
-            schedule="constant",
-            data_dir=str(tiny_data),
-            project=str(project),
-            export=False,  # the session's classifier run (conftest) exports its SavedModel
-            **TINY,
-        )
-    assert Path(res["run_dir"]) == project / "cls" / "exp"
-    return RecordedRun(res, out.getvalue(), fits)
-
-
-def test_phases_freeze_then_unfreeze_the_backbone_at_a_lower_rate(two_phase_run) -> None:
-    res, out = two_phase_run.result, two_phase_run.stdout
+def test_phases_freeze_then_unfreeze_the_backbone_at_a_lower_rate(classifier_run) -> None:
+    """A preset's two phases (conftest's DeiT-Tiny run from a preset directory: --epochs 2 --freeze-epochs 1)."""
+    res, out = classifier_run.result, classifier_run.stdout
     # Each phase trains from one iterator: the dataset repeats and an epoch is its batches per pass.
     steps = res["train_cases"] // int(re.search(r"global batch (\d+)", out).group(1))
     assert steps >= 1
-    assert two_phase_run.fits == [(tf.data.INFINITE_CARDINALITY, steps, 0), (tf.data.INFINITE_CARDINALITY, steps, 1)]
+    assert classifier_run.fits == [(tf.data.INFINITE_CARDINALITY, steps, 0), (tf.data.INFINITE_CARDINALITY, steps, 1)]
     assert "backbone frozen until epoch 1" in out and "backbone trainable until epoch 2" in out
-    rows = _rows(two_phase_run.run_dir)
+    rows = _rows(classifier_run.run_dir)
     assert [r["epoch"] for r in rows] == [1, 2]
     assert rows[1]["lr"] == pytest.approx(rows[0]["lr"] * 0.1)  # --lr (times replicas), then a tenth of it
-    last = keras.models.load_model(two_phase_run.run_dir / "weights" / "last.keras")
+    last = load_run_model(classifier_run.run_dir / "weights" / "last.keras")
     assert last.get_layer("backbone").trainable
 
 
-def test_smoke_run_writes_metrics_predictions_and_plots(two_phase_run, tiny_data, tmp_path) -> None:
-    run_dir = two_phase_run.run_dir
+def test_smoke_run_writes_metrics_predictions_and_plots(classifier_run, tmp_path) -> None:
+    run_dir = classifier_run.run_dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc"):
         assert f"{key}_ci95" in metrics
@@ -152,10 +101,9 @@ def test_smoke_run_writes_metrics_predictions_and_plots(two_phase_run, tiny_data
     }
     for name in ("learning_curves.png", "confusion_matrix.png", "roc.png", "confident_wrong.png", "reliability.png"):
         assert (run_dir / "plots" / name).is_file(), name
-    assert not (run_dir / "saved_model").exists()  # trained with export=False
     assert {"val_f1", "val_auc", "val_accuracy"} <= set(_rows(run_dir)[0])
-    model = keras.models.load_model(run_dir / "weights" / "best.keras")
-    assert model.name == "efficientnet_b0" and model.output_shape == (None, 3)
+    model = load_run_model(run_dir / "weights" / "best.keras")
+    assert model.name == "deit_tiny" and model.output_shape == (None, 3)
     # evaluate.py handles classification runs too, also on another dataset.
     own = evaluate.main(evaluate.parse_args(["--run", str(run_dir)]))
     assert own["fold0"]["macro_f1"] == pytest.approx(metrics["macro_f1"], abs=1e-6)
@@ -174,14 +122,14 @@ def test_smoke_run_writes_metrics_predictions_and_plots(two_phase_run, tiny_data
     assert (run_dir / "eval" / "site2-all" / "plots" / "roc.png").is_file()
     # evaluate.py in its own process loads a model with our custom layers (ResNet's Caffe preprocessing),
     # put into a copy of the run so that the shared run keeps its own weights.
-    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("saved_model", "eval")))
     inputs = keras.Input((32, 32, 3), name="image")
     x = keras.layers.GlobalAveragePooling2D()(CaffePreprocess()(inputs))
     keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x)).save(copy / "weights" / "best.keras")
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, "evaluate.py", "--run", str(copy)], cwd=repo, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"fold 0 on {tiny_data} (val, {n_val} cases)" in proc.stdout
+    assert f"fold 0 on {classifier_run.data} (val, {n_val} cases)" in proc.stdout
 
 
 def _fake_cv_run(root: Path, name: str, data: Path, seed: int) -> Path:

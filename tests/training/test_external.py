@@ -12,24 +12,12 @@ import pytest
 
 import train
 from data.synthetic import SynthConfig, generate_synthetic
+from tests.conftest import lesion_manifest
 from training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 
 TINY = {"img_size": 32, "batch_size": 4, "augment": "none", "epochs": 1, "export": False}
-
-
-def lesion_manifest(src: Path, dst: Path, device: bool = True) -> Path:
-    """A manifest site from a synthetic dataset's benign and malignant cases: two images per patient, scanners."""
-    rows = ["image,label,mask,group,device"]
-    images = sorted(p for p in src.glob("*/*.png") if "_mask" not in p.name and p.parent.name != "normal")
-    for k, img in enumerate(images):
-        mask = img.with_name(img.stem + "_mask.png")
-        scanner = ("GE Logiq 7", "Toshiba")[k % 2] if device else ""
-        rows.append(f"{img},{img.parent.name},{mask},patient{k // 2},{scanner}")
-    dst.mkdir(parents=True, exist_ok=True)
-    (dst / "manifest.csv").write_text("\n".join(rows) + "\n")
-    return dst / "manifest.csv"
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +42,9 @@ def test_fold_flag_takes_a_site() -> None:
     assert TrainConfig.from_dict(old.to_dict()) == old
 
 
-def test_external_classification_reports_malignancy_by_patient_and_scanner(sites, tmp_path) -> None:
-    res = train.run(task="cls", data_dir=str(sites["a"]), external=[str(sites["bra"])], project=str(tmp_path), **TINY)
-    run = Path(res["run_dir"])
+def test_external_classification_reports_malignancy_by_patient_and_scanner(classifier_run) -> None:
+    """conftest's classifier run, validated on a manifest site of 8 images, 4 patients, 2 scanners."""
+    res, run = classifier_run.result, classifier_run.run_dir
     ext = json.loads((run / "external" / "bra" / "metrics.json").read_text())
     assert ext["n_images"] == 8 and ext["split"] == "all" and ext["excluded"] == {}
     assert 0 <= ext["malignant_auc"] <= 1 and len(ext["malignant_auc_ci95"]) == 2

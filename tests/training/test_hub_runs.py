@@ -11,7 +11,6 @@ import pytest
 import tensorflow as tf
 
 import ensemble
-import evaluate
 import predict
 import train
 from data.synthetic import SynthConfig, generate_synthetic
@@ -26,21 +25,21 @@ COMMON = dict(epochs=1, max_samples=12, batch_size=4, augment="none")
 
 
 @pytest.fixture(scope="module")
-def hub_runs(tmp_path_factory) -> dict[str, Path]:
-    """One epoch of SegFormer-B0 and of DeiT-Tiny on synthetic data, both exported.
+def hub_runs(tmp_path_factory, classifier_run) -> dict[str, Path]:
+    """One epoch of SegFormer-B0 on synthetic data, exported, beside conftest's DeiT-Tiny run.
 
     Both train under MirroredStrategy with two replicas (``--strategy auto`` on the two logical
-    CPUs conftest exposes). Mixed precision is checked on the models (tests/models/test_hub.py);
-    resume, on what it needs of a keras-hub model, the checkpoint with its optimizer (the resume
-    loop itself is tested on the U-Net). MiT-B0's classifier is built and round-tripped in
-    tests/models/test_hub.py; a CLI run of it would add a minute to the suite.
+    CPUs conftest exposes); the DeiT-Tiny run starts from a preset directory and trains in two
+    phases (tests/training/test_cls.py checks them). Mixed precision is checked on the models
+    (tests/models/test_hub.py); resume, on what it needs of a keras-hub model, the checkpoint
+    with its optimizer (the resume loop itself is tested on the U-Net). MiT-B0's classifier is
+    built and round-tripped in tests/models/test_hub.py; a CLI run of it would add a minute to
+    the suite.
     """
     root = tmp_path_factory.mktemp("hub")
     data = str(generate_synthetic(root / "synth", SynthConfig(per_class=8, size=64, seed=1)))
-    project = str(root / "runs")
-    seg = train.run(task="seg", model="segformer_b0", img_size=64, data_dir=data, project=project, **COMMON)
-    deit = train.run(task="cls", model="deit_tiny", img_size=32, data_dir=data, project=project, **COMMON)
-    return {name: Path(r["run_dir"]) for name, r in (("seg", seg), ("deit", deit))}
+    seg = train.run(task="seg", model="segformer_b0", img_size=64, data_dir=data, project=str(root / "runs"), **COMMON)
+    return {"seg": Path(seg["run_dir"]), "deit": classifier_run.run_dir}
 
 
 def test_runs_write_their_metrics_and_a_saved_model_that_matches_the_keras_file(hub_runs) -> None:
@@ -78,13 +77,13 @@ def test_predict_measures_lesions_and_explains_the_vit(hub_runs, tmp_path: Path)
         assert row["class_name"] in ("normal", "benign", "malignant") and Path(row["explain"]).is_file()
 
 
-def test_evaluate_and_ensemble_take_transformer_classifiers(hub_runs, tmp_path: Path) -> None:
-    (res,) = evaluate.main(evaluate.parse_args(["--run", str(hub_runs["deit"])])).values()
-    assert res["macro_f1"] == pytest.approx(json.loads((hub_runs["deit"] / "metrics.json").read_text())["macro_f1"])
+def test_ensemble_takes_transformer_classifiers(hub_runs, tmp_path: Path) -> None:
+    """evaluate.py on the DeiT run is in tests/training/test_cls.py's smoke test."""
+    metrics = json.loads((hub_runs["deit"] / "metrics.json").read_text())
     # A second member from the same splits: the DeiT run under another name (ensemble.py reads predictions only).
     twin = tmp_path / "deit-twin"
     shutil.copytree(hub_runs["deit"], twin, ignore=shutil.ignore_patterns("saved_model", "weights"))
     out = tmp_path / "ens"
     result = ensemble.main(ensemble.parse_args(["--runs", str(hub_runs["deit"]), str(twin), "--out", str(out)]))
     assert set(result["members"]) == {hub_runs["deit"].name, "deit-twin"}
-    assert result["ensemble"]["macro_f1"] == pytest.approx(res["macro_f1"])  # the mean of two equal members
+    assert result["ensemble"]["macro_f1"] == pytest.approx(metrics["macro_f1"])  # the mean of two equal members

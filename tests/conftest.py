@@ -114,7 +114,12 @@ def make_busi(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory) -> dict[str, Path]:
-    """One tiny trained run per task (1 epoch on 8 synthetic cases, 32 px): ``{"seg": dir, "cls": dir}``."""
+    """One tiny trained run per task (1 epoch on 8 synthetic cases, 32 px): ``{"seg": dir, "cls": dir}``.
+
+    The segmenter exports its SavedModel at the end of training; the classifier does not (the
+    ``exported`` fixture exports it with export.py, and ``classifier_run`` covers a classifier's
+    export at the end of training).
+    """
     import train
     from data.synthetic import SynthConfig, generate_synthetic
 
@@ -123,7 +128,7 @@ def trained_runs(tmp_path_factory) -> dict[str, Path]:
     common = dict(epochs=1, max_samples=8, img_size=32, batch_size=4, augment="none", data_dir=str(data))
     return {
         "seg": Path(train.run(task="seg", base_filters=4, project=str(root / "runs"), **common)["run_dir"]),
-        "cls": Path(train.run(task="cls", project=str(root / "runs"), **common)["run_dir"]),
+        "cls": Path(train.run(task="cls", project=str(root / "runs"), export=False, **common)["run_dir"]),
     }
 
 

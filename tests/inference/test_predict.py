@@ -177,12 +177,14 @@ def test_model_and_server_are_exclusive(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["seg", "cls"])
-def test_run_folder_and_its_saved_model_predict_the_same(task, trained_runs, tmp_path):
+def test_run_folder_and_its_saved_model_predict_the_same(task, trained_runs, exported, tmp_path):
+    """The segmenter's SavedModel written at the end of training; the classifier's, by export.py."""
     from inference.backends import RunBackend, SavedModelBackend, open_backend
 
     run = trained_runs[task]
+    saved = run / "saved_model" if task == "seg" else exported["cls"]
     images = [f.read_bytes() for f in odd_images(tmp_path)]
-    from_run, from_saved = open_backend(str(run), None), open_backend(str(run / "saved_model"), None)
+    from_run, from_saved = open_backend(str(run), None), open_backend(str(saved), None)
     assert isinstance(from_run, RunBackend) and isinstance(from_saved, SavedModelBackend)
     a, b = from_run(images), from_saved(images)
     assert set(a) == set(b)

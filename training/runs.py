@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import zipfile
 from pathlib import Path
 
 
@@ -79,9 +81,35 @@ def load_run_model(path: str | Path, compile: bool = True):
     from models.registry import model_names
 
     model_names()  # imports every builder module, which registers the custom layers
-    if uses_keras_hub(path):  # registers keras-hub's layers (imported only when needed: it takes seconds)
-        keras_hub()
-    return keras.models.load_model(path, compile=compile)
+    if not uses_keras_hub(path):
+        return keras.models.load_model(path, compile=compile)
+    keras_hub()  # registers keras-hub's layers (imported only when needed: it takes seconds)
+    # keras-hub rebuilds a backbone's layers from its constructor arguments, so one saved frozen (the
+    # first phase of a preset run) loads with the flag on itself but every layer inside trainable.
+    # Loading as Keras does, after setting the flags again: the compiled state, then the weights and
+    # the optimizer's variables (built for the frozen model's trainable weights, as they were saved).
+    model = keras.models.load_model(path, compile=False)
+    _set_frozen_again(model)
+    with zipfile.ZipFile(path) as z:
+        compile_config = json.loads(z.read("config.json")).get("compile_config")
+    if compile and compile_config:
+        model.compile_from_config(compile_config)
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(path)
+    return model
+
+
+def _set_frozen_again(layer) -> None:
+    """Set ``trainable=False`` again on every frozen layer under ``layer``, so that it reaches the layers inside.
+
+    Setting a layer's flag to the value it already holds changes nothing in Keras 3.15, hence True, then False.
+    """
+    for sub in getattr(layer, "layers", []):
+        if sub.trainable:
+            _set_frozen_again(sub)
+        else:
+            sub.trainable = True
+            sub.trainable = False
 
 
 def load_inference_model(path: str | Path):

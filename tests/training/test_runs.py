@@ -71,3 +71,33 @@ def test_a_fresh_interpreter_loads_a_model_with_custom_layers_and_loss(tmp_path)
     ours = load(f"from training.runs import load_run_model\nmodel = load_run_model({str(tmp_path / 'm.keras')!r})")
     assert ours.returncode == 0, ours.stderr[-2000:]
     assert ours.stdout.strip().splitlines()[-1] == "BceDiceLoss"
+
+
+@pytest.mark.slow
+def test_a_keras_hub_model_saved_frozen_loads_frozen_with_its_optimizer_state(tmp_path: Path) -> None:
+    """The first phase of a preset run saves the backbone frozen; resume must get it back frozen.
+
+    keras-hub rebuilds a backbone's layers from its config, so without load_run_model's care the
+    layers inside load trainable and the saved optimizer state (built for the head) is skipped.
+    """
+    import numpy as np
+
+    from models.registry import build_model
+    from training.runs import load_run_model
+
+    model = build_model("deit_tiny", img_size=32)
+    model.get_layer("backbone").trainable = False
+    model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy")
+    model.fit(np.zeros((4, 32, 32, 3), "float32"), np.eye(3)[[0, 1, 2, 0]], verbose=0)
+    head = len(model.trainable_variables)
+    model.save(tmp_path / "phase1.keras")
+    loaded = load_run_model(tmp_path / "phase1.keras")
+    assert len(loaded.trainable_variables) == head == 2  # the head's kernel and bias
+    assert [v.path for v in loaded.optimizer.variables] == [v.path for v in model.optimizer.variables]
+    for a, b in zip(loaded.optimizer.variables, model.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+    # Unfreezing the loaded model (the next phase) makes the backbone trainable again.
+    loaded.get_layer("backbone").trainable = True
+    assert len(loaded.trainable_variables) > 100

@@ -90,9 +90,11 @@ def load_run_model(path: str | Path, compile: bool = True):
     # the optimizer's variables (built for the frozen model's trainable weights, as they were saved).
     model = keras.models.load_model(path, compile=False)
     _set_frozen_again(model)
+    if not compile:
+        return model
     with zipfile.ZipFile(path) as z:
         compile_config = json.loads(z.read("config.json")).get("compile_config")
-    if compile and compile_config:
+    if compile_config:  # the weights are read again, with the optimizer's variables this time
         model.compile_from_config(compile_config)
         model.optimizer.build(model.trainable_variables)
         model.load_weights(path)

@@ -38,13 +38,17 @@ def hub_options(cfg: TrainConfig) -> dict:
     changed = [f"--{k.replace('_', '-')}" for k in ("base_filters", "depth", "norm") if getattr(cfg, k) != defaults[k]]
     if changed:
         raise ValueError(f"{' '.join(changed)} set the U-Net's layers; --model {cfg.model} has none of them")
+    return {**_model_options(cfg), "weights": cfg.weights}
+
+
+def _model_options(cfg: TrainConfig) -> dict:
+    """The builder options every segmentation model takes from the run's config."""
     return dict(
         img_size=cfg.img_size,
         channels=cfg.channels,
         dropout=cfg.dropout,
         presence_head=cfg.presence_head,
         input_norm=cfg.input_norm,
-        weights=cfg.weights,
     )
 
 
@@ -72,17 +76,7 @@ def build_seg_model(cfg: TrainConfig) -> keras.Model:
             "file of the same model (e.g. another run's weights/best.keras)"
         )
     check_weights(cfg.weights)
-    model = build_model(
-        cfg.model,
-        img_size=cfg.img_size,
-        channels=cfg.channels,
-        base_filters=cfg.base_filters,
-        depth=cfg.depth,
-        dropout=cfg.dropout,
-        norm=cfg.norm,
-        presence_head=cfg.presence_head,
-        input_norm=cfg.input_norm,
-    )
+    model = build_model(cfg.model, **_model_options(cfg), base_filters=cfg.base_filters, depth=cfg.depth, norm=cfg.norm)
     if cfg.weights != "none":
         try:
             load_weights_file(model, cfg.weights)

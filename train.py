@@ -237,6 +237,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="seg: spatial dropout in the deepest levels; cls: dropout before the last layer; joint: both (0: off)",
     )
     p.add_argument(
+        "--patch-size",
+        type=int,
+        default=DEFAULTS.patch_size,
+        help="deit_tiny: side of a patch in pixels (default its own, 16; --img-size must be a multiple of it)",
+    )
+    p.add_argument(
+        "--num-layers",
+        type=int,
+        default=DEFAULTS.num_layers,
+        help="deit_tiny: transformer blocks (default its own, 12)",
+    )
+    p.add_argument(
+        "--drop-path",
+        type=float,
+        default=DEFAULTS.drop_path,
+        help="mit_b0_cls, segformer_b0/b1: stochastic depth rate of the last encoder block, rising linearly "
+        "from 0 in the first (default 0.1)",
+    )
+    p.add_argument(
         "--export",
         action=argparse.BooleanOptionalAction,
         default=DEFAULTS.export,

@@ -107,8 +107,10 @@ def history_summary(rows: list[dict], train_images: int) -> dict:
     }
 
 
-def model_cost(model: str, img_size: int) -> dict:
+def model_cost(model: str, img_size: int, **options) -> dict:
     """Parameters and forward GFLOPs per image of the registered ``model`` built at ``img_size``.
+
+    ``options`` go to the builder (architecture options such as ``patch_size``).
 
     FLOPs come from TensorFlow's profiler on the frozen inference graph of one image (a
     multiply and an add count as two), so attention and dense layers count as well as
@@ -119,7 +121,7 @@ def model_cost(model: str, img_size: int) -> dict:
 
     from models.registry import build_model
 
-    net = build_model(model, img_size=img_size)
+    net = build_model(model, img_size=img_size, **options)
 
     @tf.function(autograph=False)
     def forward(x):
@@ -133,9 +135,13 @@ def model_cost(model: str, img_size: int) -> dict:
     return {"params": int(net.count_params()), "gflops": flops.total_float_ops / 1e9}
 
 
-def cost_table(runs: list[dict], img_size: int) -> list[str]:
-    """Markdown lines: parameters and GFLOPs per image of each model whose rows recorded them."""
-    costs = {r["model"]: (r["params"], r["gflops"]) for r in runs if "params" in r}
+def cost_table(runs: list[dict], img_size: int, label: Callable[[dict], str] | None = None) -> list[str]:
+    """Markdown lines: parameters and GFLOPs per image of each model whose rows recorded them.
+
+    ``label`` names a row's model (default its ``model``); rows with the same label share a line.
+    """
+    label = label or (lambda r: r["model"])
+    costs = {label(r): (r["params"], r["gflops"]) for r in runs if "params" in r}
     if not costs:
         return []
     lines = ["", f"| model | parameters | GFLOPs per {img_size}x{img_size} image (forward) |", "|---|---|---|"]
@@ -210,16 +216,17 @@ def save_runs(
 def merge_previous(path: Path, result: dict, key: tuple[str, ...]) -> dict:
     """Keep earlier runs of the same protocol that this invocation did not repeat.
 
-    Runs are matched on the fields ``key``; a run measured again replaces the old one.
+    Runs are matched on the fields ``key`` (a field a run lacks counts as ``""``); a run measured
+    again replaces the old one.
     Each run records the command that measured it; ``commands`` lists those still present.
     """
     runs = [{**r, "command": result["command"]} for r in result["runs"]]
     if path.exists():
         old = json.loads(path.read_text())
         if old.get("protocol") == result["protocol"]:
-            new_keys = {tuple(r[k] for k in key) for r in runs}
+            new_keys = {tuple(r.get(k, "") for k in key) for r in runs}
             previous = [{"command": old.get("command", ""), **r} for r in old["runs"]]
-            kept = [r for r in previous if tuple(r[k] for k in key) not in new_keys]
+            kept = [r for r in previous if tuple(r.get(k, "") for k in key) not in new_keys]
             runs = kept + runs
     commands = list(dict.fromkeys(r["command"] for r in runs))
     return {**result, "runs": runs, "commands": commands}

@@ -14,12 +14,18 @@ model run with the same imbalance handling, epochs and malloc variant, including
 runs from earlier invocations recorded in the JSON. Rows also record the model's parameters
 and forward GFLOPs per 224x224 image (``_common.model_cost``).
 
+``--augment``, ``--patch-size``, ``--num-layers`` and ``--drop-path`` change one thing of the
+protocol, to measure what moves a model's result (the transformers' gap to the CNNs, say); the
+row records the change (``change``), its run folder and table label carry it, and it joins no
+soft vote.
+
 Usage:
     python benchmarks/cls_busi.py
     python benchmarks/cls_busi.py --models efficientnet_b0 --epochs 2 --no-markdown
     python benchmarks/cls_busi.py --models efficientnet_b0 --imbalance focal --epochs 15
     python benchmarks/cls_busi.py --ensemble-only
     python benchmarks/cls_busi.py --models deit_tiny mit_b0_cls
+    python benchmarks/cls_busi.py --models deit_tiny --variants no-trim --augment strong
     python benchmarks/cls_busi.py --timing-only --epochs 3 --variants no-trim
     python benchmarks/cls_busi.py --from-json benchmarks/results/cls_busi.json
 """
@@ -58,6 +64,32 @@ IMBALANCE = {
     "focal": ["--loss", "focal"],
 }
 KEYS = ("accuracy", "macro_f1", "macro_auc")
+KEY = ("model", "variant", "imbalance", "epochs", "change")
+"""The fields that tell runs apart (older rows lack ``change``: the protocol's own)."""
+PROTOCOL = (
+    "normal + benign + malignant, fold 0, 224x224, batch 16, Adam 1e-3 cosine, light augmentation, random init, float32"
+)
+"""What every run shares (a row's ``change`` aside); rows of another protocol are not merged."""
+AUGMENT = "light"
+"""The protocol's augmentation preset."""
+ARCHITECTURE = ("patch_size", "num_layers", "drop_path")
+"""``train.py``'s architecture options (``models.registry.ARCHITECTURE_OPTIONS``) a run may change."""
+
+
+def changes(args: argparse.Namespace) -> dict:
+    """What ``args`` change of the protocol: the augmentation preset and architecture options set."""
+    out = {"augment": args.augment} if args.augment != AUGMENT else {}
+    return out | {k: getattr(args, k) for k in ARCHITECTURE if getattr(args, k) is not None}
+
+
+def change_label(change: dict) -> str:
+    """``"augment=strong, patch_size=32"``; empty for the protocol itself."""
+    return ", ".join(f"{k}={v}" for k, v in change.items())
+
+
+def model_label(r: dict) -> str:
+    """A row's model with the change it measures, e.g. ``deit_tiny (augment=strong)``."""
+    return f"{r['model']} ({r['change']})" if r.get("change") else r["model"]
 
 
 def _last_epoch_report(run_dir: Path) -> dict:
@@ -83,11 +115,14 @@ def _pick(report: dict) -> dict:
 
 def _train(model: str, variant: str, args: argparse.Namespace, name: str) -> tuple[Path, list[dict], float]:
     """Run ``train.py`` for one model in its own process; return its folder, history rows and wall time."""
+    change = changes(args)
+    arch = [f for k in ARCHITECTURE if k in change for f in (f"--{k.replace('_', '-')}", str(change[k]))]
     cmd = [
         sys.executable, "train.py", "--task", "cls", "--model", model, "--data-dir", str(args.data_dir),
         "--fold", "0", "--img-size", "224", "--epochs", str(args.epochs), "--batch-size", "16", "--lr", "1e-3",
-        "--schedule", "cosine", *IMBALANCE[args.imbalance], "--augment", "light", "--weights", "none",
+        "--schedule", "cosine", *IMBALANCE[args.imbalance], "--augment", args.augment, "--weights", "none",
         "--patience", "0", "--mixed-precision", "off", "--project", str(args.project), "--name", name, "--exist-ok",
+        *arch,
     ]  # fmt: skip
     run_dir = Path(args.project) / "cls" / name
     rows = _history(run_dir)
@@ -135,9 +170,15 @@ def _stamp() -> dict:
     return {"date": time.strftime("%Y-%m-%d"), "commit": head_commit()}
 
 
+def run_name(model: str, variant: str, args: argparse.Namespace) -> str:
+    """The run folder's name: model, imbalance, malloc variant and any change (``augment-strong``)."""
+    change = "".join(f"-{k.replace('_', '-')}-{v}" for k, v in changes(args).items())
+    return f"{model}-{args.imbalance}-{variant}{change}"
+
+
 def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
     """Train one model in its own process, then evaluate its last epoch."""
-    run_dir, rows, wall = _train(model, variant, args, f"{model}-{args.imbalance}-{variant}")
+    run_dir, rows, wall = _train(model, variant, args, run_name(model, variant, args))
     best = json.loads((run_dir / "metrics.json").read_text())
     last = _last_epoch_report(run_dir)
     return {
@@ -145,6 +186,7 @@ def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
         "variant": variant,
         "imbalance": args.imbalance,
         "epochs": len(rows),
+        "change": change_label(changes(args)),
         "last": _pick(last),
         "best": {**_pick(best), "epoch": best["best_epoch"]},
         "predicted_share": [sum(col) / last["n_images"] for col in zip(*last["confusion"], strict=True)],
@@ -153,20 +195,21 @@ def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
         "val_cases": best["val_cases"],
         "wall_seconds": wall,
         "run_dir": str(run_dir),
-        **model_cost(model, 224),
+        **model_cost(model, 224, **{k: v for k, v in changes(args).items() if k in ARCHITECTURE}),
         **_stamp(),
     }
 
 
 def time_one(model: str, variant: str, args: argparse.Namespace) -> dict:
     """Train one model for a few epochs only to time it (``--timing-only``); no evaluation."""
-    run_dir, rows, _ = _train(model, variant, args, f"{model}-{args.imbalance}-{variant}-timing")
+    run_dir, rows, _ = _train(model, variant, args, f"{run_name(model, variant, args)}-timing")
     train_cases = json.loads((run_dir / "metrics.json").read_text())["train_cases"]
     return {
         "model": model,
         "variant": variant,
         "imbalance": args.imbalance,
         "epochs": len(rows),
+        "change": change_label(changes(args)),
         **_stamp(),
         "epoch_seconds": [round(r["epoch_seconds"], 1) for r in rows],
     } | _speed(rows, train_cases)
@@ -191,10 +234,11 @@ def soft_votes(runs: list[dict], project: Path, previous: dict) -> dict:
     """Soft-vote every group of runs sharing imbalance, epochs and malloc variant (two or more models).
 
     Runs may come from earlier invocations (merged from the JSON). A group whose members'
-    last-epoch predictions are no longer on disk keeps its ``previous`` entry, if any.
+    last-epoch predictions are no longer on disk keeps its ``previous`` entry, if any. Runs that
+    change the protocol (``change``) join no vote.
     """
     groups: dict[str, list[dict]] = {}
-    for r in runs:
+    for r in (r for r in runs if not r.get("change")):
         groups.setdefault(f"{r['imbalance']}-{r['epochs']}-{r['variant']}", []).append(r)
     ensembles = {}
     for key, members in groups.items():
@@ -230,7 +274,7 @@ def _when(r: dict) -> str:
 
 def _speed_row(r: dict, run: str) -> str:
     return (
-        f"| {r['model']} | {r['imbalance']} | {r['variant']} | {run} | {r['timed_epochs']} | "
+        f"| {model_label(r)} | {r['imbalance']} | {r['variant']} | {run} | {r['timed_epochs']} | "
         f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {r['fastest_epoch_seconds']:.1f} | "
         f"{r['slow_epochs']} |"
     )
@@ -254,6 +298,9 @@ def markdown(result: dict) -> str:
         "pipeline (`--loss ce --oversample`); `focal` is focal loss with per-class alpha from inverse class "
         "frequencies, gamma 2 (`--loss focal`).",
         "",
+        "A model followed by a change in brackets ran the protocol with that one change (`augment=strong`: "
+        "`--augment strong`; `patch_size`, `num_layers`, `drop_path`: the `train.py` flags of those names).",
+        "",
         "| model | imbalance | epochs | malloc | accuracy | macro F1 | macro AUC | best-epoch macro F1 (epoch) | "
         "predicted share normal/benign/malignant | s/epoch | train img/s | measured |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -261,8 +308,8 @@ def markdown(result: dict) -> str:
     for r in result["runs"]:
         share = "/".join(f"{s:.2f}" for s in r["predicted_share"])
         lines.append(
-            f"| {r['model']} | {r['imbalance']} | {r['epochs']} | {r['variant']} | {_cell(r['last'], 'accuracy')} | "
-            f"{_cell(r['last'], 'macro_f1')} | {_cell(r['last'], 'macro_auc')} | "
+            f"| {model_label(r)} | {r['imbalance']} | {r['epochs']} | {r['variant']} | "
+            f"{_cell(r['last'], 'accuracy')} | {_cell(r['last'], 'macro_f1')} | {_cell(r['last'], 'macro_auc')} | "
             f"{r['best']['macro_f1']:.3f} ({r['best']['epoch']}) | {share} | "
             f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {_when(r)} |"
         )
@@ -271,8 +318,9 @@ def markdown(result: dict) -> str:
             f"| soft vote of {' + '.join(e['models'])} | {e['imbalance']} | {e['epochs']} | {e['variant']} | "
             f"{_cell(e, 'accuracy')} | {_cell(e, 'macro_f1')} | {_cell(e, 'macro_auc')} | | | | | |"
         )
-    lines += cost_table(result["runs"], 224)
-    done = {(r["model"], r["variant"]) for r in result["runs"] if r["imbalance"] == "ce-oversample"}
+    lines += cost_table(result["runs"], 224, model_label)
+    protocol = [r for r in result["runs"] if not r.get("change")]
+    done = {(r["model"], r["variant"]) for r in protocol if r["imbalance"] == "ce-oversample"}
     timed = done | {(t["model"], t["variant"]) for t in result.get("timings", [])}
     missing = [f"{m} ({v})" for m in MODELS for v in VARIANTS if (m, v) not in timed]
     if missing:
@@ -327,6 +375,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="train nothing: recompute the soft-vote ensembles of the runs already in --json",
     )
+    from pipeline.augment import PRESETS
+
+    p.add_argument("--augment", choices=list(PRESETS), default=AUGMENT, help="a change: augmentation preset")
+    p.add_argument("--patch-size", type=int, help="a change: train.py --patch-size (deit_tiny)")
+    p.add_argument("--num-layers", type=int, help="a change: train.py --num-layers (deit_tiny)")
+    p.add_argument("--drop-path", type=float, help="a change: train.py --drop-path (mit_b0_cls)")
     add_training_run_args(p, SECTION)
     return p.parse_args(argv)
 
@@ -370,22 +424,20 @@ def main(argv=None) -> int:
         for v in args.variants:
             for m in args.models:
                 timings.append(time_one(m, v, args) | {"command": command})
-                keys = {(t["model"], t["variant"], t["imbalance"]) for t in timings}
+                keys = {(t["model"], t["variant"], t["imbalance"], t.get("change", "")) for t in timings}
                 kept = [
-                    t for t in previous.get("timings", []) if (t["model"], t["variant"], t["imbalance"]) not in keys
+                    t
+                    for t in previous.get("timings", [])
+                    if (t["model"], t["variant"], t["imbalance"], t.get("change", "")) not in keys
                 ]
                 save(args, previous | {"timings": kept + timings, "ensembles": previous.get("ensembles", {})})
     else:
-        protocol = (
-            "normal + benign + malignant, fold 0, 224x224, batch 16, Adam 1e-3 cosine, "
-            "light augmentation, random init, float32"
-        )
         runs = []
         for variant in args.variants:
             for model in args.models:
                 runs.append(run_one(model, variant, args))
-                result = {"command": command, "protocol": protocol, "runs": runs}  # each run keeps its own date
-                result = merge_previous(args.json, result, ("model", "variant", "imbalance", "epochs"))
+                result = {"command": command, "protocol": PROTOCOL, "runs": runs}  # each run keeps its own date
+                result = merge_previous(args.json, result, KEY)
                 save(args, with_ensembles(result | {"timings": previous.get("timings", [])}, args, previous))
     return 0
 

@@ -26,7 +26,9 @@ EXTRA_TOKENS = 2
 """DeiT's class and distillation tokens, ahead of the patch tokens."""
 
 
-@register("deit_tiny", task="cls", cam_layer=BACKBONE, hub=True)  # Grad-CAM: the patch-token grid
+@register(
+    "deit_tiny", task="cls", cam_layer=BACKBONE, hub=True, options=("patch_size", "num_layers")
+)  # Grad-CAM: the patch-token grid
 def build_deit_tiny(
     img_size: int = 128,
     channels: int = 3,
@@ -35,6 +37,7 @@ def build_deit_tiny(
     weights: str = "none",
     input_norm: str = "fixed",
     patch_size: int = 16,
+    num_layers: int = DEIT_TINY["num_layers"],
 ) -> keras.Model:
     """Build a DeiT-Tiny classifier taking float32 RGB pixels in [0, 255].
 
@@ -43,17 +46,24 @@ def build_deit_tiny(
         weights: ``none``, a keras-hub DeiT preset (``deit_tiny_distilled_patch16_224_imagenet``,
             a handle or a directory), or a ``.keras`` / ``.weights.h5`` file of this model.
         patch_size: Side of a patch; a preset needs its own (16).
+        num_layers: Transformer blocks; a preset needs its own (12). keras-hub's DeiT has no
+            stochastic depth, so there is no ``drop_path`` here.
         Others as :func:`models.resnet50.build_resnet50`.
 
     Raises:
-        ValueError: If ``img_size`` is not a multiple of ``patch_size``, ``channels`` is not 3,
-            or the preset is of another architecture.
+        ValueError: If ``img_size`` is not a multiple of ``patch_size``, ``num_layers`` < 1,
+            ``channels`` is not 3, or the preset is of another architecture.
     """
     check_channels(channels, "deit_tiny")
     check_multiple(img_size, patch_size, "deit_tiny")
+    if num_layers < 1:
+        raise ValueError(f"`num_layers` of deit_tiny must be at least 1. Received: num_layers={num_layers}")
     weights = check_hub_weights(weights, "deit_tiny", "deit_tiny_distilled_patch16_224_imagenet")
     deit = keras_hub().models.DeiTBackbone(
-        image_shape=(img_size, img_size, 3), patch_size=patch_size, **DEIT_TINY, name="deit"
+        image_shape=(img_size, img_size, 3),
+        patch_size=patch_size,
+        **(DEIT_TINY | {"num_layers": num_layers}),
+        name="deit",
     )
     inputs = keras.Input((img_size, img_size, 3), name="tokens_in")
     grid = PatchGrid(EXTRA_TOKENS, name="patch_grid")(deit(inputs))

@@ -69,11 +69,13 @@ def mit_encoder(variant: str, img_size: int, drop_path: float, name: str) -> ker
     """keras-hub's ``MiTBackbone`` of size ``variant`` (:data:`MIT_VARIANTS`) for ``img_size`` inputs.
 
     Raises:
-        ValueError: On an unknown variant or an ``img_size`` that is not a multiple of 32 of at
-            least 64 (keras-hub's MiT fails on a 1x1 deepest map).
+        ValueError: On an unknown variant, an ``img_size`` that is not a multiple of 32 of at
+            least 64 (keras-hub's MiT fails on a 1x1 deepest map), or ``drop_path`` outside [0, 1).
     """
     if variant not in MIT_VARIANTS:
         raise ValueError(f"MiT size must be one of {list(MIT_VARIANTS)}. Received: {variant!r}")
+    if not 0 <= drop_path < 1:
+        raise ValueError(f"`drop_path` of {name} must be in [0, 1). Received: drop_path={drop_path}")
     check_multiple(img_size, MIT_STRIDE, name, smallest=2 * MIT_STRIDE)
     return keras_hub().models.MiTBackbone(
         **MIT_VARIANTS[variant], **MIT_STAGES, max_drop_path_rate=drop_path, image_shape=(img_size, img_size, 3)

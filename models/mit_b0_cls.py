@@ -15,7 +15,9 @@ from models.hub import check_hub_weights, imagenet_normalization, load_hub_weigh
 from models.registry import register
 
 
-@register("mit_b0_cls", task="cls", cam_layer=BACKBONE, hub=True)  # Grad-CAM: the encoder's 1/32 map
+@register(
+    "mit_b0_cls", task="cls", cam_layer=BACKBONE, hub=True, options=("drop_path",)
+)  # Grad-CAM: the encoder's 1/32 map
 def build_mit_b0_cls(
     img_size: int = 128,
     channels: int = 3,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 
@@ -19,6 +20,7 @@ class ModelEntry:
     says a segmenter's builder also makes a joint model (``joint_classes``, :mod:`models.joint`).
     ``hub`` marks a keras-hub transformer (:mod:`models.hub`): its builder takes ``weights``
     itself (none, a keras-hub preset or a file) and has no ``base_filters``, ``depth`` or ``norm``.
+    ``options`` names the architecture options of :data:`ARCHITECTURE_OPTIONS` the builder takes.
     """
 
     name: str
@@ -27,6 +29,7 @@ class ModelEntry:
     cam_layer: str | None = None
     joint: bool = False
     hub: bool = False
+    options: tuple[str, ...] = ()
 
     def serves(self, task: str) -> bool:
         """Whether the builder makes a model for ``task``."""
@@ -43,21 +46,33 @@ class ModelEntry:
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
+ARCHITECTURE_OPTIONS = ("patch_size", "num_layers", "drop_path")
+"""Builder arguments that only some architectures have (``train.py --patch-size``, ``--num-layers``,
+``--drop-path``): a ViT's patch side and number of blocks, an encoder's stochastic depth rate."""
+
 
 Builder = Callable[..., keras.Model]
 
 
 def register(
-    name: str, task: str, cam_layer: str | None = None, joint: bool = False, hub: bool = False
+    name: str,
+    task: str,
+    cam_layer: str | None = None,
+    joint: bool = False,
+    hub: bool = False,
+    options: tuple[str, ...] = (),
 ) -> Callable[[Builder], Builder]:
     """Decorator registering a builder under ``name`` for ``task`` (one of :data:`TASKS`), see :class:`ModelEntry`."""
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {list(TASKS)}. Received: task={task!r}")
+    unknown = sorted(set(options) - set(ARCHITECTURE_OPTIONS))
+    if unknown:
+        raise ValueError(f"`options` must be some of {list(ARCHITECTURE_OPTIONS)}. Received: {unknown}")
 
     def deco(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, task, fn, cam_layer, joint, hub)
+        _REGISTRY[name] = ModelEntry(name, task, fn, cam_layer, joint, hub, tuple(options))
         return fn
 
     return deco
@@ -79,6 +94,23 @@ def get_model_entry(name: str) -> ModelEntry:
     if name not in _REGISTRY:
         raise ValueError(f"`model` must be one of {model_names()}. Received: model={name!r}")
     return _REGISTRY[name]
+
+
+def architecture_options(name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The architecture options in ``values`` that are set (not None), checked against ``name``'s builder.
+
+    Raises:
+        ValueError: If an option is set that ``name``'s builder does not take; the message names
+            the flag and the models that have it.
+    """
+    entry = get_model_entry(name)
+    chosen = {k: v for k, v in values.items() if v is not None}
+    for key in chosen:
+        if key not in entry.options:
+            flag = f"--{key.replace('_', '-')}"
+            having = [n for n in model_names() if key in _REGISTRY[n].options]
+            raise ValueError(f"`{flag}` is an option of {having}; --model {name} does not have it")
+    return chosen
 
 
 def build_model(name: str, **kwargs) -> keras.Model:

@@ -104,13 +104,13 @@ def build_segformer(
     return model
 
 
-@register("segformer_b0", task="seg", joint=True, hub=True)
+@register("segformer_b0", task="seg", joint=True, hub=True, options=("drop_path",))
 def build_segformer_b0(**kwargs) -> keras.Model:
     """SegFormer-B0: MiT-B0 encoder (3.3M parameters), see :func:`build_segformer`."""
     return build_segformer("b0", **kwargs)
 
 
-@register("segformer_b1", task="seg", joint=True, hub=True)
+@register("segformer_b1", task="seg", joint=True, hub=True, options=("drop_path",))
 def build_segformer_b1(**kwargs) -> keras.Model:
     """SegFormer-B1: MiT-B1 encoder (13.2M parameters), see :func:`build_segformer`."""
     return build_segformer("b1", **kwargs)

@@ -28,7 +28,7 @@ from metrics.classification import (
 from models.classifier import LOGITS
 from models.gradcam import cam_model, grad_cam
 from models.hub import is_preset
-from models.registry import build_model, get_model_entry, model_names
+from models.registry import architecture_options, build_model, get_model_entry, model_names
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
 from reports.plots import (
@@ -54,7 +54,8 @@ FINE_TUNE_LR_SCALE = 0.1
 
 
 def build_cls_model(cfg: TrainConfig) -> keras.Model:
-    """Build ``cfg.model`` for classification; a segmentation model name raises."""
+    """Build ``cfg.model`` for classification; a segmentation model name, or an architecture option the model
+    does not have (:func:`models.registry.architecture_options`), raises."""
     if get_model_entry(cfg.model).task != "cls":
         raise ValueError(
             f"`--model` must be a classifier {model_names('cls')} for --task cls. Received: model={cfg.model!r}"
@@ -67,6 +68,7 @@ def build_cls_model(cfg: TrainConfig) -> keras.Model:
         dropout=cfg.dropout,
         weights=cfg.weights,
         input_norm=cfg.input_norm,
+        **architecture_options(cfg.model, cfg.architecture()),
     )
 
 

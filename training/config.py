@@ -55,6 +55,9 @@ class TrainConfig:
     ``label_smoothing`` apply to it), weighted by ``cls_weight``; ``consistency`` weighs the penalty
     for the two heads disagreeing on whether there is a lesion (0: off). ``oversample`` None
     resolves to True when ``cls_loss`` is plain cross-entropy, as for ``cls``.
+
+    ``patch_size``, ``num_layers`` and ``drop_path`` change the architecture of the models that have
+    them (``models.registry.ARCHITECTURE_OPTIONS``); None keeps the model's own.
     """
 
     task: str = "seg"
@@ -97,6 +100,9 @@ class TrainConfig:
     cls_loss: str = "ce"
     cls_weight: float = 1.0
     consistency: float = 0.0
+    patch_size: int | None = None
+    num_layers: int | None = None
+    drop_path: float | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -136,8 +142,8 @@ class TrainConfig:
             )
         if self.strategy not in STRATEGIES:
             raise ValueError(f"`strategy` must be one of {list(STRATEGIES)}. Received: strategy={self.strategy!r}")
-        for name in ("epochs", "batch_size", "img_size", "depth"):
-            if getattr(self, name) < 1:
+        for name in ("epochs", "batch_size", "img_size", "depth", "patch_size", "num_layers"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1. Received: {name}={getattr(self, name)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}. Received: schedule={self.schedule!r}")
@@ -148,6 +154,10 @@ class TrainConfig:
             raise ValueError(
                 f"`classes` must be a non-empty subset of {list(CLASS_NAMES)}. Received: {list(self.classes)}"
             )
+
+    def architecture(self) -> dict[str, Any]:
+        """The architecture options (``patch_size``, ``num_layers``, ``drop_path``), None where unset."""
+        return {"patch_size": self.patch_size, "num_layers": self.num_layers, "drop_path": self.drop_path}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly values."""

@@ -26,7 +26,7 @@ from metrics.classification import cls_metrics
 from metrics.segmentation import seg_metrics
 from models.classifier import check_weights, load_weights_file
 from models.joint import LABEL, MASK
-from models.registry import build_model, get_model_entry, model_names
+from models.registry import architecture_options, build_model, get_model_entry, model_names
 from reports.stats import wilson_ci
 from training.cls import CLS_SPEC, PREDICTIONS_NAME, cls_phases, evaluate_cls, read_predictions
 from training.config import TrainConfig
@@ -66,6 +66,7 @@ def build_joint_model(cfg: TrainConfig) -> keras.Model:
         input_norm=cfg.input_norm,
         joint_classes=len(CLASS_NAMES),
         consistency=cfg.consistency,
+        **architecture_options(cfg.model, cfg.architecture()),  # raises on an option the model lacks
     )
     if entry.task == "joint":  # an ImageNet encoder with a decoder: takes --weights itself
         if cfg.presence_head:

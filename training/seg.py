@@ -16,7 +16,7 @@ from losses.segmentation import get_seg_loss
 from metrics.segmentation import per_image_scores, seg_metrics
 from models.classifier import check_weights, load_weights_file
 from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate, count_lesions, postprocess_np
-from models.registry import build_model, get_model_entry, model_names
+from models.registry import architecture_options, build_model, get_model_entry, model_names
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
 from reports.plots import breakdown_plot, learning_curves, overlay_grid, score_histogram
@@ -32,13 +32,13 @@ def hub_options(cfg: TrainConfig) -> dict:
 
     Raises:
         ValueError: If ``cfg`` sets an option such a model does not have (``--base-filters``,
-            ``--depth``, ``--norm``), rather than ignoring it.
+            ``--depth``, ``--norm``) or an architecture option it lacks, rather than ignoring it.
     """
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     changed = [f"--{k.replace('_', '-')}" for k in ("base_filters", "depth", "norm") if getattr(cfg, k) != defaults[k]]
     if changed:
         raise ValueError(f"{' '.join(changed)} set the U-Net's layers; --model {cfg.model} has none of them")
-    return {**_model_options(cfg), "weights": cfg.weights}
+    return {**_model_options(cfg), "weights": cfg.weights, **architecture_options(cfg.model, cfg.architecture())}
 
 
 def _model_options(cfg: TrainConfig) -> dict:
@@ -76,7 +76,14 @@ def build_seg_model(cfg: TrainConfig) -> keras.Model:
             "file of the same model (e.g. another run's weights/best.keras)"
         )
     check_weights(cfg.weights)
-    model = build_model(cfg.model, **_model_options(cfg), base_filters=cfg.base_filters, depth=cfg.depth, norm=cfg.norm)
+    model = build_model(
+        cfg.model,
+        **_model_options(cfg),
+        base_filters=cfg.base_filters,
+        depth=cfg.depth,
+        norm=cfg.norm,
+        **architecture_options(cfg.model, cfg.architecture()),  # raises on an option the model lacks
+    )
     if cfg.weights != "none":
         try:
             load_weights_file(model, cfg.weights)

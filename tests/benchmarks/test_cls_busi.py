@@ -149,3 +149,59 @@ def test_each_accuracy_row_shows_when_and_at_which_code_it_was_measured():
     assert rows[3].startswith(speed)
     assert rows[4].startswith("| resnet50 | ce-oversample | default | timing run, 5 epochs | 1 |")  # neither recorded
     assert "Date:" not in text  # one date for the section would misdate the older rows
+
+
+def test_a_change_of_the_protocol_is_its_own_row_folder_and_cost_and_joins_no_vote(tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(cls_busi.subprocess, "run", lambda cmd, **kw: commands.append(cmd))
+    monkeypatch.setattr(cls_busi, "head_commit", lambda: "abc1234")
+    args = cls_busi.parse_args(["--augment", "strong", "--patch-size", "32", "--project", str(tmp_path)])
+    run_dir, _, _ = cls_busi._train("deit_tiny", "no-trim", args, cls_busi.run_name("deit_tiny", "no-trim", args))
+    assert run_dir.name == "deit_tiny-ce-oversample-no-trim-augment-strong-patch-size-32"
+    cmd = commands[0]
+    assert cmd[cmd.index("--augment") + 1] == "strong" and cmd[cmd.index("--patch-size") + 1] == "32"
+    assert "--num-layers" not in cmd and "--drop-path" not in cmd
+    assert cls_busi.changes(cls_busi.parse_args([])) == {}  # the protocol: light augmentation, the models' own
+
+    costs = []
+    monkeypatch.setattr(cls_busi, "model_cost", lambda m, size, **o: costs.append(o) or {"params": 1, "gflops": 0.5})
+    monkeypatch.setattr(
+        cls_busi, "_train", lambda m, v, a, name: (tmp_path, [{"epoch_seconds": 3.0, "train_seconds": 2.0}] * 2, 6.0)
+    )
+    scores = _accuracy_run("deit_tiny")["last"]
+    (tmp_path / "metrics.json").write_text(json.dumps(scores | {"best_epoch": 2, "train_cases": 40, "val_cases": 10}))
+    last = scores | {"n_images": 10, "confusion": [[2, 1, 0], [0, 4, 0], [0, 1, 2]]}
+    monkeypatch.setattr(cls_busi, "_last_epoch_report", lambda run_dir: last)
+    r = cls_busi.run_one("deit_tiny", "no-trim", args)
+    assert r["change"] == "augment=strong, patch_size=32" and costs == [{"patch_size": 32}]
+
+    protocol = _accuracy_run("deit_tiny") | {"variant": "no-trim", "params": 5, "gflops": 2.0}
+    other = _accuracy_run("efficientnet_b0") | {"variant": "no-trim"}
+    assert cls_busi.soft_votes([protocol, r], tmp_path, {}) == {}  # a changed run is no second member
+    text = cls_busi.markdown(_earlier_result(runs=[protocol, other, r]))
+    assert "| deit_tiny (augment=strong, patch_size=32) | ce-oversample | 30 | no-trim |" not in text  # 2 epochs
+    assert "| deit_tiny (augment=strong, patch_size=32) | ce-oversample | 2 | no-trim | 0.700" in text
+    assert (
+        "| deit_tiny | 0.00M | 2.00 |" in text
+        and "| deit_tiny (augment=strong, patch_size=32) | 0.00M | 0.50 |" in text
+    )
+    missing = text.split("Not yet measured with this protocol: ")[1].split("\n")[0]
+    assert "deit_tiny (default)" in missing and "deit_tiny (no-trim)" not in missing  # the protocol row counts
+    only_changed = cls_busi.markdown(_earlier_result(runs=[other, r]))
+    assert "deit_tiny (no-trim)" in only_changed.split("Not yet measured with this protocol: ")[1]
+
+
+def test_a_changed_run_does_not_replace_the_protocol_run_of_its_model(tmp_path, monkeypatch):
+    changed = _accuracy_run("efficientnet_b0") | {"change": "augment=strong", "epochs": 30}
+    monkeypatch.setattr(cls_busi, "run_one", lambda m, v, args: changed)
+    monkeypatch.setattr(cls_busi, "soft_votes", lambda runs, project, previous: {})
+    (tmp_path / "cls.json").write_text(json.dumps(_earlier_result(protocol=cls_busi.PROTOCOL)))
+    argv = _args(tmp_path, "efficientnet_b0")
+    argv.remove("--timing-only")
+    argv[argv.index("--variants") + 1] = "default"
+    assert cls_busi.main([*argv, "--augment", "strong"]) == 0
+    saved = json.loads((tmp_path / "cls.json").read_text())
+    assert [(r["model"], r.get("change", "")) for r in saved["runs"]] == [
+        ("efficientnet_b0", ""),
+        ("efficientnet_b0", "augment=strong"),
+    ]

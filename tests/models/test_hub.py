@@ -9,6 +9,7 @@ import pytest
 from models.hub import PatchGrid, _resize_positions, keras_hub, uses_keras_hub
 from models.joint import LABEL, MASK
 from models.registry import build_model, get_model_entry, model_names
+from training.cls import build_cls_model
 from training.config import TrainConfig
 from training.joint import build_joint_model
 from training.runs import load_run_model
@@ -94,6 +95,44 @@ def test_unet_options_on_a_transformer_are_an_error_not_ignored() -> None:
     out = model(_pixels(2, 64), training=False)
     assert out[MASK].shape == (2, 64, 64, 1) and out[LABEL].shape == (2, 3)
     assert model.get_layer("lesion_agreement").weight == 0.5
+
+
+def test_architecture_options_reach_the_models_that_have_them_and_are_errors_elsewhere(tmp_path) -> None:
+    deit = build_cls_model(TrainConfig(task="cls", model="deit_tiny", img_size=64, patch_size=32, num_layers=2))
+    assert deit.get_layer("backbone").get_layer("deit").get_config()["num_layers"] == 2
+    assert deit.get_layer("backbone").output.shape[1:3] == (2, 2)  # 64 / 32 patches a side
+    assert _out(deit, _pixels(1, 64)).shape == (1, 3)
+    mit = build_cls_model(TrainConfig(task="cls", model="mit_b0_cls", img_size=64, drop_path=0.3))
+    assert mit.get_layer("backbone").get_config()["max_drop_path_rate"] == 0.3
+    seg = build_seg_model(TrainConfig(model="segformer_b0", img_size=64, drop_path=0.0))
+    assert seg.get_layer("backbone").get_config()["encoder"]["config"]["max_drop_path_rate"] == 0.0
+    # The options live in the saved model: a run reloads what it trained.
+    deit.save(tmp_path / "deit.keras")
+    again = load_run_model(tmp_path / "deit.keras", compile=False)
+    assert again.get_layer("backbone").get_layer("deit").get_config()["num_layers"] == 2
+    with pytest.raises(ValueError, match=r"`--patch-size` is an option of \['deit_tiny'\]; --model efficientnet_b0"):
+        build_cls_model(TrainConfig(task="cls", model="efficientnet_b0", patch_size=8))
+    with pytest.raises(ValueError, match=r"`--drop-path` is an option of \['mit_b0_cls', 'segformer_b0', 'segf"):
+        build_seg_model(TrainConfig(model="unet", drop_path=0.1))
+    with pytest.raises(ValueError, match="`--num-layers` is an option of .*; --model unet does not have it"):
+        build_joint_model(TrainConfig(task="joint", model="unet", num_layers=4))
+    with pytest.raises(ValueError, match=r"`drop_path` of mit_b0_cls must be in \[0, 1\)"):
+        build_model("mit_b0_cls", img_size=64, drop_path=1.0)
+    with pytest.raises(ValueError, match="`img_size` must be a multiple of 32 for deit_tiny"):
+        build_model("deit_tiny", img_size=48, patch_size=32)
+
+
+def test_a_preset_of_another_depth_is_a_clear_error(tmp_path) -> None:
+    from models.deit_tiny import DEIT_TINY
+
+    keras_hub().models.DeiTBackbone(image_shape=(32, 32, 3), patch_size=16, **DEIT_TINY).save_to_preset(
+        str(tmp_path / "deit")
+    )
+    with pytest.raises(
+        ValueError,
+        match="is a DeiTBackbone with 199 weights .* needs a DeiTBackbone with 103 .* pick a preset of the same",
+    ):
+        build_model("deit_tiny", img_size=32, num_layers=6, weights=str(tmp_path / "deit"))
 
 
 def test_patch_grid_drops_the_leading_tokens_in_order() -> None:

@@ -12,7 +12,18 @@ from training.trainer import eval_batch_plan
 def test_config_round_trips_and_rejects_bad_values() -> None:
     cfg = TrainConfig(epochs=3, classes=("benign", "malignant"), schedule="constant")
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    for bad in ({"schedule": "step"}, {"mixed_precision": "fp8"}, {"classes": ("cyst",)}, {"epochs": 0}):
+    arch = TrainConfig(patch_size=32, num_layers=6, drop_path=0.0)
+    assert TrainConfig.from_dict(arch.to_dict()) == arch
+    assert arch.architecture() == {"patch_size": 32, "num_layers": 6, "drop_path": 0.0}
+    assert TrainConfig().architecture() == {"patch_size": None, "num_layers": None, "drop_path": None}
+    for bad in (
+        {"schedule": "step"},
+        {"mixed_precision": "fp8"},
+        {"classes": ("cyst",)},
+        {"epochs": 0},
+        {"patch_size": 0},
+        {"num_layers": -1},
+    ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="unknown config keys"):
@@ -60,7 +71,8 @@ def test_every_config_field_has_a_flag_and_flags_reach_the_config() -> None:
     expected = dataclasses.replace(TrainConfig(), img_size=device_defaults("seg")["img_size"])
     assert train.config_from_args(args) == expected
     argv = ["--task", "cls", "--fold", "all", "--folds", "3", "--channels", "1", "--no-export", "--epochs", "7",
-            "--norm", "batch", "--classes", "benign", "malignant", "--no-oversample"]  # fmt: skip
+            "--norm", "batch", "--classes", "benign", "malignant", "--no-oversample", "--patch-size", "32",
+            "--num-layers", "6", "--drop-path", "0.2"]  # fmt: skip
     cfg = train.config_from_args(train.parse_args(argv))
     assert (cfg.task, cfg.fold, cfg.folds, cfg.channels, cfg.export, cfg.epochs, cfg.norm) == (
         "cls",
@@ -72,6 +84,7 @@ def test_every_config_field_has_a_flag_and_flags_reach_the_config() -> None:
         "batch",
     )
     assert cfg.classes == ("benign", "malignant") and cfg.oversample is False
+    assert cfg.architecture() == {"patch_size": 32, "num_layers": 6, "drop_path": 0.2}
     # A field the parser does not know would be dropped silently: it is an error instead.
     del args.folds
     with pytest.raises(ValueError, match=r"no flag for \['folds'\]"):

@@ -197,14 +197,19 @@ def data_dir_missing(args: argparse.Namespace) -> bool:
 
 
 def save_runs(
-    args: argparse.Namespace, section: str, result: dict, key: tuple[str, ...], markdown: Callable[[dict], str]
+    args: argparse.Namespace,
+    section: str,
+    result: dict,
+    key: tuple[str, ...],
+    markdown: Callable[[dict], str],
+    defaults: dict | None = None,
 ) -> dict:
     """Merge ``result`` into ``--json`` (see :func:`merge_previous`), write it and re-render the section.
 
     Benchmarks call this after every run, so an interrupted invocation keeps the runs it finished.
     Returns the merged result.
     """
-    result = merge_previous(args.json, result, key)
+    result = merge_previous(args.json, result, key, defaults)
     write_json(args.json, result)
     print(f"Wrote {args.json}", flush=True)
     if not args.no_markdown:
@@ -213,20 +218,21 @@ def save_runs(
     return result
 
 
-def merge_previous(path: Path, result: dict, key: tuple[str, ...]) -> dict:
+def merge_previous(path: Path, result: dict, key: tuple[str, ...], defaults: dict | None = None) -> dict:
     """Keep earlier runs of the same protocol that this invocation did not repeat.
 
-    Runs are matched on the fields ``key`` (a field a run lacks counts as ``""``); a run measured
-    again replaces the old one.
+    Runs are matched on the fields ``key``; a field a run lacks counts as its value in ``defaults``,
+    or ``""``. A run measured again replaces the old one.
     Each run records the command that measured it; ``commands`` lists those still present.
     """
     runs = [{**r, "command": result["command"]} for r in result["runs"]]
     if path.exists():
         old = json.loads(path.read_text())
         if old.get("protocol") == result["protocol"]:
-            new_keys = {tuple(r.get(k, "") for k in key) for r in runs}
+            defaults = defaults or {}
+            new_keys = {tuple(r.get(k, defaults.get(k, "")) for k in key) for r in runs}
             previous = [{"command": old.get("command", ""), **r} for r in old["runs"]]
-            kept = [r for r in previous if tuple(r.get(k, "") for k in key) not in new_keys]
+            kept = [r for r in previous if tuple(r.get(k, defaults.get(k, "")) for k in key) not in new_keys]
             runs = kept + runs
     commands = list(dict.fromkeys(r["command"] for r in runs))
     return {**result, "runs": runs, "commands": commands}

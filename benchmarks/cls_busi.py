@@ -14,10 +14,10 @@ model run with the same imbalance handling, epochs and malloc variant, including
 runs from earlier invocations recorded in the JSON. Rows also record the model's parameters
 and forward GFLOPs per 224x224 image (``_common.model_cost``).
 
-``--augment``, ``--patch-size``, ``--num-layers`` and ``--drop-path`` change one thing of the
+``--lr``, ``--augment``, ``--patch-size``, ``--num-layers`` and ``--drop-path`` change the
 protocol, to measure what moves a model's result (the transformers' gap to the CNNs, say); the
-row records the change (``change``), its run folder and table label carry it, and it joins no
-soft vote.
+row records the changes (``change``), its run folder and table label carry them, and it joins
+no soft vote.
 
 Usage:
     python benchmarks/cls_busi.py
@@ -72,13 +72,16 @@ PROTOCOL = (
 """What every run shares (a row's ``change`` aside); rows of another protocol are not merged."""
 AUGMENT = "light"
 """The protocol's augmentation preset."""
+LR = 1e-3
+"""The protocol's learning rate (Adam, batch 16)."""
 ARCHITECTURE = ("patch_size", "num_layers", "drop_path")
 """``train.py``'s architecture options (``models.registry.ARCHITECTURE_OPTIONS``) a run may change."""
 
 
 def changes(args: argparse.Namespace) -> dict:
-    """What ``args`` change of the protocol: the augmentation preset and architecture options set."""
-    out = {"augment": args.augment} if args.augment != AUGMENT else {}
+    """What ``args`` change of the protocol: the learning rate, augmentation preset and architecture options set."""
+    out = {"lr": args.lr} if args.lr != LR else {}
+    out |= {"augment": args.augment} if args.augment != AUGMENT else {}
     return out | {k: getattr(args, k) for k in ARCHITECTURE if getattr(args, k) is not None}
 
 
@@ -119,7 +122,7 @@ def _train(model: str, variant: str, args: argparse.Namespace, name: str) -> tup
     arch = [f for k in ARCHITECTURE if k in change for f in (f"--{k.replace('_', '-')}", str(change[k]))]
     cmd = [
         sys.executable, "train.py", "--task", "cls", "--model", model, "--data-dir", str(args.data_dir),
-        "--fold", "0", "--img-size", "224", "--epochs", str(args.epochs), "--batch-size", "16", "--lr", "1e-3",
+        "--fold", "0", "--img-size", "224", "--epochs", str(args.epochs), "--batch-size", "16", "--lr", str(args.lr),
         "--schedule", "cosine", *IMBALANCE[args.imbalance], "--augment", args.augment, "--weights", "none",
         "--patience", "0", "--mixed-precision", "off", "--project", str(args.project), "--name", name, "--exist-ok",
         *arch,
@@ -298,8 +301,8 @@ def markdown(result: dict) -> str:
         "pipeline (`--loss ce --oversample`); `focal` is focal loss with per-class alpha from inverse class "
         "frequencies, gamma 2 (`--loss focal`).",
         "",
-        "A model followed by a change in brackets ran the protocol with that one change (`augment=strong`: "
-        "`--augment strong`; `patch_size`, `num_layers`, `drop_path`: the `train.py` flags of those names).",
+        "A model followed by changes in brackets ran the protocol with those changes (`lr`, `patch_size`, "
+        "`num_layers`, `drop_path`: the `train.py` flags of those names; `augment=strong`: `--augment strong`).",
         "",
         "| model | imbalance | epochs | malloc | accuracy | macro F1 | macro AUC | best-epoch macro F1 (epoch) | "
         "predicted share normal/benign/malignant | s/epoch | train img/s | measured |",
@@ -377,6 +380,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     from pipeline.augment import PRESETS
 
+    p.add_argument("--lr", type=float, default=LR, help="a change: train.py --lr")
     p.add_argument("--augment", choices=list(PRESETS), default=AUGMENT, help="a change: augmentation preset")
     p.add_argument("--patch-size", type=int, help="a change: train.py --patch-size (deit_tiny)")
     p.add_argument("--num-layers", type=int, help="a change: train.py --num-layers (deit_tiny)")

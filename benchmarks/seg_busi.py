@@ -12,7 +12,8 @@ IoU at the last epoch and at the best epoch (choosing the best epoch on the same
 fold flatters it), seconds per epoch and training images/s. Results are saved
 after every run; rows with two or more seeds (or folds) get a seed-to-seed (or
 fold-to-fold) summary. Rows also record the model's parameters and forward GFLOPs per
-128x128 image (``_common.model_cost``).
+128x128 image (``_common.model_cost``). ``--lr`` changes the protocol's learning rate; such a
+row says so beside its model (rows recorded before ``lr`` was a field ran at 1e-3).
 
 Usage:
     python benchmarks/seg_busi.py
@@ -21,6 +22,7 @@ Usage:
     python benchmarks/seg_busi.py --models unet --precisions off --variants default --seed 1
     python benchmarks/seg_busi.py --models unet --precisions off --variants default --folds 1 2 3 4
     python benchmarks/seg_busi.py --models segformer_b0 --precisions off
+    python benchmarks/seg_busi.py --models segformer_b0 --precisions off --variants no-trim --lr 1e-4
     python benchmarks/seg_busi.py --from-json benchmarks/results/seg_busi.json
 """
 
@@ -56,8 +58,10 @@ from seg_vs_basicunet import BASIC_JSON, update_comparison
 SECTION = "seg_busi"
 MODELS = ("unet", "resunet", "segformer_b0", "segformer_b1")
 PRECISIONS = {"off": "float32", "bf16": "mixed bfloat16"}
-KEY = ("model", "precision", "variant", "depth", "schedule", "seed", "fold")
+KEY = ("model", "precision", "variant", "depth", "schedule", "seed", "fold", "lr")
 """Fields that identify a run; a run measured again replaces the stored one."""
+LR = 1e-3
+"""The protocol's learning rate: a run's ``lr`` unless it records another (older rows lack the field)."""
 
 
 def run_one(model: str, precision: str, variant: str, fold: int, args: argparse.Namespace) -> dict:
@@ -66,10 +70,11 @@ def run_one(model: str, precision: str, variant: str, fold: int, args: argparse.
     name += f"-{args.schedule}" if args.schedule != "constant" else ""
     name += f"-s{args.seed}" if args.seed else ""
     name += f"-f{fold}" if fold else ""
+    name += f"-lr{args.lr:g}" if args.lr != LR else ""
     cmd = [
         sys.executable, "train.py", "--task", "seg", "--model", model,
         "--data-dir", str(args.data_dir), "--classes", "benign", "malignant", "--fold", str(fold),
-        "--img-size", "128", "--epochs", str(args.epochs), "--batch-size", "8", "--lr", "1e-3",
+        "--img-size", "128", "--epochs", str(args.epochs), "--batch-size", "8", "--lr", str(args.lr),
         "--schedule", args.schedule, "--depth", str(args.depth), "--loss", "bce_dice", "--augment", "flip_rotate",
         "--patience", "0", "--seed", str(args.seed),
         "--mixed-precision", precision, "--project", str(args.project), "--name", name, "--exist-ok",
@@ -80,7 +85,7 @@ def run_one(model: str, precision: str, variant: str, fold: int, args: argparse.
     subprocess.run(cmd, cwd=REPO, env=variant_env(variant), check=True)
     wall = time.perf_counter() - t0
     row = read_run(Path(args.project) / "seg" / name)
-    key = dict(zip(KEY, (model, precision, variant, args.depth, args.schedule, args.seed, fold), strict=True))
+    key = dict(zip(KEY, (model, precision, variant, args.depth, args.schedule, args.seed, fold, args.lr), strict=True))
     return {**key, **row, **model_cost(model, 128), "wall_seconds": wall, "commit": commit}
 
 
@@ -95,6 +100,11 @@ def read_run(run_dir: Path) -> dict:
         "val_cases": metrics["val_cases"],
         "run_dir": str(run_dir),
     }
+
+
+def model_label(r: dict) -> str:
+    """A row's model, with its learning rate when it is not the protocol's: ``segformer_b0 (lr 0.0001)``."""
+    return r["model"] if r.get("lr", LR) == LR else f"{r['model']} (lr {r['lr']:g})"
 
 
 def markdown(result: dict) -> str:
@@ -129,23 +139,20 @@ def markdown(result: dict) -> str:
             list(VARIANTS).index(r["variant"]),
         )
 
-    runs = sorted(result["runs"], key=order)
+    runs = sorted(({"lr": LR} | r for r in result["runs"]), key=order)
     for r in runs:
         lines.append(
-            f"| {r['model']} | {r['depth']} | {r['schedule']} | {r['seed']} | {r['fold']} | "
+            f"| {model_label(r)} | {r['depth']} | {r['schedule']} | {r['seed']} | {r['fold']} | "
             f"{PRECISIONS[r['precision']]} | {r['variant']} | "
             f"{r['last']['dice']:.3f} | "
             f"{r['last']['iou']:.3f} | {r['best']['dice']:.3f} ({r['best']['epoch']}) | "
             f"{r['seconds_per_epoch']:.1f} | {r['train_images_per_second']:.1f} | {r['commit']} |"
         )
     for over, other in (("seed", "fold"), ("fold", "seed")):
-        shared = ("model", "depth", "schedule", other, "precision", "variant")
-        for (model, depth, schedule, fixed, precision, variant), rows in spread_groups(runs, over, shared):
-            lines += [
-                "",
-                f"{over.capitalize()} to {over} ({model}, depth {depth}, {schedule} LR, {other} {fixed}, "
-                f"{PRECISIONS[precision]}, {variant} malloc; " + spread(rows, over),
-            ]
+        shared = ("model", "depth", "schedule", other, "precision", "variant", "lr")
+        for (_, depth, schedule, fixed, precision, variant, _), rows in spread_groups(runs, over, shared):
+            what = f"{model_label(rows[0])}, depth {depth}, {schedule} LR, {other} {fixed}, {PRECISIONS[precision]}"
+            lines += ["", f"{over.capitalize()} to {over} ({what}, {variant} malloc; " + spread(rows, over)]
     lines += cost_table(runs, 128)
     notes = [r for r in runs if r.get("note")]
     if notes:
@@ -155,7 +162,7 @@ def markdown(result: dict) -> str:
                 f"{r['model']} {PRECISIONS[r['precision']]} ({r['variant']})" for r in notes if r["note"] == note
             )
             lines.append(f"- {which}: {note}.")
-    done = {(r["model"], r["precision"], r["variant"]) for r in result["runs"]}
+    done = {(r["model"], r["precision"], r["variant"]) for r in runs if r["lr"] == LR}
     missing = [
         f"{m} {PRECISIONS[p]} ({v})" for m in MODELS for p in PRECISIONS for v in VARIANTS if (m, p, v) not in done
     ]
@@ -193,6 +200,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--schedule", choices=["constant", "cosine"], default="constant", help="learning rate: constant 1e-3 or cosine"
     )
+    p.add_argument("--lr", type=float, default=LR, help="train.py --lr (protocol: 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="train.py --seed (weights, augmentation, order); 0 in the table")
     p.add_argument(
         "--folds", type=int, nargs="+", default=[0], help="folds of the grouped splits to validate on (protocol: 0)"
@@ -219,7 +227,7 @@ def main(argv=None) -> int:
                 for variant in args.variants:
                     runs.append(run_one(model, precision, variant, fold, args))
                     result = {"command": command, "protocol": protocol, "date": time.strftime("%Y-%m-%d"), "runs": runs}
-                    save_runs(args, SECTION, result, KEY, markdown)
+                    save_runs(args, SECTION, result, KEY, markdown, defaults={"lr": LR})
                     update_comparison(args, seg_json=args.json, basic_json=BASIC_JSON)
     for r in runs:
         print(

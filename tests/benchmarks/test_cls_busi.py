@@ -160,6 +160,11 @@ def test_a_change_of_the_protocol_is_its_own_row_folder_and_cost_and_joins_no_vo
     assert run_dir.name == "deit_tiny-ce-oversample-no-trim-augment-strong-patch-size-32"
     cmd = commands[0]
     assert cmd[cmd.index("--augment") + 1] == "strong" and cmd[cmd.index("--patch-size") + 1] == "32"
+    assert cmd[cmd.index("--lr") + 1] == "0.001"  # the protocol's
+    slow = cls_busi.parse_args(["--lr", "1e-4"])
+    assert cls_busi.changes(slow) == {"lr": 1e-4} and cls_busi.run_name("mit_b0_cls", "default", slow).endswith(
+        "-lr-0.0001"
+    )
     assert "--num-layers" not in cmd and "--drop-path" not in cmd
     assert cls_busi.changes(cls_busi.parse_args([])) == {}  # the protocol: light augmentation, the models' own
 

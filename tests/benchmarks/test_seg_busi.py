@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import _common
 import pytest
 import seg_busi
 
@@ -81,3 +82,22 @@ def test_markdown_gives_the_fold_column_sizes_and_a_fold_to_fold_line():
         "Fold to fold (unet, depth 4, constant LR, seed 0, float32, default malloc; folds 0, 1, 2): "
         "last-epoch Dice 0.753 +- 0.031 (range 0.720-0.780)"
     ) in text
+
+
+def test_a_run_at_another_learning_rate_is_its_own_row_and_joins_no_seed_line(tmp_path):
+    slow = {**_row(0, 0.65, 0.66, variant="no-trim"), "model": "segformer_b0", "lr": 1e-4}
+    runs = [_row(0, 0.72, 0.73), _row(1, 0.74, 0.75), {**_row(1, 0.60, 0.61), "lr": 1e-4}]
+    text = seg_busi.markdown({"commands": ["c"], "protocol": "P", "date": "2026-12-03", "runs": [*runs, slow]})
+    assert "| segformer_b0 (lr 0.0001) | 4 | constant | 0 | 0 | float32 | no-trim | 0.650 |" in text
+    assert "| unet (lr 0.0001) | 4 | constant | 1 | 0 |" in text and "| unet | 4 | constant | 1 | 0 |" in text
+    # the seed line pools the protocol's two seeds only, not the 1e-4 run of seed 1
+    assert "(unet, depth 4, constant LR, fold 0, float32, default malloc; seeds 0, 1): last-epoch Dice 0.730" in text
+    assert "segformer_b0 float32 (no-trim)" in text.split("Not yet measured with this protocol: ")[1]
+    # a new 1e-3 run replaces an old row without the field (measured at 1e-3); a 1e-4 run sits beside it
+    old = {"command": "old", "protocol": "P", "runs": [_row(0, 0.70, 0.71)]}
+    (tmp_path / "seg.json").write_text(json.dumps(old))
+    for lr, last in ((1e-3, 0.75), (1e-4, 0.6)):
+        new = {"command": "new", "protocol": "P", "runs": [_row(0, last, last) | {"lr": lr}]}
+        merged = _common.merge_previous(tmp_path / "seg.json", new, seg_busi.KEY, {"lr": seg_busi.LR})
+        (tmp_path / "seg.json").write_text(json.dumps(merged))
+    assert sorted((r.get("lr"), r["last"]["dice"]) for r in merged["runs"]) == [(1e-4, 0.6), (1e-3, 0.75)]

@@ -181,6 +181,7 @@ def run_name(model: str, variant: str, args: argparse.Namespace) -> str:
 
 def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
     """Train one model in its own process, then evaluate its last epoch."""
+    stamp = _stamp()  # the code the training process starts with
     run_dir, rows, wall = _train(model, variant, args, run_name(model, variant, args))
     best = json.loads((run_dir / "metrics.json").read_text())
     last = _last_epoch_report(run_dir)
@@ -199,12 +200,13 @@ def run_one(model: str, variant: str, args: argparse.Namespace) -> dict:
         "wall_seconds": wall,
         "run_dir": str(run_dir),
         **model_cost(model, 224, **{k: v for k, v in changes(args).items() if k in ARCHITECTURE}),
-        **_stamp(),
+        **stamp,
     }
 
 
 def time_one(model: str, variant: str, args: argparse.Namespace) -> dict:
     """Train one model for a few epochs only to time it (``--timing-only``); no evaluation."""
+    stamp = _stamp()
     run_dir, rows, _ = _train(model, variant, args, f"{run_name(model, variant, args)}-timing")
     train_cases = json.loads((run_dir / "metrics.json").read_text())["train_cases"]
     return {
@@ -213,7 +215,7 @@ def time_one(model: str, variant: str, args: argparse.Namespace) -> dict:
         "imbalance": args.imbalance,
         "epochs": len(rows),
         "change": change_label(changes(args)),
-        **_stamp(),
+        **stamp,
         "epoch_seconds": [round(r["epoch_seconds"], 1) for r in rows],
     } | _speed(rows, train_cases)
 

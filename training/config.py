@@ -22,6 +22,13 @@ TASK_DEFAULTS = {
     "cls": {"model": "efficientnet_b0", "loss": "ce"},
     "joint": {"model": "unet", "loss": "bce_dice"},
 }
+LR = 1e-3
+"""Adam's learning rate when --lr is not given."""
+HUB_CLASSIFIERS = ("deit_tiny", "mit_b0_cls")
+"""The keras-hub classifiers (the registry's hub models for ``cls``): they start at :data:`HUB_CLASSIFIER_LR`."""
+HUB_CLASSIFIER_LR = 1e-4
+"""Their default learning rate: from scratch on BUSI at 1e-3 neither learned (training loss stayed at
+ln 3; BENCHMARKS.md, 'SegFormer, DeiT-Tiny and MiT-B0 on BUSI, from scratch')."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,8 @@ class TrainConfig:
 
     ``fold`` is a fold index, or -1 for every fold (``--fold all``). ``lr`` is the
     learning rate for one replica's batch; it is scaled linearly with the number
-    of replicas (Goyal et al., 2017), since the global batch grows with them.
+    of replicas (Goyal et al., 2017), since the global batch grows with them. None
+    resolves to :data:`HUB_CLASSIFIER_LR` for a keras-hub classifier and to :data:`LR` otherwise.
     An empty ``model`` or ``loss`` takes the task's default (:data:`TASK_DEFAULTS`).
     ``weights``, ``freeze_epochs``, ``gamma`` and ``label_smoothing`` apply to
     classification only. ``oversample`` None (the default) resolves to True for plain
@@ -70,7 +78,7 @@ class TrainConfig:
     channels: int = 3
     epochs: int = 20
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float | None = None
     loss: str = ""
     augment: str = "light"
     mixed_precision: str = "auto"
@@ -110,6 +118,9 @@ class TrainConfig:
         for key in ("model", "loss"):
             if not getattr(self, key):
                 object.__setattr__(self, key, TASK_DEFAULTS[self.task][key])
+        if self.lr is None:
+            hub_cls = self.task == "cls" and self.model in HUB_CLASSIFIERS
+            object.__setattr__(self, "lr", HUB_CLASSIFIER_LR if hub_cls else LR)
         for key in ("data_dir", "external"):  # one string (configs before multi-site training), or a list
             value = getattr(self, key)
             items = (value,) if isinstance(value, (str, Path)) else value

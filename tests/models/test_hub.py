@@ -10,7 +10,7 @@ from models.hub import PatchGrid, _resize_positions, keras_hub, uses_keras_hub
 from models.joint import LABEL, MASK
 from models.registry import build_model, get_model_entry, model_names
 from training.cls import build_cls_model
-from training.config import TrainConfig
+from training.config import HUB_CLASSIFIERS, TrainConfig
 from training.joint import build_joint_model
 from training.runs import load_run_model
 from training.seg import build_seg_model
@@ -32,6 +32,7 @@ def test_registry_marks_the_keras_hub_models() -> None:
     assert [n for n in model_names() if get_model_entry(n).hub] == HUB
     assert {"deit_tiny", "mit_b0_cls"} <= set(model_names("cls"))
     assert {"segformer_b0", "segformer_b1"} <= set(model_names("seg")) & set(model_names("joint"))
+    assert HUB_CLASSIFIERS == tuple(n for n in model_names("cls") if get_model_entry(n).hub)  # their default lr
 
 
 @pytest.mark.parametrize(("name", "size"), [("segformer_b0", 64), ("segformer_b0", 96), ("segformer_b1", 64)])

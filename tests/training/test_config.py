@@ -12,6 +12,10 @@ from training.trainer import eval_batch_plan
 def test_config_round_trips_and_rejects_bad_values() -> None:
     cfg = TrainConfig(epochs=3, classes=("benign", "malignant"), schedule="constant")
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert (TrainConfig().lr, TrainConfig(task="cls").lr, TrainConfig(model="segformer_b1").lr) == (1e-3,) * 3
+    assert TrainConfig(task="cls", model="deit_tiny").lr == TrainConfig(task="cls", model="mit_b0_cls").lr == 1e-4
+    assert TrainConfig(task="cls", model="deit_tiny", lr=3e-4).lr == 3e-4  # a given rate is kept
+    assert TrainConfig.from_dict(TrainConfig(task="cls", model="deit_tiny").to_dict()).lr == 1e-4
     arch = TrainConfig(patch_size=32, num_layers=6, drop_path=0.0)
     assert TrainConfig.from_dict(arch.to_dict()) == arch
     assert arch.architecture() == {"patch_size": 32, "num_layers": 6, "drop_path": 0.0}

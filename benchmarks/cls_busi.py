@@ -56,6 +56,8 @@ from _common import (
     write_section,
 )
 
+from training.config import ARCHITECTURE  # train.py's architecture options, which a run may change
+
 SECTION = "cls_busi"
 MODELS = ("efficientnet_b0", "resnet50", "resnet50_se", "deit_tiny", "mit_b0_cls")
 # How the class imbalance is handled: train.py flags of each choice.
@@ -74,8 +76,6 @@ AUGMENT = "light"
 """The protocol's augmentation preset."""
 LR = 1e-3
 """The protocol's learning rate (Adam, batch 16)."""
-ARCHITECTURE = ("patch_size", "num_layers", "drop_path")
-"""``train.py``'s architecture options (``models.registry.ARCHITECTURE_OPTIONS``) a run may change."""
 
 
 def changes(args: argparse.Namespace) -> dict:

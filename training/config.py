@@ -27,8 +27,10 @@ LR = 1e-3
 HUB_CLASSIFIERS = ("deit_tiny", "mit_b0_cls")
 """The keras-hub classifiers (the registry's hub models for ``cls``): they start at :data:`HUB_CLASSIFIER_LR`."""
 HUB_CLASSIFIER_LR = 1e-4
-"""Their default learning rate: from scratch on BUSI at 1e-3 neither learned (training loss stayed at
-ln 3; BENCHMARKS.md, 'SegFormer, DeiT-Tiny and MiT-B0 on BUSI, from scratch')."""
+"""Their default learning rate: from scratch on BUSI at 1e-3, MiT-B0's training loss stayed at ln 3 and
+DeiT-Tiny's reached only 1.05 (BENCHMARKS.md, 'The learning rate, and what else moved the gap')."""
+ARCHITECTURE = ("patch_size", "num_layers", "drop_path")
+"""The architecture options (``models.registry.ARCHITECTURE_OPTIONS``, which this layer cannot import)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class TrainConfig:
     resolves to True when ``cls_loss`` is plain cross-entropy, as for ``cls``.
 
     ``patch_size``, ``num_layers`` and ``drop_path`` change the architecture of the models that have
-    them (``models.registry.ARCHITECTURE_OPTIONS``); None keeps the model's own.
+    them (:data:`ARCHITECTURE`); None keeps the model's own.
     """
 
     task: str = "seg"
@@ -167,8 +169,8 @@ class TrainConfig:
             )
 
     def architecture(self) -> dict[str, Any]:
-        """The architecture options (``patch_size``, ``num_layers``, ``drop_path``), None where unset."""
-        return {"patch_size": self.patch_size, "num_layers": self.num_layers, "drop_path": self.drop_path}
+        """The architecture options (:data:`ARCHITECTURE`), None where unset."""
+        return {k: getattr(self, k) for k in ARCHITECTURE}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly values."""

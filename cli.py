@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from data.errors import DataError
+from core.errors import DataError
 
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
@@ -29,9 +29,6 @@ def prefer_onednn() -> None:
 
 prefer_onednn()  # at import: the scripts import this module before TensorFlow
 
-POSTPROCESS = ("none", "largest")
-"""``--postprocess`` choices of evaluate.py, predict.py and export.py: the same as
-:data:`models.postprocess.POSTPROCESS` (a test holds them equal), here so that parsing flags needs no TensorFlow."""
 POSTPROCESS_HELP = "segmentation: largest keeps the largest lesion of each mask and fills its holes (default: none)"
 
 USER_ERRORS = (DataError, FileNotFoundError, FileExistsError, ValueError)

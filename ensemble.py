@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from cli import exit_on_user_error
-from data.atomic import write_json
+from core.atomic import write_json
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Build the parser and parse ``argv``."""
-    from training.ensemble import METHODS
+    from evaluation.ensemble import METHODS
 
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
@@ -39,12 +39,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Build the ensemble as ``args`` say; return its metrics and the members'."""
-    from data.classes import CLASS_NAMES
+    from core.classes import CLASS_NAMES
+    from evaluation.cls import report_cls, run_images
+    from evaluation.ensemble import align, combine, load_member
+    from evaluation.run_files import increment_run_dir
     from metrics.classification import classification_report
     from reports.plots import confident_wrong_grid, confusion_plot, roc_plot
-    from training.cls import report_cls, run_images
-    from training.ensemble import align, combine, load_member
-    from training.runs import increment_run_dir
 
     if len(args.runs) < 2:
         raise ValueError(f"`--runs` needs at least two runs. Received: {args.runs}")

@@ -38,9 +38,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cli import POSTPROCESS, POSTPROCESS_HELP, exit_on_user_error
-from data.atomic import write_json
-from data.errors import DataError
+from cli import POSTPROCESS_HELP, exit_on_user_error
+from core.atomic import write_json
+from core.errors import DataError
+from models.options import POSTPROCESS
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -65,62 +66,71 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def dataset_cases(args: argparse.Namespace, cfg: Any, splits: dict[str, Any], split: str) -> dict[str, Any]:
+    """The cases to score: the run's own data (less its exclusions), or another dataset inspected on its own.
+
+    Returns:
+        ``name`` (of the output folder), ``data_dir``, ``cases`` by id, ``excluded`` ids and, for another
+        dataset, ``external``: why its own inspection left cases out.
+    """
+    from data.sources import discover_sources, parse_sources, resolve_sources
+    from evaluation.external import load_external
+
+    if not args.data_dir:
+        sources = resolve_sources(cfg.data_dir)
+        data_dir = " ".join(str(s.path) for s in sources)
+        return dict(name=f"own-{split}", data_dir=data_dir, cases=discover_sources(sources),
+                    excluded=set(splits["excluded"]), external=None)  # fmt: skip
+    ext = load_external(parse_sources([args.data_dir])[0], cfg.classes)  # validates every file first
+    return dict(name=f"{ext.name}-{split}", data_dir=str(ext.path), cases={c.case_id: c for c in ext.records},
+                excluded=set(ext.excluded), external=ext.excluded)  # fmt: skip
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate as ``args`` say; return the metrics of each evaluated fold."""
     import keras
 
-    from data.sources import discover_sources, parse_sources, resolve_sources
+    from config.train import TrainConfig
     from data.splits import fold_ids, load_splits
-    from training.config import TrainConfig
-    from training.external import load_external
-    from training.runs import load_run_model
-    from training.trainer import format_metrics, task_spec
+    from evaluation.base import EvalRequest
+    from evaluation.run_files import load_run_model
+    from evaluation.summary import format_metrics
+    from evaluation.tasks import evaluator, summary_keys
 
     run_dir = Path(args.run)
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"`--run` must be a run folder with config.json. Received: {run_dir}")
     cfg = TrainConfig.load(run_dir / "config.json")
-    spec = task_spec(cfg.task)
     if cfg.task == "cls" and args.postprocess != "none":
         raise ValueError(f"`--postprocess {args.postprocess}` is for segmentation runs; {run_dir} is {cfg.task}")
-    options = {"postprocess": args.postprocess} if cfg.task != "cls" else {}
     suffix = ("-tta" if args.tta else "") + ("" if args.postprocess == "none" else f"-{args.postprocess}")
     own = not args.data_dir
     split = args.split or ("val" if own else "all")
     if split == "val" and not own:
         raise ValueError("`--split val` needs the run's own data; another dataset is evaluated with --split all")
     splits = load_splits(run_dir / "splits.json")
-    if own:
-        sources = resolve_sources(cfg.data_dir)
-        data_dir = " ".join(str(s.path) for s in sources)
-        cases = discover_sources(sources)
-        excluded = set(splits["excluded"])
-        name = f"own-{split}"
-    else:
-        ext = load_external(parse_sources([args.data_dir])[0], cfg.classes)  # validates every file first
-        data_dir = str(ext.path)
-        cases = {c.case_id: c for c in ext.records}
-        excluded = set(ext.excluded)
-        name = f"{ext.name}-{split}"
-    fold_dirs = (
-        [(cfg.fold, run_dir)] if cfg.fold != -1 else [(k, run_dir / f"fold{k}") for k in range(len(splits["folds"]))]
-    )
+    data = dataset_cases(args, cfg, splits, split)
+    n_folds = len(splits["folds"])
+    fold_dirs = [(cfg.fold, run_dir)] if cfg.fold != -1 else [(k, run_dir / f"fold{k}") for k in range(n_folds)]
     results = {}
     for k, fold_dir in fold_dirs:
-        ids = fold_ids(splits, k)[1] if split == "val" else [i for i in cases if i not in excluded]
+        cases = data["cases"]
+        ids = fold_ids(splits, k)[1] if split == "val" else [i for i in cases if i not in data["excluded"]]
         records = [cases[i] for i in ids if i in cases and cases[i].label in cfg.classes]
         if own and split == "val" and cfg.max_samples:  # the same cases the run validated on
             records = records[: cfg.max_samples]
         if not records:
-            raise DataError(f"no cases of classes {list(cfg.classes)} to evaluate in {data_dir}")
+            raise DataError(f"no cases of classes {list(cfg.classes)} to evaluate in {data['data_dir']}")
         model = load_run_model(fold_dir / "weights" / "best.keras")
-        out = fold_dir / "eval" / f"{name}{suffix}"
-        result = spec.evaluate(model, records, cfg, out, [], fold_dir=fold_dir, own_data=own, tta=args.tta, **options)
-        result.update(fold=k, data_dir=data_dir, split=split)
+        out = fold_dir / "eval" / f"{data['name']}{suffix}"
+        request = EvalRequest(records, out, fold_dir=fold_dir, own_data=own, tta=args.tta, postprocess=args.postprocess)
+        result = evaluator(cfg.task)(model, cfg, request)
+        result.update(fold=k, data_dir=data["data_dir"], split=split)
         if not own:
-            result["excluded"] = ext.excluded
+            result["excluded"] = data["external"]
         write_json(out / "metrics.json", result)
-        print(f"fold {k} on {data_dir} ({split}, {len(records)} cases): {format_metrics(result, spec.summary_keys)}")
+        figures = format_metrics(result, summary_keys(cfg.task))
+        print(f"fold {k} on {data['data_dir']} ({split}, {len(records)} cases): {figures}")
         print(f"Wrote {out}/metrics.json and {out}/plots/")
         results[f"fold{k}"] = result
         keras.backend.clear_session()

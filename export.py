@@ -22,7 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cli import POSTPROCESS, POSTPROCESS_HELP, exit_on_user_error, with_overrides
+from cli import POSTPROCESS_HELP, exit_on_user_error, with_overrides
+from models.options import POSTPROCESS
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -41,9 +42,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace):
     """Export as ``args`` say; return the :class:`~serving.export.ExportResult`."""
+    from evaluation.run_files import load_inference_model, resolve_run
     from models.postprocess import NO_GATE
     from serving.export import export_model, spec_from_config
-    from training.runs import load_inference_model, resolve_run
 
     cfg, weights = resolve_run(args.run, args.weights)
     if cfg.task == "cls" and args.postprocess != "none":

@@ -32,7 +32,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cli import POSTPROCESS, POSTPROCESS_HELP, exit_on_user_error, with_overrides
+from cli import POSTPROCESS_HELP, exit_on_user_error, with_overrides
+from models.options import POSTPROCESS
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -59,10 +60,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace):
     """Predict as ``args`` say; return the :class:`~inference.predict.PredictResult`."""
+    from evaluation.run_files import increment_run_dir
     from inference.backends import open_backend
     from inference.predict import predict_files
     from inference.sources import collect_sources
-    from training.runs import increment_run_dir
 
     if args.pixel_spacing is not None and not args.pixel_spacing > 0:
         raise ValueError(f"`--pixel-spacing` must be positive millimetres. Received: {args.pixel_spacing}")

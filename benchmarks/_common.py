@@ -15,8 +15,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the project's packages, also without `pip install -e .`
 
-from data.atomic import write_json as write_json  # noqa: E402  (re-exported for the benchmark scripts)
-from data.atomic import write_text  # noqa: E402
+from core.atomic import write_json as write_json  # noqa: E402  (re-exported for the benchmark scripts)
+from core.atomic import write_text  # noqa: E402
 
 BUSI = REPO.parent / "shared" / "datasets" / "Dataset_BUSI_with_GT"
 NO_TRIM_ENV = {

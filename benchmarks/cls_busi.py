@@ -56,7 +56,7 @@ from _common import (
     write_section,
 )
 
-from training.config import ARCHITECTURE  # train.py's architecture options, which a run may change
+from models.options import ARCHITECTURE_OPTIONS as ARCHITECTURE  # train.py's options a run may change
 
 SECTION = "cls_busi"
 MODELS = ("efficientnet_b0", "resnet50", "resnet50_se", "deit_tiny", "mit_b0_cls")
@@ -99,15 +99,16 @@ def _last_epoch_report(run_dir: Path) -> dict:
     """Evaluate ``weights/last.keras`` on the run's validation fold (in this process)."""
     import keras
 
-    from training.cls import evaluate_cls
-    from training.config import TrainConfig
-    from training.runs import load_inference_model
-    from training.trainer import fold_records, prepare_data
+    from config.train import TrainConfig
+    from evaluation.base import EvalRequest
+    from evaluation.cls import evaluate_cls
+    from evaluation.run_files import load_inference_model
+    from training.data import fold_records, prepare_data
 
     cfg = TrainConfig.load(run_dir / "config.json")
     _, val = fold_records(prepare_data(cfg), cfg, cfg.fold)
     model = load_inference_model(run_dir / "weights" / "last.keras")  # registers the custom layers first
-    report = evaluate_cls(model, val, cfg, run_dir / "last_epoch", [])
+    report = evaluate_cls(model, cfg, EvalRequest(val, run_dir / "last_epoch"))
     keras.backend.clear_session()
     return report
 

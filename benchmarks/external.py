@@ -257,12 +257,12 @@ def add_internal_malignancy(run_dir: Path) -> None:
     """For a classification run trained before the malignancy figures existed: choose its cut on P(malignant)
     and add the validation fold's malignancy figures to its ``metrics.json``, from its best weights, as
     training's evaluation now does."""
-    from data.classes import CLASS_NAMES
+    from config.train import TrainConfig
+    from core.classes import CLASS_NAMES
+    from evaluation.cls import fit_threshold, predict_cls
+    from evaluation.run_files import load_run_model
     from metrics.classification import malignancy_report
-    from training.cls import fit_threshold, predict_cls
-    from training.config import TrainConfig
-    from training.runs import load_run_model
-    from training.trainer import fold_records, prepare_data
+    from training.data import fold_records, prepare_data
 
     cfg = TrainConfig.load(run_dir / "config.json")
     _, val = fold_records(prepare_data(cfg), cfg, cfg.fold)
@@ -279,20 +279,18 @@ def score_external(run_dir: Path, dataset: Path) -> None:
 
     A classification run trained before the malignancy cut existed gets it first (:func:`add_internal_malignancy`).
     """
-    from training.cls import THRESHOLD_FILE
-    from training.config import TrainConfig
-    from training.external import evaluate_external, load_externals
-    from training.runs import load_run_model
-    from training.trainer import task_spec
+    from config.train import TrainConfig
+    from evaluation.external import evaluate_external, load_externals
+    from evaluation.run_files import THRESHOLD_FILE, load_run_model
+    from evaluation.tasks import evaluator, summary_keys
 
     cfg = TrainConfig.load(run_dir / "config.json")
-    spec = task_spec(cfg.task)
     model = load_run_model(run_dir / "weights" / "best.keras")
     if cfg.task == "cls" and not (run_dir / THRESHOLD_FILE).is_file():
         add_internal_malignancy(run_dir)
     print(f"== scoring {run_dir.name} on {dataset}", flush=True)
     result = evaluate_external(
-        spec.evaluate, model, cfg, run_dir, load_externals([str(dataset)], cfg.classes), spec.summary_keys
+        evaluator(cfg.task), model, cfg, run_dir, load_externals([str(dataset)], cfg.classes), summary_keys(cfg.task)
     )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics.setdefault("external", {}).update(result)

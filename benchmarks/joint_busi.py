@@ -104,8 +104,8 @@ def _ece_floor(cls: dict, predictions: Path) -> float:
     """The ECE exactly calibrated probabilities would show (older runs: from their saved predictions)."""
     if "ece_if_calibrated" in cls["calibration"]["after"]:
         return cls["calibration"]["after"]["ece_if_calibrated"]["mean"]
+    from evaluation.cls import read_predictions
     from metrics.calibration import ece_if_calibrated
-    from training.cls import read_predictions
 
     return ece_if_calibrated(read_predictions(predictions)[2])["mean"]
 

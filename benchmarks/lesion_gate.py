@@ -6,7 +6,7 @@ three classes, one fold of the duplicate-grouped splits per run, plus each
 candidate's own flags. Every run's best weights are scored on its validation
 fold twice: as the model outputs them ("ungated") and through the lesion gate
 fitted on that fold (each half of the fold scored with the gate fitted on the
-other half, :mod:`training.gate`). Reported per run and pooled over the folds
+other half, :mod:`evaluation.gate`). Reported per run and pooled over the folds
 run: the share of normal images left empty and of lesion images wrongly left
 empty (Wilson 95% intervals), and the mean Dice on lesion images (bootstrap
 95% interval over images).
@@ -84,9 +84,9 @@ def _run_and_val(run_dir: Path, data_dir: Path):
     """The run's config (reading ``data_dir``, wherever the run was started from), validation cases and best model."""
     from dataclasses import replace
 
-    from training.config import TrainConfig
-    from training.runs import load_run_model
-    from training.trainer import fold_records, prepare_data
+    from config.train import TrainConfig
+    from evaluation.run_files import load_run_model
+    from training.data import fold_records, prepare_data
 
     cfg = replace(TrainConfig.load(run_dir / "config.json"), data_dir=str(data_dir))
     _, val = fold_records(prepare_data(cfg), cfg, cfg.fold)
@@ -95,8 +95,9 @@ def _run_and_val(run_dir: Path, data_dir: Path):
 
 def fit_gate_of_old_run(run_dir: Path, data_dir: Path) -> dict:
     """Score a run trained before the gate existed as training now does: fit its gate, write metrics.json."""
-    from data.atomic import write_json
-    from training.seg import evaluate_seg
+    from core.atomic import write_json
+    from evaluation.base import EvalRequest
+    from evaluation.seg import evaluate_seg
 
     cfg, val, model = _run_and_val(run_dir, data_dir)
     old = json.loads((run_dir / "metrics.json").read_text())
@@ -105,13 +106,13 @@ def fit_gate_of_old_run(run_dir: Path, data_dir: Path) -> dict:
         for k in ("fold", "best_epoch", "epochs_completed", "monitor", "train_cases", "val_cases", "seconds")
         if k in old
     }
-    result = {**evaluate_seg(model, val, cfg, run_dir, [], fold_dir=run_dir, fit=True), **keep}
+    result = {**evaluate_seg(model, cfg, EvalRequest(val, run_dir, fold_dir=run_dir, fit=True)), **keep}
     write_json(run_dir / "metrics.json", result)
     return result
 
 
 BUDGETS = (0.0, 0.02, 0.05, 0.1, 0.2)
-"""Lesion-miss budgets of the gate's fit (training.gate.MAX_LESION_MISS is the default) in the sweep."""
+"""Lesion-miss budgets of the gate's fit (evaluation.gate.MAX_LESION_MISS is the default) in the sweep."""
 
 
 def map_statistics_of(probs: np.ndarray) -> dict[str, np.ndarray]:
@@ -137,9 +138,9 @@ def separability(run_dir: Path, data_dir: Path) -> dict:
     """
     from sklearn.metrics import roc_auc_score
 
+    from evaluation.gate import fit_gate, halves
+    from evaluation.seg import predict_seg
     from metrics.segmentation import per_image_scores
-    from training.gate import fit_gate, halves
-    from training.seg import predict_seg
 
     cfg, val, model = _run_and_val(run_dir, data_dir)
     _, truths, probs = predict_seg(model, val, cfg)

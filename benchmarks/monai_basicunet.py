@@ -62,8 +62,8 @@ def fold_arrays(data_dir: Path, project: Path, fold: int, img_size: int = 128) -
     Returns:
         ``x_train``/``x_val`` uint8 ``(N, S, S, 3)`` and ``y_train``/``y_val`` uint8 ``(N, S, S)``, S = ``img_size``.
     """
-    from training.config import TrainConfig
-    from training.trainer import fold_records, prepare_data
+    from config.train import TrainConfig
+    from training.data import fold_records, prepare_data
 
     cfg = TrainConfig(
         task="seg",
@@ -189,8 +189,8 @@ def score_external_cases(net, args: argparse.Namespace) -> dict:
     import torch
 
     from data.sources import parse_sources
+    from evaluation.external import load_external
     from metrics.segmentation import per_image_scores
-    from training.external import load_external
 
     ext = load_external(parse_sources([args.external])[0], ("benign", "malignant"))
     x, y = case_arrays(list(ext.records), args.img_size)

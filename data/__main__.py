@@ -21,9 +21,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cli import exit_on_user_error
-from data.atomic import write_json
+from core.atomic import write_json
+from core.errors import DataError
 from data.duplicates import NEAR_DUPLICATE_BITS
-from data.errors import DataError
 from data.report import (
     InspectOptions,
     analyze_dataset,
@@ -130,16 +130,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Build the parser and parse ``argv``."""
-    p = argparse.ArgumentParser(
-        prog="python -m data",
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _inspect_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``inspect`` command's flags."""
     i = sub.add_parser(
         "inspect",
         help="validate a dataset, find duplicates, write stats, schema, report and splits",
@@ -175,6 +167,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     i.set_defaults(func=cmd_inspect)
 
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Build the parser and parse ``argv``."""
+    p = argparse.ArgumentParser(
+        prog="python -m data",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    _inspect_parser(sub)
     c = sub.add_parser("check", help="validate a dataset against a saved schema; exit 1 on anomalies")
     c.add_argument(
         "--data-dir",

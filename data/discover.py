@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.classes import CLASS_NAMES, normalize_label
-from data.errors import DataError, Problem
+from core.classes import CLASS_NAMES, normalize_label
+from core.errors import DataError, Problem
 from data.imageio import IMAGE_EXTENSIONS
 
 _MASK_STEM = re.compile(r"^(?P<stem>.+?)_mask(?:_(?P<k>\d+))?$", re.IGNORECASE)
@@ -31,7 +31,7 @@ class Case:
         case_id: Unique id within the dataset (BUSI: the file stem, ``"benign (1)"``).
         image: Path of the image file.
         masks: Mask files of this image, merged with logical OR (may be empty).
-        label: One of :data:`data.classes.CLASS_NAMES`.
+        label: One of :data:`core.classes.CLASS_NAMES`.
         group: A user-given group (e.g. patient id) or None.
         site: The hospital or dataset the image comes from (a manifest's ``site`` column, else the
             source's name when the data come from several sources), or None.
@@ -85,7 +85,7 @@ def discover_folder(root: str | Path) -> dict[str, Case]:
 
     ``root/<class>/<stem>.png`` is an image; ``<stem>_mask.png``,
     ``<stem>_mask_1.png``, ... beside it are its masks. Class folder names are
-    matched case-insensitively against :data:`data.classes.CLASS_NAMES`.
+    matched case-insensitively against :data:`core.classes.CLASS_NAMES`.
 
     Raises:
         DataError: On an unknown class folder, a mask with no image, two images
@@ -95,57 +95,9 @@ def discover_folder(root: str | Path) -> dict[str, Case]:
     problems: list[Problem] = []
     cases: dict[str, Case] = {}
     first_seen: dict[str, Path] = {}
-    class_dirs = []
-    stray_images = 0
-    for entry in sorted(root.iterdir()):
-        if _is_hidden(entry):
-            continue
-        if entry.is_dir():
-            label = normalize_label(entry.name)
-            if label is None:
-                problems.append(
-                    Problem(
-                        "unknown_class_folder",
-                        f"folder {entry.name!r} is not a class; expected one of {list(CLASS_NAMES)}",
-                        path=entry,
-                    )
-                )
-            else:
-                class_dirs.append((label, entry))
-        elif entry.suffix.lower() in IMAGE_EXTENSIONS:
-            stray_images += 1
-
+    class_dirs, stray_images = _class_folders(root, problems)
     for label, folder in class_dirs:
-        images: dict[str, Path] = {}
-        masks: dict[str, list[tuple[int, Path]]] = {}
-        for f in sorted(folder.iterdir()):
-            if _is_hidden(f) or not f.is_file() or f.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            m = _MASK_STEM.match(f.stem)
-            if m:
-                masks.setdefault(m["stem"], []).append((int(m["k"] or 0), f))
-                continue
-            if f.stem in images:
-                problems.append(
-                    Problem(
-                        "duplicate_id",
-                        f"id {f.stem!r} is used by two images: {images[f.stem].name} and {f.name}",
-                        path=f,
-                        case_id=f.stem,
-                    )
-                )
-                continue
-            images[f.stem] = f
-        for stem, found in sorted(masks.items()):
-            if stem not in images:
-                for _, mask_path in found:
-                    problems.append(
-                        Problem(
-                            "mask_without_image",
-                            f"mask has no image {stem}.<png|jpg|bmp> beside it",
-                            path=mask_path,
-                        )
-                    )
+        images, masks = _folder_files(folder, problems)
         for stem in sorted(images, key=_natural_key):
             if stem in first_seen:
                 problems.append(
@@ -177,6 +129,61 @@ def discover_folder(root: str | Path) -> dict[str, Case]:
     return cases
 
 
+def _class_folders(root: Path, problems: list[Problem]) -> tuple[list[tuple[str, Path]], int]:
+    """The class folders under ``root`` with their class, and how many image files lie loose beside them."""
+    class_dirs = []
+    stray_images = 0
+    for entry in sorted(root.iterdir()):
+        if _is_hidden(entry):
+            continue
+        if entry.is_dir():
+            label = normalize_label(entry.name)
+            if label is None:
+                problems.append(
+                    Problem(
+                        "unknown_class_folder",
+                        f"folder {entry.name!r} is not a class; expected one of {list(CLASS_NAMES)}",
+                        path=entry,
+                    )
+                )
+            else:
+                class_dirs.append((label, entry))
+        elif entry.suffix.lower() in IMAGE_EXTENSIONS:
+            stray_images += 1
+    return class_dirs, stray_images
+
+
+def _folder_files(folder: Path, problems: list[Problem]) -> tuple[dict[str, Path], dict[str, list[tuple[int, Path]]]]:
+    """One class folder's images by stem and masks by their image's stem (numbered ``_mask_k``)."""
+    images: dict[str, Path] = {}
+    masks: dict[str, list[tuple[int, Path]]] = {}
+    for f in sorted(folder.iterdir()):
+        if _is_hidden(f) or not f.is_file() or f.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        m = _MASK_STEM.match(f.stem)
+        if m:
+            masks.setdefault(m["stem"], []).append((int(m["k"] or 0), f))
+            continue
+        if f.stem in images:
+            problems.append(
+                Problem(
+                    "duplicate_id",
+                    f"id {f.stem!r} is used by two images: {images[f.stem].name} and {f.name}",
+                    path=f,
+                    case_id=f.stem,
+                )
+            )
+            continue
+        images[f.stem] = f
+    for stem, found in sorted(masks.items()):
+        if stem not in images:
+            for _, mask_path in found:
+                problems.append(
+                    Problem("mask_without_image", f"mask has no image {stem}.<png|jpg|bmp> beside it", path=mask_path)
+                )
+    return images, masks
+
+
 def read_manifest(csv_path: str | Path) -> dict[str, Case]:
     """Read a manifest CSV into cases.
 
@@ -190,21 +197,7 @@ def read_manifest(csv_path: str | Path) -> dict[str, Case]:
             or an empty manifest; each problem names the row and file.
     """
     csv_path = Path(csv_path)
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(Problem("bad_manifest", f"cannot parse manifest: {e}", path=csv_path)) from e
-    table.columns = [str(c).strip().lower() for c in table.columns]
-    missing = [c for c in MANIFEST_REQUIRED if c not in table.columns]
-    if missing:
-        raise DataError(
-            Problem(
-                "bad_manifest",
-                f"manifest must have columns {list(MANIFEST_REQUIRED)} (optional "
-                f"{list(MANIFEST_OPTIONAL)}); missing {missing}, found {list(table.columns)}",
-                path=csv_path,
-            )
-        )
+    table = _read_manifest_table(csv_path)
     base = csv_path.parent
     problems: list[Problem] = []
     cases: dict[str, Case] = {}
@@ -226,30 +219,10 @@ def read_manifest(csv_path: str | Path) -> dict[str, Case]:
             )
         if not image.is_file():
             problems.append(
-                Problem(
-                    "missing_file",
-                    f"row {line} of {csv_path.name}: image file does not exist",
-                    path=image,
-                )
+                Problem("missing_file", f"row {line} of {csv_path.name}: image file does not exist", path=image)
             )
-        mask_paths: list[Path] = []
-        for part in str(row.get("mask", "")).split(";"):
-            part = part.strip()
-            if not part:
-                continue
-            mp = Path(part) if Path(part).is_absolute() else (base / part).resolve()
-            if not mp.is_file():
-                problems.append(
-                    Problem(
-                        "missing_file",
-                        f"row {line} of {csv_path.name}: mask file does not exist",
-                        path=mp,
-                    )
-                )
-            mask_paths.append(mp)
-        case_id = str(row.get("id", "")).strip()
-        if not case_id:
-            case_id = Path(image_rel).with_suffix("").as_posix()
+        mask_paths = _row_masks(row, base, f"row {line} of {csv_path.name}", problems)
+        case_id = str(row.get("id", "")).strip() or Path(image_rel).with_suffix("").as_posix()
         if case_id in cases:
             problems.append(
                 Problem(
@@ -260,13 +233,49 @@ def read_manifest(csv_path: str | Path) -> dict[str, Case]:
                 )
             )
             continue
-        group = str(row.get("group", "")).strip() or None
-        site = str(row.get("site", "")).strip() or None
-        device = str(row.get("device", "")).strip() or None
         if label is not None:
+            group, site, device = (str(row.get(k, "")).strip() or None for k in ("group", "site", "device"))
             cases[case_id] = Case(case_id, image, label, tuple(mask_paths), group, site, device)
     if not cases and not problems:
         problems.append(Problem("empty_dataset", "manifest has no rows", path=csv_path))
     if problems:
         raise DataError(problems)
     return dict(sorted(cases.items(), key=lambda kv: _natural_key(kv[0])))
+
+
+def _read_manifest_table(csv_path: Path) -> pd.DataFrame:
+    """The manifest as strings with lower-case column names.
+
+    Raises:
+        DataError: If it cannot be parsed or lacks a required column.
+    """
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(Problem("bad_manifest", f"cannot parse manifest: {e}", path=csv_path)) from e
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    missing = [c for c in MANIFEST_REQUIRED if c not in table.columns]
+    if missing:
+        raise DataError(
+            Problem(
+                "bad_manifest",
+                f"manifest must have columns {list(MANIFEST_REQUIRED)} (optional "
+                f"{list(MANIFEST_OPTIONAL)}); missing {missing}, found {list(table.columns)}",
+                path=csv_path,
+            )
+        )
+    return table
+
+
+def _row_masks(row: dict[str, str], base: Path, where: str, problems: list[Problem]) -> list[Path]:
+    """A manifest row's mask paths (``;``-separated, relative to ``base``), each missing file a problem."""
+    mask_paths: list[Path] = []
+    for part in str(row.get("mask", "")).split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        mp = Path(part) if Path(part).is_absolute() else (base / part).resolve()
+        if not mp.is_file():
+            problems.append(Problem("missing_file", f"{where}: mask file does not exist", path=mp))
+        mask_paths.append(mp)
+    return mask_paths

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.atomic import atomic_write, write_json
-from data.classes import CLASS_NAMES
+from core.atomic import atomic_write, write_json
+from core.classes import CLASS_NAMES
+from core.errors import DataError, Problem
 from data.discover import Case
 from data.duplicates import NEAR_DUPLICATE_BITS, DuplicatePair, find_duplicate_pairs, group_cases
-from data.errors import DataError, Problem
 from data.scan import ScanResult, scan
 from data.schema import infer_schema
 from data.sources import Source, discover_sources, parse_sources, sources_label
@@ -207,13 +207,7 @@ def analyze_dataset(
     sources = parse_sources(data_dir)
     data_dir = sources[0].path if len(sources) == 1 else sources_label(sources)
     cases = discover_sources(sources)
-    result = scan(cases, progress=progress)
-    if result.errors:
-        raise DataError(result.errors)
-    if opts.strict and result.warnings:
-        raise DataError(
-            [Problem(w.kind, f"{w.message} (an error under --strict)", w.path, w.case_id) for w in result.warnings]
-        )
+    result = _checked_scan(cases, opts, progress)
     stats = result.stats
     ids = stats["id"].tolist()
     labels = stats["label"].tolist()
@@ -224,20 +218,10 @@ def analyze_dataset(
     groups = group_cases(ids, [(p.a, p.b) for p in pairs], user_groups)
     excluded = {} if opts.keep_conflicts else _conflicting_exact(pairs)
     sites = [cases[i].site or "" for i in ids]
-    splits, source = _resolve_splits(
-        opts,
-        ids,
-        labels,
-        sites,
-        groups,
-        excluded,
-        Path(splits_file) if splits_file is not None else None,
-        Path(existing_splits) if existing_splits is not None else None,
-    )
+    user_file, previous = (Path(f) if f is not None else None for f in (splits_file, existing_splits))
+    splits, source = _resolve_splits(opts, ids, labels, sites, groups, excluded, user_file, previous)
     stats = stats.assign(dup_group=[groups[i] for i in ids])
-    notes = []
-    if not result.has_masks:
-        notes.append("no mask files: the dataset can be used for classification only")
+    notes = [] if result.has_masks else ["no mask files: the dataset can be used for classification only"]
     return DatasetAnalysis(
         data_dir=data_dir,
         options=opts,
@@ -251,6 +235,18 @@ def analyze_dataset(
         schema=infer_schema(stats, result.has_masks),
         notes=notes,
     )
+
+
+def _checked_scan(cases: dict, opts: InspectOptions, progress: Callable[[int, int], None] | None) -> ScanResult:
+    """Read every case; raise on any error, and on any warning under ``strict``."""
+    result = scan(cases, progress=progress)
+    if result.errors:
+        raise DataError(result.errors)
+    if opts.strict and result.warnings:
+        raise DataError(
+            [Problem(w.kind, f"{w.message} (an error under --strict)", w.path, w.case_id) for w in result.warnings]
+        )
+    return result
 
 
 def _fold_summary(doc: dict[str, Any], labels: dict[str, str], sites: dict[str, str]) -> list[dict[str, Any]]:

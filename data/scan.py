@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from data.classes import LESION_CLASSES
+from core.classes import LESION_CLASSES
+from core.errors import Problem
 from data.discover import Case
 from data.duplicates import perceptual_hash
-from data.errors import Problem
 from data.imageio import (
     ImageReadError,
     binarize_mask,
@@ -169,15 +169,17 @@ def scan_case(case: Case) -> tuple[dict[str, object] | None, list[Problem], list
     if errors:
         return None, errors, []
     gray = to_gray(image)
-    if mask.any():
-        _, components = ndimage.label(mask, structure=_EIGHT_CONNECTED)
-    else:
-        components = 0
-    area = float(mask.mean())
+    row = _stats_row(case, image, header, gray, mask, n_levels)
+    return row, [], _mask_warnings(case, n_levels, float(mask.mean()))
+
+
+def _stats_row(case: Case, image: np.ndarray, header, gray: np.ndarray, mask: np.ndarray, n_levels: int) -> dict:
+    """One case's row of the statistics table: what it is, its pixels, acquisition, mask and hashes."""
+    components = ndimage.label(mask, structure=_EIGHT_CONNECTED)[1] if mask.any() else 0
     is_gray = image.shape[2] == 1 or (
         np.array_equal(image[:, :, 0], image[:, :, 1]) and np.array_equal(image[:, :, 0], image[:, :, 2])
     )
-    row: dict[str, object] = {
+    return {
         "id": case.case_id,
         "label": case.label,
         "group": case.group,
@@ -196,11 +198,15 @@ def scan_case(case: Case) -> tuple[dict[str, object] | None, list[Problem], list
         **acquisition_statistics(image, gray),
         "masks_merged": len(case.masks),
         "mask_levels": n_levels,
-        "mask_area_fraction": round(area, 6),
+        "mask_area_fraction": round(float(mask.mean()), 6),
         "components": int(components),
         "pixel_hash": pixel_hash(image),
         "phash": perceptual_hash(gray),
     }
+
+
+def _mask_warnings(case: Case, n_levels: int, area: float) -> list[Problem]:
+    """A mask that is not binary, a lesion image's empty mask, a normal image's non-empty one."""
     warnings: list[Problem] = []
     first_mask = case.masks[0] if case.masks else case.image
     if n_levels > 2:
@@ -214,12 +220,7 @@ def scan_case(case: Case) -> tuple[dict[str, object] | None, list[Problem], list
         )
     if case.label in LESION_CLASSES and case.masks and area == 0.0:
         warnings.append(
-            Problem(
-                "empty_lesion_mask",
-                f"{case.label} image has an empty mask",
-                path=first_mask,
-                case_id=case.case_id,
-            )
+            Problem("empty_lesion_mask", f"{case.label} image has an empty mask", path=first_mask, case_id=case.case_id)
         )
     if case.label not in LESION_CLASSES and area > 0.0:
         warnings.append(
@@ -230,7 +231,7 @@ def scan_case(case: Case) -> tuple[dict[str, object] | None, list[Problem], list
                 case_id=case.case_id,
             )
         )
-    return row, [], warnings
+    return warnings
 
 
 def scan(

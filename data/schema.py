@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from data.classes import CLASS_NAMES
+from core.classes import CLASS_NAMES
 
 SCHEMA_VERSION = 2
 CATEGORICAL_FIELDS = ("format", "mode", "channels", "bit_depth", "is_gray")
@@ -124,6 +124,16 @@ def check_schema(stats: pd.DataFrame, schema: dict[str, Any], has_masks: bool) -
     Returns:
         Anomalies, empty when the dataset conforms.
     """
+    out = _column_anomalies(stats, schema) + _label_anomalies(stats, schema["labels"])
+    out += _value_anomalies(stats, schema)
+    out.extend(check_shift(stats, schema))
+    if schema.get("has_masks") and not has_masks:
+        out.append(Anomaly("masks", "masks_missing", "the schema's dataset has masks; this one has none"))
+    return out
+
+
+def _column_anomalies(stats: pd.DataFrame, schema: dict[str, Any]) -> list[Anomaly]:
+    """Required columns that are absent, or have cases without a value."""
     out: list[Anomaly] = []
     missing = [c for c in schema.get("required_columns", []) if c not in stats.columns]
     for c in missing:
@@ -132,8 +142,12 @@ def check_schema(stats: pd.DataFrame, schema: dict[str, Any], has_masks: bool) -
         if c in stats.columns and stats[c].isna().any():
             ids = tuple(stats.loc[stats[c].isna(), "id"])
             out.append(Anomaly(c, "missing_value", f"{len(ids)} cases have no {c}", ids))
+    return out
 
-    labels = schema["labels"]
+
+def _label_anomalies(stats: pd.DataFrame, labels: dict[str, Any]) -> list[Anomaly]:
+    """Labels the schema does not know, labels with no case, and a label distribution that moved too far."""
+    out: list[Anomaly] = []
     allowed = set(labels["values"])
     new = stats[~stats["label"].isin(allowed)]
     for label, part in new.groupby("label"):
@@ -161,7 +175,12 @@ def check_schema(stats: pd.DataFrame, schema: dict[str, Any], has_masks: bool) -
                     f"{ {c: round(float(frac.get(c, 0.0)), 4) for c in CLASS_NAMES} }",
                 )
             )
+    return out
 
+
+def _value_anomalies(stats: pd.DataFrame, schema: dict[str, Any]) -> list[Anomaly]:
+    """Categorical values the schema has not seen, and numbers outside its ranges."""
+    out: list[Anomaly] = []
     for f, values in schema["categorical"].items():
         if f not in stats.columns:
             continue
@@ -191,9 +210,6 @@ def check_schema(stats: pd.DataFrame, schema: dict[str, Any], has_masks: bool) -
                     tuple(bad["id"]),
                 )
             )
-    out.extend(check_shift(stats, schema))
-    if schema.get("has_masks") and not has_masks:
-        out.append(Anomaly("masks", "masks_missing", "the schema's dataset has masks; this one has none"))
     return out
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import DataError, Problem
 from data.discover import Case, discover
-from data.errors import DataError, Problem
 
 SITE_SEP = "/"
 """Separator between a source's name and a case id (or group) when several sources are joined."""

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from data.atomic import write_json
-from data.classes import CLASS_NAMES
-from data.errors import DataError, Problem
+from core.atomic import write_json
+from core.classes import CLASS_NAMES
+from core.errors import DataError, Problem
 
 SPLITS_VERSION = 1
 
@@ -63,6 +63,11 @@ def _grouped_folds(
     return out
 
 
+def _pick(idx: list[int], *columns: Sequence[str] | None) -> list[list[str] | None]:
+    """The entries ``idx`` of each aligned column (None stays None)."""
+    return [None if c is None else [c[i] for i in idx] for c in columns]
+
+
 def make_splits(
     ids: Sequence[str],
     labels: Sequence[str],
@@ -101,20 +106,14 @@ def make_splits(
         raise ValueError(f"`test_fraction` must be in [0, 0.5). Received: test_fraction={test_fraction}")
     skip = set(excluded)
     keep = [i for i, cid in enumerate(ids) if cid not in skip]
-    ids_k = [ids[i] for i in keep]
-    labels_k = [labels[i] for i in keep]
-    groups_k = [groups[i] for i in keep]
-    sites_k = None if sites is None else [sites[i] for i in keep]
+    ids_k, labels_k, groups_k, sites_k = _pick(keep, ids, labels, groups, sites)
     test: list[str] = []
     if test_fraction > 0:
         k = max(2, round(1 / test_fraction))
         _, test = _grouped_folds(ids_k, labels_k, groups_k, k, seed, sites_k)[0]
         test_set = set(test)
         rest = [i for i, cid in enumerate(ids_k) if cid not in test_set]
-        ids_k = [ids_k[i] for i in rest]
-        labels_k = [labels_k[i] for i in rest]
-        groups_k = [groups_k[i] for i in rest]
-        sites_k = None if sites_k is None else [sites_k[i] for i in rest]
+        ids_k, labels_k, groups_k, sites_k = _pick(rest, ids_k, labels_k, groups_k, sites_k)
     folds = _grouped_folds(ids_k, labels_k, groups_k, n_folds, seed, sites_k)
     doc: dict[str, Any] = {
         "version": SPLITS_VERSION,

@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.classes import CLASS_NAMES
+from core.classes import CLASS_NAMES
 
 GENERATOR_VERSION = 1
 
@@ -234,7 +234,7 @@ def render_case(
 
     Args:
         rng: Random generator (seeded by the caller).
-        label: One of :data:`data.classes.CLASS_NAMES`.
+        label: One of :data:`core.classes.CLASS_NAMES`.
         height: Image height in pixels.
         width: Image width in pixels.
         two_lesions: Draw a second lesion of the same class (lesion classes only).
@@ -298,33 +298,11 @@ def generate_synthetic(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        total, done = cfg.per_class * len(CLASS_NAMES), 0
+        total = cfg.per_class * len(CLASS_NAMES)
         for ci, label in enumerate(CLASS_NAMES):
-            (tmp / label).mkdir()
-            prev: tuple[np.ndarray, list[np.ndarray]] | None = None
-            for n in range(1, cfg.per_class + 1):
-                rng = np.random.default_rng([cfg.seed, ci, n])
-                if prev is not None and rng.random() < cfg.reacquired_rate:
-                    img, masks = prev[0].copy(), prev[1]
-                    img = np.clip(img.astype(np.int16) + int(rng.integers(-6, 7)), 0, 255).astype(np.uint8)
-                    _draw_calipers(rng, img, np.any(masks, axis=0) if masks else None)
-                else:
-                    width = int(round(cfg.size * rng.uniform(1.0, 1.3)))
-                    two = label != "normal" and rng.random() < cfg.two_lesion_rate
-                    img, masks, _ = render_case(rng, label, cfg.size, width, two_lesions=two)
-                    if rng.random() < 0.15:
-                        _draw_calipers(rng, img, np.any(masks, axis=0) if masks else None)
-                prev = (img, masks)
-                stem = f"{label} ({n})"
-                _write_png(tmp / label / f"{stem}.png", img)
-                if not masks:
-                    _write_png(tmp / label / f"{stem}_mask.png", np.zeros(img.shape, np.uint8))
-                for k, m in enumerate(masks):
-                    suffix = "_mask" if k == 0 else f"_mask_{k}"
-                    _write_png(tmp / label / f"{stem}{suffix}.png", m.astype(np.uint8) * 255)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
+            _write_class(
+                tmp / label, ci, label, cfg, lambda n, ci=ci: progress and progress(ci * cfg.per_class + n, total)
+            )
         meta = {"generator_version": GENERATOR_VERSION, **asdict(cfg)}
         (tmp / "synthetic.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if out.exists():
@@ -337,6 +315,33 @@ def generate_synthetic(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _write_class(folder: Path, ci: int, label: str, cfg: SynthConfig, progress: Callable[[int], object]) -> None:
+    """Write one class's images and masks to ``folder``; ``progress(n)`` after the n-th image."""
+    folder.mkdir()
+    prev: tuple[np.ndarray, list[np.ndarray]] | None = None
+    for n in range(1, cfg.per_class + 1):
+        rng = np.random.default_rng([cfg.seed, ci, n])
+        if prev is not None and rng.random() < cfg.reacquired_rate:
+            img, masks = prev[0].copy(), prev[1]
+            img = np.clip(img.astype(np.int16) + int(rng.integers(-6, 7)), 0, 255).astype(np.uint8)
+            _draw_calipers(rng, img, np.any(masks, axis=0) if masks else None)
+        else:
+            width = int(round(cfg.size * rng.uniform(1.0, 1.3)))
+            two = label != "normal" and rng.random() < cfg.two_lesion_rate
+            img, masks, _ = render_case(rng, label, cfg.size, width, two_lesions=two)
+            if rng.random() < 0.15:
+                _draw_calipers(rng, img, np.any(masks, axis=0) if masks else None)
+        prev = (img, masks)
+        stem = f"{label} ({n})"
+        _write_png(folder / f"{stem}.png", img)
+        if not masks:
+            _write_png(folder / f"{stem}_mask.png", np.zeros(img.shape, np.uint8))
+        for k, m in enumerate(masks):
+            suffix = "_mask" if k == 0 else f"_mask_{k}"
+            _write_png(folder / f"{stem}{suffix}.png", m.astype(np.uint8) * 255)
+        progress(n)
 
 
 def cache_root() -> Path:

@@ -35,9 +35,9 @@ class RunBackend(Backend):
     """A Keras model from a run folder, behind the same serving function an export has."""
 
     def __init__(self, run_dir: str | Path, weights: str = "best") -> None:
+        from evaluation.run_files import load_inference_model, resolve_run
         from serving.export import spec_from_config
         from serving.signatures import compiled_serving_fns
-        from training.runs import load_inference_model, resolve_run
 
         cfg, file = resolve_run(run_dir, weights)
         # The run's lesion gate was fitted for its best weights; the last ones go ungated.

@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from evaluation.run_files import load_inference_model, resolve_run
 from models.gradcam import cam_model, grad_cam
 from models.registry import get_model_entry
 from serving.export import spec_from_config
 from serving.signatures import decode_batch
-from training.runs import load_inference_model, resolve_run
 
 
 class Explainer:

@@ -69,6 +69,30 @@ def _circularity(component: np.ndarray) -> float | None:
     return min(1.0, 4 * math.pi * cv2.contourArea(outline) / perimeter**2)
 
 
+def _largest_component(labels: np.ndarray) -> dict[str, Any]:
+    """Size, box, diameters, orientation and shape of the largest component of a labelled mask."""
+    sizes = np.bincount(labels.ravel())[1:]
+    component = labels == (int(np.argmax(sizes)) + 1)
+    area = int(sizes.max())
+    ys, xs = np.nonzero(component)
+    width, height = int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+    longest, perpendicular, angle, hull_area = _feret(_hull_points(component))
+    return dict(
+        largest_area_px=area,
+        equivalent_diameter_px=2 * math.sqrt(area / math.pi),
+        bbox_x=int(xs.min()),
+        bbox_y=int(ys.min()),
+        bbox_width_px=width,
+        bbox_height_px=height,
+        longest_diameter_px=longest,
+        perpendicular_diameter_px=perpendicular,
+        long_axis_angle_deg=angle,
+        orientation="parallel" if width >= height else "not parallel",
+        circularity=_circularity(component),
+        solidity=min(1.0, area / hull_area) if hull_area > 0 else 1.0,
+    )
+
+
 def measure_mask(mask: np.ndarray, pixel_spacing: float | None = None) -> dict[str, Any]:
     """Measure the lesion in a binary mask.
 
@@ -105,26 +129,7 @@ def measure_mask(mask: np.ndarray, pixel_spacing: float | None = None) -> dict[s
     if n == 0:
         out.update(dict.fromkeys(keys))
     else:
-        sizes = np.bincount(labels.ravel())[1:]
-        component = labels == (int(np.argmax(sizes)) + 1)
-        area = int(sizes.max())
-        ys, xs = np.nonzero(component)
-        width, height = int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
-        longest, perpendicular, angle, hull_area = _feret(_hull_points(component))
-        out.update(
-            largest_area_px=area,
-            equivalent_diameter_px=2 * math.sqrt(area / math.pi),
-            bbox_x=int(xs.min()),
-            bbox_y=int(ys.min()),
-            bbox_width_px=width,
-            bbox_height_px=height,
-            longest_diameter_px=longest,
-            perpendicular_diameter_px=perpendicular,
-            long_axis_angle_deg=angle,
-            orientation="parallel" if width >= height else "not parallel",
-            circularity=_circularity(component),
-            solidity=min(1.0, area / hull_area) if hull_area > 0 else 1.0,
-        )
+        out.update(_largest_component(labels))
     if pixel_spacing is not None:
         out["pixel_spacing_mm"] = float(pixel_spacing)
         out["area_mm2"] = out["area_px"] * pixel_spacing**2

@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from data.atomic import atomic_write, write_json, write_text
-from data.classes import CLASS_NAMES
+from core.atomic import atomic_write, write_json, write_text
+from core.classes import CLASS_NAMES
 from data.imageio import read_image
 from inference.backends import Backend
 from inference.explain import heat_overlay
@@ -264,25 +264,7 @@ def predict_files(
     bar = tqdm(total=len(files), unit="img", disable=not progress or len(files) < 2)
     for start in range(0, len(files), batch_size):
         items = [load_item(Path(f)) for f in files[start : start + batch_size]]
-        good = [it for it in items if not it.error]
-        payloads = [it.payload for it in good]
-        if tta:
-            payloads += [_png(np.ascontiguousarray(it.image[:, ::-1])) for it in good]
-        results = call_backend(backend, payloads) if payloads else []
-        views = 2 if tta else 1
-        for i, it in enumerate(good):
-            got = [results[i + v * len(good)] for v in range(views)]
-            errors = [g for g in got if isinstance(g, str)]
-            if errors:
-                it.error = errors[0]
-            else:
-                it.outputs = got
-        if explainer is not None and backend.task != "seg":
-            done = [it for it in good if not it.error]
-            if done:
-                ids = [int(np.argmax(_combine(it.outputs, backend.task)["probabilities"])) for it in done]
-                for it, cam in zip(done, explainer([it.payload for it in done], ids), strict=True):
-                    it.cam = cam
+        _predict_batch(backend, [it for it in items if not it.error], tta, explainer)
         for it, stem in zip(items, stems[start : start + batch_size], strict=True):
             rows.append(
                 {"file": str(it.path), "error": it.error}
@@ -293,6 +275,34 @@ def predict_files(
     bar.close()
     write_predictions(rows, out_dir, backend, tta, pixel_spacing, postprocess)
     return PredictResult(rows, out_dir, backend.task)
+
+
+def _predict_batch(
+    backend: Backend,
+    good: list,
+    tta: bool,
+    explainer: Callable[[Sequence[bytes], Sequence[int]], np.ndarray] | None,
+) -> None:
+    """Call the backend on readable items (and their mirror images with ``tta``); set each item's
+    outputs, or its error, and with ``explainer`` its Grad-CAM map of the predicted class."""
+    payloads = [it.payload for it in good]
+    if tta:
+        payloads += [_png(np.ascontiguousarray(it.image[:, ::-1])) for it in good]
+    results = call_backend(backend, payloads) if payloads else []
+    views = 2 if tta else 1
+    for i, it in enumerate(good):
+        got = [results[i + v * len(good)] for v in range(views)]
+        errors = [g for g in got if isinstance(g, str)]
+        if errors:
+            it.error = errors[0]
+        else:
+            it.outputs = got
+    if explainer is not None and backend.task != "seg":
+        done = [it for it in good if not it.error]
+        if done:
+            ids = [int(np.argmax(_combine(it.outputs, backend.task)["probabilities"])) for it in done]
+            for it, cam in zip(done, explainer([it.payload for it in done], ids), strict=True):
+                it.cam = cam
 
 
 def write_predictions(

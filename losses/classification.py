@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from data.balance import class_frequencies, class_weights
+from core.classes import class_frequencies, class_weights
 
 CLS_LOSSES = ("ce", "weighted_ce", "focal")
 

@@ -1,1 +1,3 @@
-"""Evaluation metrics: segmentation overlap (Dice, IoU) and, later, classification reports."""
+"""Metrics: :mod:`metrics.segmentation` (per-image Dice and IoU, and the Keras metrics training
+logs), :mod:`metrics.classification` (reports with bootstrap intervals, malignant against benign,
+the Youden cut) and :mod:`metrics.calibration` (temperature, ECE, Brier score)."""

@@ -134,9 +134,18 @@ def classification_report(
         out[f"{name}_ci95"] = _ci(boot[name])
     out["macro_auc"] = float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
     out["macro_auc_ci95"] = _ci(boot_macro_auc)
+    out["per_class"] = _per_class(class_names, point_cm, point, boot, present, auc, boot_auc)
+    out["confusion"] = point_cm.tolist()
+    out["confusion_normalized"] = point["confusion_normalized"].tolist()
+    out["confusion_normalized_ci95"] = _ci(boot["confusion_normalized"])
+    return out
+
+
+def _per_class(class_names, point_cm, point, boot, present, auc, boot_auc) -> dict[str, dict[str, Any]]:
+    """Precision, recall, F1 and one-vs-rest AUC of each class with intervals, and its support."""
     auc_by_class = dict(zip(present.tolist(), auc.tolist(), strict=True))
     auc_ci = dict(zip(present.tolist(), _ci(boot_auc), strict=True))
-    out["per_class"] = {}
+    out = {}
     for c, name in enumerate(class_names):
         entry = {"support": int(point_cm[c].sum())}
         for m in ("precision", "recall", "f1"):
@@ -144,10 +153,7 @@ def classification_report(
             entry[f"{m}_ci95"] = _ci(boot[m][:, c])
         entry["auc"] = auc_by_class.get(c, float("nan"))
         entry["auc_ci95"] = auc_ci.get(c, [float("nan")] * 2)
-        out["per_class"][name] = entry
-    out["confusion"] = point_cm.tolist()
-    out["confusion_normalized"] = point["confusion_normalized"].tolist()
-    out["confusion_normalized_ci95"] = _ci(boot["confusion_normalized"])
+        out[name] = entry
     return out
 
 
@@ -221,6 +227,30 @@ def _weighted_share(hit: np.ndarray, member: np.ndarray, w: np.ndarray) -> np.nd
         return (w[:, member] * hit[member]).sum(1) / w[:, member].sum(1)
 
 
+def _malignancy_rows(
+    y: np.ndarray, p: np.ndarray, names: list[str], w: np.ndarray, threshold: float | None
+) -> dict[str, tuple[float, np.ndarray]]:
+    """Each malignancy figure on the lesion images ``y`` (malignant) with probabilities ``p``: its value and
+    its values under the bootstrap weights ``w``."""
+    b, m = names.index("benign"), names.index("malignant")
+    score = p[:, m]
+    renorm = p[:, m] / np.maximum(p[:, b] + p[:, m], 1e-12)
+    every = np.ones(len(y), dtype=bool)
+    point_w = np.ones((1, len(y)))
+    rows: dict[str, tuple[float, np.ndarray]] = {
+        "malignant_auc": (binary_auc(y, score), binary_auc(y, score, w)),
+        "malignant_auc_renorm": (binary_auc(y, renorm), binary_auc(y, renorm, w)),
+    }
+    if "normal" in names:
+        called = p.argmax(1) == names.index("normal")
+        rows["lesion_called_normal"] = (float(called.mean()), _weighted_share(called, every, w))
+    if threshold is not None:
+        positive = score >= threshold
+        rows["sensitivity"] = (float(_weighted_share(positive, y, point_w)[0]), _weighted_share(positive, y, w))
+        rows["specificity"] = (float(_weighted_share(~positive, ~y, point_w)[0]), _weighted_share(~positive, ~y, w))
+    return rows
+
+
 def malignancy_report(
     labels: Sequence[str],
     probs: np.ndarray,
@@ -255,7 +285,6 @@ def malignancy_report(
     from reports.stats import group_weights
 
     names = list(class_names)
-    b, m = names.index("benign"), names.index("malignant")
     lab = np.asarray(labels)
     keep = np.isin(lab, ["benign", "malignant"])
     y = lab[keep] == "malignant"
@@ -263,22 +292,7 @@ def malignancy_report(
         return {}
     p = np.asarray(probs, dtype=float)[keep]
     grp = [str(g) for g, k in zip(groups, keep, strict=True) if k]
-    score = p[:, m]
-    renorm = p[:, m] / np.maximum(p[:, b] + p[:, m], 1e-12)
-    w = group_weights(grp, n_boot, seed)
-    every = np.ones(len(y), dtype=bool)
-    point_w = np.ones((1, len(y)))
-    rows: dict[str, tuple[float, np.ndarray]] = {
-        "malignant_auc": (binary_auc(y, score), binary_auc(y, score, w)),
-        "malignant_auc_renorm": (binary_auc(y, renorm), binary_auc(y, renorm, w)),
-    }
-    if "normal" in names:
-        called = p.argmax(1) == names.index("normal")
-        rows["lesion_called_normal"] = (float(called.mean()), _weighted_share(called, every, w))
-    if threshold is not None:
-        positive = score >= threshold
-        rows["sensitivity"] = (float(_weighted_share(positive, y, point_w)[0]), _weighted_share(positive, y, w))
-        rows["specificity"] = (float(_weighted_share(~positive, ~y, point_w)[0]), _weighted_share(~positive, ~y, w))
+    rows = _malignancy_rows(y, p, names, group_weights(grp, n_boot, seed), threshold)
     result: dict[str, Any] = {}
     for key, (value, boot) in rows.items():
         result[key] = value

@@ -1,1 +1,4 @@
-"""Model builders behind one registry (see the segmentation and classification issues)."""
+"""Model builders behind one registry (:mod:`models.registry`): one builder per file, registered for
+the tasks it serves (``seg``, ``cls``, ``joint``); :mod:`models.options` names their options without
+importing Keras. Adding a model: a ``models/<name>.py`` with ``@register(...)`` on its builder, and its
+module in :func:`models.registry._import_builders`."""

@@ -12,7 +12,7 @@ from models.registry import register
     "convnext_tiny", task="cls", cam_layer=BACKBONE
 )  # Grad-CAM: the backbone's output, ConvNeXt-Tiny's last stage
 def build_convnext_tiny(
-    img_size: int = 224,
+    img_size: int,
     channels: int = 3,
     num_classes: int = 3,
     dropout: float = 0.2,

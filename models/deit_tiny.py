@@ -30,7 +30,7 @@ EXTRA_TOKENS = 2
     "deit_tiny", task="cls", cam_layer=BACKBONE, hub=True, options=("patch_size", "num_layers")
 )  # Grad-CAM: the patch-token grid
 def build_deit_tiny(
-    img_size: int = 128,
+    img_size: int,
     channels: int = 3,
     num_classes: int = 3,
     dropout: float = 0.2,

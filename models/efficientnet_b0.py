@@ -12,7 +12,7 @@ from models.registry import register
     "efficientnet_b0", task="cls", cam_layer=BACKBONE
 )  # Grad-CAM: the backbone's output, EfficientNet-B0's top_activation (1x1 conv to 1280 channels, batch norm, swish)
 def build_efficientnet_b0(
-    img_size: int = 224,
+    img_size: int,
     channels: int = 3,
     num_classes: int = 3,
     dropout: float = 0.2,

@@ -30,9 +30,24 @@ DEPTH = 5
 """Halvings from the input to the encoder's deepest features."""
 
 
+def _backbone(img_size: int, weights: str) -> keras.Model:
+    """EfficientNet-B0 without its top, giving its deepest features and the skips (:data:`SKIPS`); from
+    scratch, its batch norm uses :data:`SCRATCH_BN_MOMENTUM`."""
+    encoder = keras.applications.EfficientNetB0(
+        include_top=False,
+        weights="imagenet" if weights == "imagenet" else None,
+        input_shape=(img_size, img_size, 3),
+    )
+    if weights != "imagenet":
+        for layer in encoder.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = SCRATCH_BN_MOMENTUM
+    return keras.Model(encoder.inputs, [encoder.output, *(encoder.get_layer(n).output for n in SKIPS)], name=BACKBONE)
+
+
 @register("efficientnet_b0_unet", task="joint")
 def build_efficientnet_b0_unet(
-    img_size: int = 128,
+    img_size: int,
     channels: int = 3,
     base_filters: int = 16,
     dropout: float = 0.2,
@@ -66,18 +81,7 @@ def build_efficientnet_b0_unet(
     check_channels(channels, "efficientnet_b0_unet")
     check_input_size(img_size, DEPTH)
     weights = check_weights(weights)
-    encoder = keras.applications.EfficientNetB0(
-        include_top=False,
-        weights="imagenet" if weights == "imagenet" else None,
-        input_shape=(img_size, img_size, 3),
-    )
-    if weights != "imagenet":
-        for layer in encoder.layers:
-            if isinstance(layer, layers.BatchNormalization):
-                layer.momentum = SCRATCH_BN_MOMENTUM
-    backbone = keras.Model(
-        encoder.inputs, [encoder.output, *(encoder.get_layer(n).output for n in SKIPS)], name=BACKBONE
-    )
+    backbone = _backbone(img_size, weights)
     inputs = keras.Input((img_size, img_size, 3), name="image")
     x = scale_for_classifier(inputs, input_norm)
     deep, *skips = backbone(x, training=False) if weights == "imagenet" else backbone(x)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from data.classes import CLASS_NAMES
+from core.classes import CLASS_NAMES
 from models.classifier import LOGITS
 
 DEEP_FEATURES = "deep_features"

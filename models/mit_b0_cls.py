@@ -19,7 +19,7 @@ from models.registry import register
     "mit_b0_cls", task="cls", cam_layer=BACKBONE, hub=True, options=("drop_path",)
 )  # Grad-CAM: the encoder's 1/32 map
 def build_mit_b0_cls(
-    img_size: int = 128,
+    img_size: int,
     channels: int = 3,
     num_classes: int = 3,
     dropout: float = 0.2,

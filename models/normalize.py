@@ -13,7 +13,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-INPUT_NORMS = ("fixed", "image")
+from models.options import INPUT_NORMS
+
 PIXEL_MEAN, PIXEL_STD = 127.5, 64.0
 """Where a classifier's standardized image is placed back on the pixel scale its backbone's
 ImageNet normalization expects: mean 127.5, standard deviation 64 (about 4 SD across [0, 255])."""

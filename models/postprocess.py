@@ -9,7 +9,7 @@ so every consumer that thresholds the map (evaluation, ``predict.py``, a
 client of the SavedModel) sees the same empty mask.
 
 The two thresholds are fitted on a run's validation fold
-(:mod:`training.gate`) and saved with the run as ``lesion_gate.json``. The
+(:mod:`evaluation.gate`) and saved with the run as ``lesion_gate.json``. The
 rule is written twice, in NumPy for evaluation and in TensorFlow for the
 serving graph; tests hold them to the same answers.
 
@@ -34,12 +34,12 @@ import numpy as np
 import tensorflow as tf
 from scipy import ndimage
 
+from models.options import POSTPROCESS
+
 MASK_THRESHOLD = 0.5
 """Probability at which a pixel counts as lesion."""
 GATE_FILE = "lesion_gate.json"
 """A run's (or fold's) fitted gate, beside ``weights/``."""
-POSTPROCESS = ("none", "largest")
-"""``--postprocess`` choices: keep every lesion pixel, or only the largest lesion with its holes filled."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from typing import Any
 
 import keras
 
+from models.options import ARCHITECTURE_OPTIONS
+
 TASKS = ("seg", "cls", "joint")
 
 
@@ -45,10 +47,6 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-
-ARCHITECTURE_OPTIONS = ("patch_size", "num_layers", "drop_path")
-"""Builder arguments that only some architectures have (``train.py --patch-size``, ``--num-layers``,
-``--drop-path``): a ViT's patch side and number of blocks, an encoder's stochastic depth rate."""
 
 
 Builder = Callable[..., keras.Model]

@@ -10,7 +10,7 @@ from models.registry import register
 
 @register("resnet50", task="cls", cam_layer=BACKBONE)  # Grad-CAM: the backbone's output, ResNet-50's conv5_block3_out
 def build_resnet50(
-    img_size: int = 224,
+    img_size: int,
     channels: int = 3,
     num_classes: int = 3,
     dropout: float = 0.2,

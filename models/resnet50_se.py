@@ -74,7 +74,7 @@ def se_resnet50_backbone(img_size: int) -> keras.Model:
     "resnet50_se", task="cls", cam_layer=BACKBONE
 )  # Grad-CAM: the backbone's output, conv5_block3_out, after its SE block
 def build_resnet50_se(
-    img_size: int = 224,
+    img_size: int,
     channels: int = 3,
     num_classes: int = 3,
     dropout: float = 0.2,

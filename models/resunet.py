@@ -25,9 +25,19 @@ def _residual_unit(x, filters: int, stride: int, name: str, norm: str, first: bo
     return layers.Add(name=f"{name}_add")([shortcut, y])
 
 
+def _decoder(x, skips: list, base_filters: int, norm: str):
+    """Up-sample, join each level's skip, a residual unit per level; then the head's norm and ReLU."""
+    for level in reversed(range(len(skips))):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
+        x = _residual_unit(x, base_filters * 2**level, 1, f"dec{level}", norm)
+    x = norm_layer(norm, "head_norm")(x)
+    return layers.Activation("relu", name="head_relu")(x)
+
+
 @register("resunet", task="seg", joint=True)
 def build_resunet(
-    img_size: int = 128,
+    img_size: int,
     channels: int = 3,
     base_filters: int = 16,
     depth: int = 4,
@@ -78,13 +88,7 @@ def build_resunet(
     if dropout > 0:
         x = layers.SpatialDropout2D(dropout, name="bridge_drop")(x)
     deep = x
-    for level in reversed(range(depth)):
-        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
-        x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
-        x = _residual_unit(x, base_filters * 2**level, 1, f"dec{level}", norm)
-    x = norm_layer(norm, "head_norm")(x)
-    x = layers.Activation("relu", name="head_relu")(x)
-    mask = mask_output(x, deep, num_classes, presence_head)
+    mask = mask_output(_decoder(deep, skips, base_filters, norm), deep, num_classes, presence_head)
     if joint_classes:
         return keras.Model(inputs, joint_outputs(mask, deep, joint_classes, dropout, consistency), name="resunet_joint")
     return keras.Model(inputs, mask, name="resunet")

@@ -48,7 +48,7 @@ def _decoder(features: list, projection: int, dropout: float):
 
 def build_segformer(
     variant: str,
-    img_size: int = 128,
+    img_size: int,
     channels: int = 3,
     dropout: float = 0.1,
     num_classes: int = 1,

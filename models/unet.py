@@ -7,9 +7,8 @@ from keras import layers
 
 from models.joint import joint_outputs
 from models.normalize import scale_for_segmenter
+from models.options import NORMS
 from models.registry import register
-
-NORMS = ("instance", "batch")
 
 
 def norm_layer(norm: str, name: str) -> layers.Layer:
@@ -83,9 +82,30 @@ def mask_output(x, deep, num_classes: int, presence_head: bool, resize_to: int |
     return layers.Activation(activation, dtype="float32", name="mask")(logits)
 
 
+def _encoder(x, depth: int, base_filters: int, dropout: float, norm: str):
+    """The contracting path: each level's features (the skips) and the bottleneck's."""
+    skips = []
+    for level in range(depth):
+        drop = dropout if level >= depth - 1 else 0.0
+        x = conv_block(x, base_filters * 2**level, drop, name=f"enc{level}", norm=norm)
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+    return skips, conv_block(x, base_filters * 2**depth, dropout, name="bottleneck", norm=norm)
+
+
+def _decoder(x, skips: list, base_filters: int, norm: str):
+    """The expanding path: up-sample, join the level's skip, convolve, back to the input's size."""
+    for level in reversed(range(len(skips))):
+        filters = base_filters * 2**level
+        x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"dec{level}_up")(x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
+        x = conv_block(x, filters, 0.0, name=f"dec{level}", norm=norm)
+    return x
+
+
 @register("unet", task="seg", joint=True)
 def build_unet(
-    img_size: int = 128,
+    img_size: int,
     channels: int = 3,
     base_filters: int = 16,
     depth: int = 4,
@@ -130,19 +150,8 @@ def build_unet(
     check_input_size(img_size, depth)
     inputs = keras.Input((img_size, img_size, channels), name="image")
     x = scale_for_segmenter(inputs, input_norm)
-    skips = []
-    for level in range(depth):
-        drop = dropout if level >= depth - 1 else 0.0
-        x = conv_block(x, base_filters * 2**level, drop, name=f"enc{level}", norm=norm)
-        skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
-    x = deep = conv_block(x, base_filters * 2**depth, dropout, name="bottleneck", norm=norm)
-    for level in reversed(range(depth)):
-        filters = base_filters * 2**level
-        x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"dec{level}_up")(x)
-        x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level]])
-        x = conv_block(x, filters, 0.0, name=f"dec{level}", norm=norm)
-    mask = mask_output(x, deep, num_classes, presence_head)
+    skips, deep = _encoder(x, depth, base_filters, dropout, norm)
+    mask = mask_output(_decoder(deep, skips, base_filters, norm), deep, num_classes, presence_head)
     if joint_classes:
         return keras.Model(inputs, joint_outputs(mask, deep, joint_classes, dropout, consistency), name="unet_joint")
     return keras.Model(inputs, mask, name="unet")

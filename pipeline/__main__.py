@@ -16,7 +16,7 @@ from cli import exit_on_user_error
 from data.discover import discover
 from data.synthetic import resolve_data_dir
 from pipeline.augment import PRESETS
-from pipeline.config import PipelineConfig
+from pipeline.config import IMG_SIZE, PipelineConfig
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -42,7 +42,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="strong",
         help="augmentation preset (default strong)",
     )
-    v.add_argument("--img-size", type=int, default=256, help="side of the model input in pixels (default 256)")
+    v.add_argument(
+        "--img-size", type=int, default=IMG_SIZE, help=f"side of the model input in pixels (default {IMG_SIZE})"
+    )
     v.add_argument("--seed", type=int, default=0, help="seed of sampling and augmentation (default 0)")
     v.add_argument("--out", default="preview.png", help="PNG file to write (default preview.png)")
     return p.parse_args(argv)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 TASKS = ("seg", "cls", "joint")
 RESIZE_METHODS = ("bilinear", "area")
+IMG_SIZE = 128
+"""The model input's side when none is given: the one source of that default (:mod:`config.train` reads it)."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class PipelineConfig:
             masks always use nearest neighbour.
     """
 
-    img_size: int = 256
+    img_size: int = IMG_SIZE
     channels: int = 3
     batch_size: int = 8
     augment: str = "light"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from data.classes import CLASS_NAMES
+from core.classes import CLASS_NAMES
 from data.discover import Case
 from data.scan import merge_masks
 from pipeline.augment import Augmenter, augment_tf
@@ -159,6 +159,26 @@ def _format(task: str):
     return fmt
 
 
+def _training_stream(ds: tf.data.Dataset, records: list[Case], config: PipelineConfig) -> tf.data.Dataset:
+    """Oversampled (if configured), shuffled every epoch, and augmented with a fresh seed per example."""
+    if config.oversample:
+        ds = _oversampled(ds, records, config)
+    ds = ds.shuffle(min(len(records), config.shuffle_buffer), seed=config.seed, reshuffle_each_iteration=True)
+    if config.augment == "none":
+        return ds
+    augmenter = Augmenter(config.augment)
+    seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
+
+    def aug(e, seed):
+        image, mask = augment_tf(augmenter, e["image"], e.get("mask"), seed)
+        out = dict(e, image=image)
+        if mask is not None:
+            out["mask"] = mask
+        return out
+
+    return tf.data.Dataset.zip(ds, seeds).map(aug, num_parallel_calls=AUTOTUNE)
+
+
 def build_dataset(
     records: Sequence[Case],
     task: str,
@@ -201,21 +221,7 @@ def build_dataset(
     n = len(records)
     ds = _cache(_load(records, task, config), records, task, config, "train" if training else "eval")
     if training:
-        if config.oversample:
-            ds = _oversampled(ds, records, config)
-        ds = ds.shuffle(min(n, config.shuffle_buffer), seed=config.seed, reshuffle_each_iteration=True)
-        if config.augment != "none":
-            augmenter = Augmenter(config.augment)
-            seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
-
-            def aug(e, seed):
-                image, mask = augment_tf(augmenter, e["image"], e.get("mask"), seed)
-                out = dict(e, image=image)
-                if mask is not None:
-                    out["mask"] = mask
-                return out
-
-            ds = tf.data.Dataset.zip(ds, seeds).map(aug, num_parallel_calls=AUTOTUNE)
+        ds = _training_stream(ds, records, config)
     ds = ds.map(_format(task), num_parallel_calls=AUTOTUNE)
     batch = global_batch_size(config, strategy)
     if drop_remainder is None:

@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data.atomic import atomic_write  # noqa: E402
-from data.classes import CLASS_NAMES  # noqa: E402
+from core.atomic import atomic_write  # noqa: E402
+from core.classes import CLASS_NAMES  # noqa: E402
 from data.discover import Case  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.dataset import build_dataset  # noqa: E402

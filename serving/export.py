@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING
 
 import keras
 
-from data.atomic import write_json
+from core.atomic import write_json
+from evaluation.run_files import load_fitted_temperature
 from models.postprocess import NO_GATE, load_gate
 from serving.layout import check_name, next_version, versions, write_models_config
 from serving.signatures import BYTES_SIGNATURE, PIXELS_SIGNATURE, ServingSpec, serving_fns
 from serving.warmup import WARMUP_FILE, write_warmup
-from training.calibrate import load_fitted_temperature
 
 if TYPE_CHECKING:
-    from training.config import TrainConfig
+    from config.train import TrainConfig
 
 EXPORT_INFO = "export.json"
 
@@ -44,7 +44,7 @@ class ExportResult:
 
 
 def spec_from_config(cfg: TrainConfig, fold_dir: str | Path | None = None, postprocess: str = "none") -> ServingSpec:
-    """The :class:`ServingSpec` of a run's :class:`~training.config.TrainConfig`, with what the run fitted
+    """The :class:`ServingSpec` of a run's :class:`~config.train.TrainConfig`, with what the run fitted
     in ``fold_dir`` (the run's folder, or one fold's): the lesion gate for segmentation, the temperature
     for classification (1: none), both for a joint model; and ``postprocess``.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from data.atomic import write_text
+from core.atomic import write_text
 
 MODELS_CONFIG = "models.config"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -10,7 +10,7 @@ models themselves, so both feed the model the same values.
 
 Outputs:
     classification: ``probabilities`` float32 ``(N, 3)``, calibrated with the run's temperature
-        (``softmax(log(p) / T)``, :mod:`training.calibrate`; the spec's ``temperature``),
+        (``softmax(log(p) / T)``, :mod:`evaluation.calibrate`; the spec's ``temperature``),
         ``class_id`` int64 ``(N,)``, ``class_name`` string ``(N,)``.
     segmentation: ``mask_probability`` float32 ``(N, S, S)`` at model resolution, all zeros
         where the run's lesion gate (:mod:`models.postprocess`) declares the image lesion-free,
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from data.classes import CLASS_NAMES
+from core.classes import CLASS_NAMES
 from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate, check_postprocess, postprocess_tf
 from pipeline.decode import decode_image_bytes, preprocess
 

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from cli import POSTPROCESS, exit_on_user_error, with_overrides
-from data.errors import DataError
+from cli import exit_on_user_error, with_overrides
+from core.errors import DataError
 
 
 def test_user_errors_exit_2_with_one_line_and_other_errors_propagate(capsys) -> None:
@@ -25,12 +25,6 @@ def test_user_errors_exit_2_with_one_line_and_other_errors_propagate(capsys) -> 
     with pytest.raises(KeyError):
         exit_on_user_error(bug)
     assert exit_on_user_error(bug, also=(KeyError,)) == 2
-
-
-def test_postprocess_choices_are_the_models() -> None:
-    from models import postprocess
-
-    assert POSTPROCESS == postprocess.POSTPROCESS
 
 
 def test_overrides_set_known_flags_and_reject_unknown_ones() -> None:

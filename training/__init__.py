@@ -1,1 +1,3 @@
-"""Training: configuration, run folders, distribution strategy, checkpoints and the fit loop."""
+"""Training, one floor above evaluation: each task's model, loss and phases (:mod:`training.task`,
+:mod:`training.tasks`), the run's data and folds (:mod:`training.data`), the distribution strategy and
+precision, checkpoints and resume, and the loop (:mod:`training.trainer`). Scoring is :mod:`evaluation`'s."""

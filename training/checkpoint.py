@@ -22,7 +22,7 @@ from typing import Any
 
 import keras
 
-from data.atomic import atomic_write, write_json, write_text
+from core.atomic import atomic_write, write_json, write_text
 
 STATE_NAME = "state.json"
 HISTORY_NAME = "history.csv"

@@ -63,8 +63,7 @@ def fit_distributed(
         callbacks: Keras callbacks; ``model.stop_training`` ends training as in ``fit``.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
 
-    Returns:
-        The ``History`` callback.
+    Returns: the ``History`` callback.
     """
     build_for_training(model, train_ds.element_spec, strategy)
     dist_train = strategy.experimental_distribute_dataset(train_ds)
@@ -72,25 +71,11 @@ def fit_distributed(
     steps = steps_per_epoch or int(train_ds.cardinality())
     batches = iter(dist_train) if steps_per_epoch else None
     cbs = keras.callbacks.CallbackList(
-        list(callbacks),
-        add_history=True,
-        add_progbar=verbose != 0,
-        verbose=verbose,
-        epochs=epochs,
-        steps=steps if steps > 0 else None,
-        model=model,
-    )
+        list(callbacks), add_history=True, add_progbar=verbose != 0, verbose=verbose, epochs=epochs,
+        steps=steps if steps > 0 else None, model=model,
+    )  # fmt: skip
 
-    @tf.function
-    def train_step(batch):
-        strategy.run(model.train_step, args=(batch,))
-        return model.get_metrics_result()
-
-    @tf.function
-    def test_step(batch):
-        strategy.run(model.test_step, args=(batch,))
-        return model.get_metrics_result()
-
+    train_step, test_step = _step_functions(model, strategy)
     model.stop_training = False
     cbs.on_train_begin()
     logs: dict[str, float] = {}
@@ -104,17 +89,38 @@ def fit_distributed(
             cbs.on_train_batch_end(step, logs)
         epoch_logs = dict(logs)
         if dist_val is not None:
-            model.reset_metrics()
-            cbs.on_test_begin()
-            val_logs: dict[str, float] = {}
-            for step, batch in enumerate(dist_val):
-                cbs.on_test_batch_begin(step)
-                val_logs = _floats(test_step(batch))
-                cbs.on_test_batch_end(step, val_logs)
-            cbs.on_test_end(val_logs)
-            epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            epoch_logs.update({f"val_{k}": v for k, v in _validate(model, dist_val, test_step, cbs).items()})
         cbs.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break
     cbs.on_train_end(logs)
     return model.history
+
+
+def _step_functions(model: keras.Model, strategy: tf.distribute.Strategy):
+    """The compiled training and test steps: one ``strategy.run`` of the model's step, then its metrics."""
+
+    @tf.function
+    def train_step(batch):
+        strategy.run(model.train_step, args=(batch,))
+        return model.get_metrics_result()
+
+    @tf.function
+    def test_step(batch):
+        strategy.run(model.test_step, args=(batch,))
+        return model.get_metrics_result()
+
+    return train_step, test_step
+
+
+def _validate(model: keras.Model, dist_val, test_step, cbs: keras.callbacks.CallbackList) -> dict[str, float]:
+    """One pass over the validation data with fresh metrics; the last step's metrics (as in ``fit``)."""
+    model.reset_metrics()
+    cbs.on_test_begin()
+    val_logs: dict[str, float] = {}
+    for step, batch in enumerate(dist_val):
+        cbs.on_test_batch_begin(step)
+        val_logs = _floats(test_step(batch))
+        cbs.on_test_batch_end(step, val_logs)
+    cbs.on_test_end(val_logs)
+    return val_logs

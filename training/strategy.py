@@ -103,19 +103,12 @@ def set_precision(policy: str) -> None:
     keras.mixed_precision.set_global_policy(policy)
 
 
-CPU_TASK_DEFAULTS: dict[str, dict[str, int]] = {"seg": {"img_size": 96}}
-"""Options whose default differs on a CPU-only machine, per task. A 96-pixel U-Net trains
-about twice as fast as a 128-pixel one (BENCHMARKS.md, 'The main commands')."""
-
-
-def device_defaults(task: str) -> dict[str, int]:
-    """Defaults of :data:`CPU_TASK_DEFAULTS`'s options for ``task`` on this machine.
-
-    :class:`TrainConfig`'s values with a GPU; on a CPU-only machine, :data:`CPU_TASK_DEFAULTS`'s.
-    """
-    from training.config import TrainConfig
-
-    out = {"img_size": TrainConfig.img_size}
-    if not tf.config.list_physical_devices("GPU"):
-        out.update(CPU_TASK_DEFAULTS.get(task, {}))
-    return out
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this process is a non-chief worker of a multi-worker run."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief

@@ -1,256 +1,39 @@
-"""The training loop shared by both tasks.
+"""The training loop shared by every task.
 
-A task contributes a :class:`TaskSpec` (how to build its model, loss and
-metrics, which metric picks the best epoch, how to evaluate); everything else
-(data and splits, strategy, precision, schedule, checkpoints, resume,
-cross-validation) is the same code for segmentation and classification.
+A task contributes a :class:`~training.task.TaskSpec` (how to build its model, loss and metrics,
+which metric picks the best epoch, how to evaluate); everything else (data and splits:
+:mod:`training.data`; strategy and precision; schedule, checkpoints, resume, cross-validation)
+is the same code for segmentation, classification and the joint model.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from data.atomic import write_json
-from data.discover import Case
-from data.report import InspectOptions, analyze_dataset, dataset_out_dir, write_report
-from data.sources import resolve_sources
-from data.splits import fold_ids, leave_site_out
-from pipeline.config import PipelineConfig
-from pipeline.dataset import build_dataset, global_batch_size
+from config.train import TrainConfig
+from core.atomic import write_json
+from evaluation.base import EvalRequest
+from evaluation.external import ExternalData, evaluate_external
+from evaluation.run_files import load_run_model
+from evaluation.summary import cv_summary
 from training.checkpoint import RunCheckpoint, read_history, read_state
-from training.config import TrainConfig
-from training.external import ExternalData, evaluate_external, load_externals
+from training.data import FoldData, PreparedData, fold_datasets, prepare_data
 from training.loop import fit_distributed
-from training.runs import load_run_model
-from training.strategy import make_strategy, resolve_precision, set_precision
-
-
-@dataclass(frozen=True)
-class Phase:
-    """A stretch of epochs trained with one optimizer.
-
-    Attributes:
-        end_epoch: Epochs completed when the phase ends.
-        lr_scale: Factor on the run's (replica-scaled) learning rate.
-        backbone_trainable: Set the ``"backbone"`` layer's ``trainable`` (None: leave it).
-    """
-
-    end_epoch: int
-    lr_scale: float = 1.0
-    backbone_trainable: bool | None = None
-
-
-def _single_phase(cfg: TrainConfig) -> list[Phase]:
-    return [Phase(cfg.epochs)]
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What differs between tasks."""
-
-    monitor: str
-    mode: str
-    build_model: Callable[[TrainConfig], keras.Model]
-    loss: Callable[[TrainConfig, Sequence[Case]], keras.losses.Loss]
-    metrics: Callable[[TrainConfig], list[keras.metrics.Metric]]
-    evaluate: Callable[..., dict[str, Any]]
-    """``(model, records, cfg, out_dir, history, fold_dir=None, fit=False, own_data=True, tta=False)`` -> metrics:
-    ``fold_dir`` holds what the run fitted after training (segmentation's lesion gate, classification's
-    malignancy cut), ``fit`` fits it on ``records`` first (training's evaluation of the validation fold),
-    ``own_data`` False says the records come from another dataset, ``tta`` scores flip test-time
-    augmentation (:mod:`training.tta`)."""
-    summary_keys: tuple[str, ...]
-    phases: Callable[[TrainConfig], list[Phase]] = _single_phase
-    loss_weights: Callable[[TrainConfig], dict[str, float] | None] = lambda cfg: None
-    """Weights of a multi-output model's losses (``compile(loss_weights=...)``)."""
-    epoch_score: Callable[[dict[str, float]], float] | None = None
-    """Computes the ``monitor`` value from an epoch's logs when no metric is it (a joint model's
-    combined score); :class:`EpochScore` adds it to the logs before the checkpoint reads them."""
-
-
-class EpochScore(keras.callbacks.Callback):
-    """Adds ``name`` = ``score(logs)`` to every epoch's logs (run before the checkpoint callback)."""
-
-    def __init__(self, name: str, score: Callable[[dict[str, float]], float]) -> None:
-        super().__init__()
-        self.name, self.score = name, score
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        if logs is not None:
-            logs[self.name] = float(self.score(logs))
-
-
-def task_spec(task: str) -> TaskSpec:
-    """The :class:`TaskSpec` of ``task``.
-
-    Raises:
-        ValueError: If the task has no training support yet.
-    """
-    if task == "seg":
-        from training.seg import SEG_SPEC
-
-        return SEG_SPEC
-    if task == "cls":
-        from training.cls import CLS_SPEC
-
-        return CLS_SPEC
-    if task == "joint":
-        from training.joint import JOINT_SPEC
-
-        return JOINT_SPEC
-    raise ValueError(f"`task` must be 'seg', 'cls' or 'joint'. Received: {task!r}")
-
-
-@dataclass
-class PreparedData:
-    """Cases and the splits a run uses, and the external datasets it is scored on."""
-
-    cases: dict[str, Case]
-    splits: dict[str, Any]
-    externals: list[ExternalData] = field(default_factory=list)
-
-
-def prepare_data(cfg: TrainConfig) -> PreparedData:
-    """Find and validate the data (and every ``--external`` dataset), and make (or reuse, or read) the splits.
-
-    The splits live with the dataset's report in ``<project>/data/<dataset>/`` and
-    are made once; ``cfg.splits`` names a user's own file instead. With ``cfg.holdout_site``
-    the run's splits are one fold: every other site trains, that site validates
-    (:func:`data.splits.leave_site_out`).
-    """
-    sources = resolve_sources(cfg.data_dir)
-    out = dataset_out_dir(sources, cfg.project)
-    analysis = analyze_dataset(
-        sources,
-        InspectOptions(folds=cfg.folds),
-        splits_file=cfg.splits or None,
-        existing_splits=None if cfg.splits else out / "splits.json",
-    )
-    if analysis.splits_source == "new":
-        write_report(analysis, out)
-        print(f"Wrote the dataset report and splits to {out}")
-    splits = analysis.splits
-    if cfg.holdout_site:
-        splits = leave_site_out(splits, analysis.sites, analysis.groups, cfg.holdout_site)
-        if splits["dropped"]:
-            print(
-                f"site {cfg.holdout_site} held out: {len(splits['dropped'])} training case(s) of other sites "
-                f"left out, duplicates of (or grouped with) held-out cases, e.g. {splits['dropped'][:3]}"
-            )
-    return PreparedData(analysis.cases, splits, load_externals(cfg.external, cfg.classes))
-
-
-def fold_records(data: PreparedData, cfg: TrainConfig, fold: int) -> tuple[list[Case], list[Case]]:
-    """Train and validation cases of ``fold``, limited to ``cfg.classes`` and ``cfg.max_samples``."""
-    train_ids, val_ids = fold_ids(data.splits, fold)
-
-    def pick(ids: list[str]) -> list[Case]:
-        cases = [data.cases[i] for i in ids if data.cases[i].label in cfg.classes]
-        return cases[: cfg.max_samples] if cfg.max_samples else cases
-
-    train, val = pick(train_ids), pick(val_ids)
-    if not train or not val:
-        raise ValueError(
-            f"fold {fold} has {len(train)} training and {len(val)} validation cases of classes "
-            f"{list(cfg.classes)}; both must be non-empty"
-        )
-    return train, val
-
-
-def eval_batch_plan(n: int, replicas: int, max_per_replica: int) -> tuple[int, bool]:
-    """Per-replica batch for evaluating ``n`` cases on ``replicas`` replicas without empty replicas.
-
-    Keras 3.15 builds a distributed model from the first batch reduced across
-    replicas (it must split evenly), and TensorFlow's CPU convolutions fail on a
-    replica given an empty batch. So the first batch must be full and the last one
-    must hold no fewer cases than replicas. Picks the largest batch up to
-    ``max_per_replica`` that allows this, else drops the remainder.
-
-    Returns:
-        ``(per_replica_batch, drop_remainder)``.
-    """
-    if replicas == 1:
-        return max(1, min(max_per_replica, n)), False
-    top = max(1, min(max_per_replica, n // replicas))
-    for b in range(top, 0, -1):
-        rest = n % (b * replicas)
-        if rest == 0 or rest >= replicas:
-            return b, False
-    return top, True
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True unless this process is a non-chief worker of a multi-worker run."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
-
+from training.strategy import is_chief, make_strategy, resolve_precision, set_precision
+from training.task import EpochScore, Phase, TaskSpec
+from training.tasks import task_spec
 
 OnBest = Callable[[keras.Model, TrainConfig, Path], None]
 """Called with a fold's best model, the config and the fold's folder once it is evaluated
 (``train.py`` exports the SavedModel there); the fold counts as complete only after it returns."""
-
-
-@dataclass
-class FoldData:
-    """One fold's cases and datasets, and the batch arithmetic of its strategy."""
-
-    train_records: list[Case]
-    val_records: list[Case]
-    train_ds: tf.data.Dataset
-    val_ds: tf.data.Dataset
-    steps: int
-    lr: float
-
-
-def fold_datasets(cfg: TrainConfig, data: PreparedData, fold: int, strategy: tf.distribute.Strategy) -> FoldData:
-    """Step 1 of a fold: its cases, the training and validation datasets, steps per epoch and learning rate."""
-    train_records, val_records = fold_records(data, cfg, fold)
-    pcfg = PipelineConfig(
-        img_size=cfg.img_size,
-        channels=cfg.channels,
-        batch_size=cfg.batch_size,
-        augment=cfg.augment,
-        seed=cfg.seed,
-        oversample=cfg.oversample,
-    )
-    replicas = strategy.num_replicas_in_sync
-    batch = global_batch_size(pcfg, strategy)
-    steps = max(1, len(train_records) // batch)
-    lr = cfg.lr * replicas  # linear scaling rule: the global batch grows with the replicas
-    print(
-        f"fold {fold}: {len(train_records)} train / {len(val_records)} val cases, "
-        f"{replicas} replica(s), global batch {batch}, lr {lr:g}, {steps} steps/epoch"
-    )
-    train_ds = build_dataset(train_records, cfg.task, pcfg, training=True, strategy=strategy)
-    val_per_replica, val_drop = eval_batch_plan(len(val_records), replicas, cfg.batch_size)
-    if val_drop:
-        print(
-            f"fold {fold}: in-training validation skips {len(val_records) % (val_per_replica * replicas)} "
-            "case(s) so no replica gets an empty batch; the final metrics use every case"
-        )
-    val_cfg = PipelineConfig(**{**pcfg.__dict__, "batch_size": val_per_replica})
-    val_ds = build_dataset(val_records, cfg.task, val_cfg, training=False, strategy=strategy, drop_remainder=val_drop)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        opts = tf.data.Options()
-        opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        train_ds, val_ds = train_ds.with_options(opts), val_ds.with_options(opts)
-    return FoldData(train_records, val_records, train_ds, val_ds, steps, lr)
 
 
 def restore_or_build(
@@ -323,7 +106,8 @@ def evaluate_best(
     spec = task_spec(cfg.task)
     t0 = time.perf_counter()
     best = load_run_model(fold_dir / "weights" / "best.keras")
-    result = spec.evaluate(best, fd.val_records, cfg, fold_dir, checkpoint.rows, fold_dir=fold_dir, fit=True)
+    request = EvalRequest(fd.val_records, fold_dir, checkpoint.rows, fold_dir=fold_dir, fit=True)
+    result = spec.evaluate(best, cfg, request)
     result.update(
         fold=fold,
         best_epoch=checkpoint.best_epoch,
@@ -444,25 +228,6 @@ def _compile_phase(
         )
 
 
-def cv_summary(results: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
-    """Mean, standard deviation and 95% bootstrap CI over folds of each metric."""
-    from reports.stats import bootstrap_ci
-
-    out: dict[str, Any] = {"folds": len(results)}
-    for k in keys:
-        if any(r.get(k) is None for r in results):  # e.g. normal images' share on folds without normals
-            continue
-        vals = np.array([r[k] for r in results], dtype=float)
-        lo, hi = bootstrap_ci(vals)
-        out[k] = {
-            "mean": float(vals.mean()),
-            "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
-            "ci95": [lo, hi],
-            "per_fold": vals.tolist(),
-        }
-    return out
-
-
 def train(
     cfg: TrainConfig,
     run_dir: Path,
@@ -515,16 +280,3 @@ def train(
         }
     write_json(run_dir / "cv_summary.json", summary)
     return summary
-
-
-def format_metrics(result: dict[str, Any], keys: Sequence[str]) -> str:
-    """One line of the main metrics, with CIs when present."""
-    parts = []
-    for k in keys:
-        v = result.get(k)
-        if isinstance(v, dict):
-            parts.append(f"{k} {v['mean']:.4f} +- {v['std']:.4f} (95% CI {v['ci95'][0]:.4f}-{v['ci95'][1]:.4f})")
-        elif isinstance(v, float) and not math.isnan(v):
-            ci = result.get(f"{k}_ci95")
-            parts.append(f"{k} {v:.4f}" + (f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""))
-    return ", ".join(parts)

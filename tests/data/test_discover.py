@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import DataError
 from data.discover import discover
-from data.errors import DataError
 from tests.conftest import disc_mask, save_gray, save_mask, textured
 
 

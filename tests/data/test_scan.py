@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.errors import DataError
 from data.discover import discover
-from data.errors import DataError
 from data.report import InspectOptions, analyze_dataset
 from data.scan import STATS_COLUMNS, scan
 from tests.conftest import disc_mask, save_gray, save_mask, textured

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import DataError
 from data.discover import discover
-from data.errors import DataError
 from data.report import InspectOptions, analyze_dataset, dataset_out_dir, format_summary, report_dict
 from data.sources import Source, dataset_name, discover_sources, parse_sources, partition_by
 from data.splits import leave_site_out, validate_splits

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from data.errors import DataError
+from core.errors import DataError
 from data.report import InspectOptions, analyze_dataset
 from data.splits import drop_grouped_with_val, fold_ids, load_splits, make_splits, validate_splits
 from tests.conftest import save_gray, save_mask, textured

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from evaluation.run_files import load_run_model
 from models.classifier import LOGITS
 from models.joint import DEEP_FEATURES, LABEL, MASK, LesionAgreement, mask_presence
 from models.registry import build_model, get_model_entry, model_names
-from training.runs import load_run_model
 
 SMALL = {
     "unet": dict(img_size=32, base_filters=4, depth=2, joint_classes=3),

@@ -67,7 +67,7 @@ def test_classifier_standardizes_before_its_imagenet_normalization() -> None:
 def test_unknown_input_norm_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="input_norm"):
         build_model("unet", img_size=32, depth=2, input_norm="zscore")
-    from training.config import TrainConfig
+    from config.train import TrainConfig
 
     with pytest.raises(ValueError, match="input_norm"):
         TrainConfig(input_norm="zscore")

@@ -14,8 +14,10 @@ import pytest
 import tensorflow as tf
 
 import export
-from data.classes import CLASS_NAMES
+from config.train import TrainConfig
+from core.classes import CLASS_NAMES
 from data.discover import Case
+from evaluation.run_files import load_inference_model
 from models.postprocess import load_gate, postprocess_np
 from pipeline.config import PipelineConfig
 from pipeline.dataset import build_dataset
@@ -24,8 +26,6 @@ from serving.layout import MODELS_CONFIG
 from serving.signatures import BYTES_SIGNATURE, PIXELS_SIGNATURE, ServingSpec
 from serving.warmup import WARMUP_BATCHES, WARMUP_FILE, read_warmup
 from tests.conftest import odd_images
-from training.config import TrainConfig
-from training.runs import load_inference_model
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +50,8 @@ def test_signature_on_encoded_images_matches_keras_on_pipeline_tensors(task, tra
     out = loaded.signatures[BYTES_SIGNATURE](images=tf.constant([f.read_bytes() for f in files]))
     pre = loaded.signatures[PIXELS_SIGNATURE](pixels=tf.constant(pixels))
     if task == "cls":
+        from evaluation.run_files import load_fitted_temperature
         from metrics.calibration import apply_temperature
-        from training.calibrate import load_fitted_temperature
 
         expected = apply_temperature(expected, load_fitted_temperature(run).temperature)  # the served calibration
         got = out["probabilities"].numpy()
@@ -189,10 +189,10 @@ def test_postprocess_largest_is_in_the_served_graph_and_in_export_json(trained_r
 
 def test_classifier_exports_serve_the_runs_calibrated_probabilities(trained_runs, exported, tmp_path):
     """The run's temperature is in export.json and in the graph: softmax(log(p) / T), as evaluation scores."""
+    from evaluation.run_files import load_fitted_temperature
     from metrics.calibration import apply_temperature
     from serving.export import spec_from_config
     from serving.signatures import compiled_serving_fns
-    from training.calibrate import load_fitted_temperature
 
     fitted = load_fitted_temperature(trained_runs["cls"])
     assert fitted is not None and read_export_info(exported["cls"])["temperature"] == fitted.temperature

@@ -18,15 +18,16 @@ import tensorflow as tf
 import ensemble
 import evaluate
 import train
-from data.atomic import write_json, write_text
-from data.classes import CLASS_NAMES
+from config.train import TrainConfig
+from core.atomic import write_json, write_text
+from core.classes import CLASS_NAMES
 from data.discover import discover
 from data.synthetic import SynthConfig, generate_synthetic
+from evaluation.cls import predictions_csv
+from evaluation.run_files import load_run_model
 from models.classifier import CaffePreprocess
-from training.cls import cls_phases, predictions_csv
-from training.config import TrainConfig
-from training.runs import load_run_model
-from training.trainer import Phase
+from training.cls import cls_phases
+from training.task import Phase
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import train
+from config.train import TrainConfig
 from data.synthetic import SynthConfig, generate_synthetic
 from tests.conftest import lesion_manifest
-from training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 

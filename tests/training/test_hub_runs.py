@@ -13,11 +13,11 @@ import tensorflow as tf
 import ensemble
 import predict
 import train
+from config.train import TrainConfig
 from data.synthetic import SynthConfig, generate_synthetic
+from evaluation.run_files import load_inference_model, load_run_model
 from metrics.calibration import apply_temperature
 from serving.signatures import PIXELS_INPUT, PIXELS_SIGNATURE
-from training.config import TrainConfig
-from training.runs import load_inference_model, load_run_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hub_runs")]
 

@@ -15,10 +15,11 @@ import tensorflow as tf
 import evaluate
 import predict
 import train
+from config.train import TrainConfig
 from data.synthetic import SynthConfig, generate_synthetic
+from evaluation.joint import agreement, head_history
 from tests.conftest import REPO
-from training.config import TrainConfig
-from training.joint import agreement, build_joint_model, combined_score, head_history
+from training.joint import build_joint_model, combined_score
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("joint_run")]
 sys.path.insert(0, str(REPO / "benchmarks"))

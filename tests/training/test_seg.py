@@ -6,7 +6,7 @@ import keras
 import pytest
 
 import train
-from training.config import TrainConfig
+from config.train import TrainConfig
 from training.seg import build_seg_model
 
 

@@ -21,8 +21,8 @@ from cli import exit_on_user_error
 from data.report import InspectOptions, analyze_dataset
 from data.splits import save_splits
 from data.synthetic import SynthConfig, generate_synthetic
+from evaluation.run_files import load_run_model
 from tests.conftest import REPO
-from training.runs import load_run_model
 
 pytestmark = pytest.mark.slow
 

@@ -1,15 +1,26 @@
-"""Class statistics of a training split: counts, frequencies and balanced weights."""
+"""The label set and class statistics, defined once for every package (no dependencies: data, losses
+and models all import it)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
 
-from data.classes import CLASS_NAMES
+CLASS_NAMES: tuple[str, ...] = ("normal", "benign", "malignant")
+"""Class order used everywhere: label index i means ``CLASS_NAMES[i]``."""
+
+LESION_CLASSES: frozenset[str] = frozenset({"benign", "malignant"})
+"""Classes whose images are expected to show a lesion (and so a non-empty mask)."""
+
+
+def normalize_label(label: str) -> str | None:
+    """Return the canonical class name for ``label``, or None if it is not a class."""
+    name = str(label).strip().lower()
+    return name if name in CLASS_NAMES else None
 
 
 def class_counts(labels: Iterable[str]) -> list[int]:
-    """Number of cases of each class, in :data:`data.classes.CLASS_NAMES` order."""
+    """Number of cases of each class, in :data:`CLASS_NAMES` order."""
     c = Counter(labels)
     unknown = set(c) - set(CLASS_NAMES)
     if unknown:
@@ -35,7 +46,7 @@ def class_weights(labels: Iterable[str]) -> dict[int, float]:
 
 
 def class_frequencies(labels: Iterable[str]) -> list[float]:
-    """Share of each class, in :data:`data.classes.CLASS_NAMES` order."""
+    """Share of each class, in :data:`CLASS_NAMES` order."""
     counts = class_counts(labels)
     n = sum(counts)
     if n == 0:

@@ -13,13 +13,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from data.atomic import write_json
+from core.atomic import write_json
+from core.errors import DataError
 from data.discover import Case
-from data.errors import DataError
 from data.report import InspectOptions, analyze_dataset
 from data.sources import Source, parse_sources
+from evaluation.base import EvalRequest, Evaluator
+
+if TYPE_CHECKING:
+    import keras
+
+    from config.train import TrainConfig
 
 EXTERNAL_DIR = "external"
 
@@ -67,14 +73,19 @@ def external_dir(fold_dir: Path, name: str) -> Path:
 
 
 def evaluate_external(
-    evaluate: Any, model: Any, cfg: Any, fold_dir: Path, externals: Sequence[ExternalData], keys: Sequence[str]
+    evaluate: Evaluator,
+    model: keras.Model,
+    cfg: TrainConfig,
+    fold_dir: Path,
+    externals: Sequence[ExternalData],
+    keys: Sequence[str],
 ) -> dict[str, dict[str, Any]]:
     """Score ``model`` on every external dataset and write each one's ``metrics.json``.
 
     Args:
-        evaluate: The task's :attr:`training.trainer.TaskSpec.evaluate`.
+        evaluate: The task's evaluator (:func:`evaluation.tasks.evaluator`).
         model: The fold's best model.
-        cfg: The run's :class:`training.config.TrainConfig`.
+        cfg: The run's config.
         fold_dir: The fold's folder (holds what was fitted on the validation fold).
         externals: From :func:`load_externals`.
         keys: The metrics to repeat in the returned summary.
@@ -86,7 +97,7 @@ def evaluate_external(
     for ext in externals:
         where = external_dir(fold_dir, ext.name)
         print(f"external validation on {ext.name} ({ext.path}): {len(ext.records)} cases")
-        result = evaluate(model, list(ext.records), cfg, where, [], fold_dir=fold_dir, own_data=False)
+        result = evaluate(model, cfg, EvalRequest(list(ext.records), where, fold_dir=fold_dir, own_data=False))
         result.update(data_dir=str(ext.path), excluded=ext.excluded, split="all")
         write_json(where / "metrics.json", result)
         summary = {k: result[k] for k in keys if k in result}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.ensemble import Member, align, combine, soft_vote, stack, weighted_vote
+from evaluation.ensemble import Member, align, combine, soft_vote, stack, weighted_vote
 
 
 def _member(name: str, seed: int, n: int = 60, folds: int = 3, skill: float = 1.5) -> Member:

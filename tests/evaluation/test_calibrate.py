@@ -7,13 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from training.calibrate import (
-    TEMPERATURE_FILE,
-    fit_fold_temperature,
-    group_halves,
-    load_fitted_temperature,
-    save_temperature,
-)
+from evaluation.calibrate import fit_fold_temperature, group_halves
+from evaluation.run_files import TEMPERATURE_FILE, load_fitted_temperature, save_temperature
 
 
 def test_halves_keep_patients_together_and_alternate_within_each_class() -> None:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from data.classes import CLASS_NAMES
+from core.classes import CLASS_NAMES
+from evaluation.cls import PREDICTIONS_NAME, read_predictions
 from metrics.classification import classification_report
-from training.cls import PREDICTIONS_NAME, read_predictions
 
 METHODS = ("soft", "weighted", "stack")
 

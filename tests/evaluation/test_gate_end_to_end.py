@@ -16,15 +16,16 @@ import numpy as np
 import pytest
 
 import evaluate
-from data.atomic import write_json
+from config.train import TrainConfig
+from core.atomic import write_json
+from evaluation.base import EvalRequest
+from evaluation.seg import evaluate_seg
 from inference.backends import RunBackend, SavedModelBackend
 from inference.predict import predict_files
 from models.postprocess import GATE_FILE
 from serving.export import read_export_info, save_run_servable
 from tests.conftest import save_gray, save_mask, textured
-from training.config import TrainConfig
-from training.seg import evaluate_seg
-from training.trainer import fold_records, prepare_data
+from training.data import fold_records, prepare_data
 
 SIZE = 64
 NORMAL_LEVEL, LESION_LEVEL = 140, 210
@@ -79,7 +80,8 @@ def gated_run(tmp_path_factory) -> tuple[Path, Path, dict]:
     (run / "weights").mkdir()
     model.save(run / "weights" / "best.keras")
     _, val = fold_records(prepared, cfg, 0)
-    metrics = evaluate_seg(model, val, cfg, run, [], fold_dir=run, fit=True)  # what training does after its epochs
+    # what training does after its epochs
+    metrics = evaluate_seg(model, cfg, EvalRequest(val, run, fold_dir=run, fit=True))
     return run, data, metrics
 
 

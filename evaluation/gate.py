@@ -4,7 +4,8 @@ The gate's two thresholds are chosen on the fold's validation predictions to
 maximize the mean per-image Dice over all of them (a normal image left empty
 scores 1, a lesion image left empty 0), among the thresholds that leave at most
 ``max_lesion_miss`` of the lesion images that the ungated model found empty.
-That gate is saved with the run and used on any other data.
+That gate is saved with the run (``lesion_gate.json``, :mod:`evaluation.run_files`)
+and used on any other data.
 
 Scoring the fold with the gate fitted on it would flatter it, so the fold's own
 metrics use cross-fitting: the validation cases are split into two halves
@@ -17,14 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from data.atomic import write_json
 from metrics.segmentation import per_image_scores
-from models.postprocess import GATE_FILE, NO_GATE, LesionGate, map_statistics, read_gate_file
+from models.postprocess import NO_GATE, LesionGate, map_statistics
 
 MAX_LESION_MISS = 0.05
 """Largest share of lesion images the gate may empty beyond those the model already left empty."""
@@ -125,14 +124,3 @@ def apply_gates(probs: np.ndarray, gates: Sequence[LesionGate]) -> np.ndarray:
         idx = np.array([i for i, x in enumerate(gates) if x == g])
         out[idx] = g.apply_np(probs[idx])
     return out
-
-
-def save_fitted(fold_dir: Path, fitted: FittedGate) -> Path:
-    """Write ``fold_dir/lesion_gate.json``."""
-    return write_json(Path(fold_dir) / GATE_FILE, fitted.to_dict())
-
-
-def load_fitted(fold_dir: Path) -> FittedGate | None:
-    """The fold's :class:`FittedGate`, or None when the run has no gate."""
-    doc = read_gate_file(fold_dir)
-    return None if doc is None else FittedGate(doc["gate"], tuple(doc["halves"]))

@@ -1,12 +1,10 @@
-"""Training config, run folders and the evaluation batch plan (no training here)."""
+"""The run config and its command line (no training here)."""
 
 from __future__ import annotations
 
 import pytest
 
-from training.config import TrainConfig
-from training.runs import increment_run_dir
-from training.trainer import eval_batch_plan
+from config.train import TrainConfig
 
 
 def test_config_round_trips_and_rejects_bad_values() -> None:
@@ -34,50 +32,23 @@ def test_config_round_trips_and_rejects_bad_values() -> None:
         TrainConfig.from_dict({**cfg.to_dict(), "warmup": 3})
 
 
-def test_run_dirs_increment_and_never_overwrite(tmp_path) -> None:
-    assert increment_run_dir(tmp_path, "seg", "exp") == tmp_path / "seg" / "exp"
-    (tmp_path / "seg" / "exp").mkdir(parents=True)
-    assert increment_run_dir(tmp_path, "seg", "exp").name == "exp2"
-    (tmp_path / "seg" / "exp2").mkdir()
-    assert increment_run_dir(tmp_path, "seg", "exp").name == "exp3"
-
-
-@pytest.mark.parametrize(
-    "n,replicas,max_b,expected",
-    [
-        (100, 1, 8, (8, False)),  # one replica: the largest batch
-        (6, 2, 4, (3, False)),  # 6 = one full batch of 2 x 3
-        (161, 2, 8, (7, False)),  # b=8: 161 % 16 = 1 leaves a replica empty; b=7: 161 % 14 = 7
-        (7, 2, 8, (2, False)),  # b=3: 7 % 6 = 1 fails; b=2: 7 % 4 = 3 splits 2 + 1
-        (5, 2, 4, (2, True)),  # b=2: 5 % 4 = 1 and b=1: 5 % 2 = 1 both fail: drop the remainder
-    ],
-)
-def test_eval_batch_plan_never_leaves_a_replica_empty(n, replicas, max_b, expected) -> None:
-    b, drop = eval_batch_plan(n, replicas, max_b)
-    assert (b, drop) == expected
-    global_batch = b * replicas
-    assert b <= max_b and n >= global_batch  # the first batch is full and splits evenly
-    rest = n % global_batch
-    assert drop or rest == 0 or rest >= replicas  # no replica gets an empty last batch
-
-
 def test_every_config_field_has_a_flag_and_flags_reach_the_config() -> None:
     import dataclasses
 
     import train
+    from config.flags import config_from_args
+    from config.train import device_img_size
 
     args = train.parse_args([])
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert fields - set(train.DERIVED_FIELDS) == set(vars(args)) - set(train.RUN_FLAGS)
+    assert fields - {"holdout_site"} == set(vars(args)) - set(train.RUN_FLAGS)  # --fold site:NAME sets holdout_site
     # Flags left at their defaults give the dataclass's defaults, but for the image size, which depends on the device.
-    from training.strategy import device_defaults
-
-    expected = dataclasses.replace(TrainConfig(), img_size=device_defaults("seg")["img_size"])
-    assert train.config_from_args(args) == expected
+    expected = dataclasses.replace(TrainConfig(), img_size=device_img_size("seg"))
+    assert config_from_args(args) == expected
     argv = ["--task", "cls", "--fold", "all", "--folds", "3", "--channels", "1", "--no-export", "--epochs", "7",
             "--norm", "batch", "--classes", "benign", "malignant", "--no-oversample", "--patch-size", "32",
             "--num-layers", "6", "--drop-path", "0.2"]  # fmt: skip
-    cfg = train.config_from_args(train.parse_args(argv))
+    cfg = config_from_args(train.parse_args(argv))
     assert (cfg.task, cfg.fold, cfg.folds, cfg.channels, cfg.export, cfg.epochs, cfg.norm) == (
         "cls",
         -1,
@@ -92,31 +63,41 @@ def test_every_config_field_has_a_flag_and_flags_reach_the_config() -> None:
     # A field the parser does not know would be dropped silently: it is an error instead.
     del args.folds
     with pytest.raises(ValueError, match=r"no flag for \['folds'\]"):
-        train.config_from_args(args)
+        config_from_args(args)
 
 
 def test_image_size_default_by_device(monkeypatch) -> None:
     import tensorflow as tf
 
     import train
-    from training import strategy
+    from config.flags import config_from_args
+    from config.train import device_img_size
+
+    def cfg(argv):
+        return config_from_args(train.parse_args(argv))
 
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [] if kind == "GPU" else ["cpu"])
-    assert strategy.device_defaults("seg") == {"img_size": 96}
-    assert strategy.device_defaults("cls") == {"img_size": 128}
-    assert train.config_from_args(train.parse_args(["--task", "seg"])).img_size == 96
-    assert train.config_from_args(train.parse_args(["--task", "seg", "--img-size", "128"])).img_size == 128
+    assert device_img_size("seg") == 96
+    assert device_img_size("cls") == 128
+    assert cfg(["--task", "seg"]).img_size == 96
+    assert cfg(["--task", "seg", "--img-size", "128"]).img_size == 128
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu"])
-    assert strategy.device_defaults("seg") == {"img_size": 128} == strategy.device_defaults("cls")
-    assert train.config_from_args(train.parse_args(["--task", "seg"])).img_size == TrainConfig().img_size == 128
+    assert device_img_size("seg") == 128 == device_img_size("cls")
+    assert cfg(["--task", "seg"]).img_size == TrainConfig().img_size == 128
 
 
 def test_flag_choices_come_from_the_library_constants() -> None:
     import train
-    from models import normalize
-    from training.config import INPUT_NORMS, MIXED_PRECISION, NORMS, SCHEDULES, STRATEGIES, TASKS
+    from config.train import MIXED_PRECISION, SCHEDULES, STRATEGIES, TASKS
+    from losses.classification import CLS_LOSSES
+    from losses.segmentation import SEG_LOSSES
+    from models.options import INPUT_NORMS, NORMS
+    from models.registry import model_names
+    from pipeline.augment import PRESETS
 
     choices = {a.dest: a.choices for a in train.build_parser()._actions}
     assert choices["task"] == TASKS and choices["norm"] == NORMS and choices["schedule"] == SCHEDULES
     assert choices["mixed_precision"] == MIXED_PRECISION and choices["strategy"] == STRATEGIES
-    assert choices["input_norm"] == INPUT_NORMS == normalize.INPUT_NORMS
+    assert choices["input_norm"] == INPUT_NORMS
+    assert choices["model"] == model_names() and choices["augment"] == list(PRESETS)
+    assert choices["loss"] == [*SEG_LOSSES, *CLS_LOSSES] and choices["cls_loss"] == list(CLS_LOSSES)

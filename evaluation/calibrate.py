@@ -1,11 +1,11 @@
 """Fit a classifier's temperature on its validation fold, and score the fold with it honestly.
 
 The temperature (:func:`metrics.calibration.fit_temperature`) fitted on all the
-fold's validation cases is saved with the run (``temperature.json``) and applied
+fold's validation cases is saved with the run (``temperature.json``, :mod:`evaluation.run_files`) and applied
 wherever the run predicts: ``evaluate.py`` on other data, ``predict.py`` and the
 exported SavedModel. Scoring the fold with a temperature fitted on it would
 flatter its calibration, so the fold's own figures use cross-fitting, as the
-lesion gate does (:mod:`training.gate`): the validation cases are split into
+lesion gate does (:mod:`evaluation.gate`): the validation cases are split into
 two halves, whole patients (groups) at a time and alternating within each
 class, each half is scored with the temperature fitted on the other, and both
 are saved so that ``evaluate.py`` on the fold reproduces the figures.
@@ -13,19 +13,13 @@ are saved so that ``evaluate.py`` on the fold reproduces the figures.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from data.atomic import write_json
 from metrics.calibration import fit_temperature
-
-TEMPERATURE_FILE = "temperature.json"
-"""A run's (or fold's) fitted temperature, beside ``weights/``."""
 
 
 def group_halves(labels: Sequence[str], groups: Sequence[str]) -> np.ndarray:
@@ -87,29 +81,3 @@ def fit_fold_temperature(
         t = fit_temperature(labels[other], probs[other]) if other.any() else 1.0
         parts.append((tuple(i for i, s in zip(ids, side, strict=True) if s == h), t))
     return FittedTemperature(fit_temperature(labels, probs), tuple(parts))
-
-
-def save_temperature(fold_dir: Path, fitted: FittedTemperature) -> Path:
-    """Write ``fold_dir/temperature.json``."""
-    return write_json(Path(fold_dir) / TEMPERATURE_FILE, fitted.to_dict())
-
-
-def load_fitted_temperature(fold_dir: str | Path | None) -> FittedTemperature | None:
-    """The temperature saved in a run (or fold) folder; None if it has none (runs before calibration).
-
-    Raises:
-        ValueError: If the file exists but does not hold a positive temperature.
-    """
-    path = Path(fold_dir) / TEMPERATURE_FILE if fold_dir is not None else None
-    if path is None or not path.is_file():
-        return None
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    try:
-        fitted = FittedTemperature(
-            float(doc["temperature"]), tuple((tuple(h["ids"]), float(h["temperature"])) for h in doc["halves"])
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path} does not hold a temperature ({e}); delete it or train again") from e
-    if not all(t > 0 for t in [fitted.temperature, *(t for _, t in fitted.halves)]):
-        raise ValueError(f"{path} holds a temperature that is not positive; delete it or train again")
-    return fitted

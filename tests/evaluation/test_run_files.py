@@ -11,10 +11,10 @@ from pathlib import Path
 import keras
 import pytest
 
+from config.train import TrainConfig
+from evaluation.run_files import increment_run_dir, resolve_run
 from losses.segmentation import BceDiceLoss
 from models.classifier import CaffePreprocess
-from training.config import TrainConfig
-from training.runs import increment_run_dir, resolve_run
 
 
 def _fake_run(path, fold=0):
@@ -68,7 +68,8 @@ def test_a_fresh_interpreter_loads_a_model_with_custom_layers_and_loss(tmp_path)
 
     plain = load(f"model = keras.models.load_model({str(tmp_path / 'm.keras')!r})")
     assert plain.returncode != 0 and "CaffePreprocess" in plain.stderr  # what the helper is for
-    ours = load(f"from training.runs import load_run_model\nmodel = load_run_model({str(tmp_path / 'm.keras')!r})")
+    model_file = str(tmp_path / "m.keras")
+    ours = load(f"from evaluation.run_files import load_run_model\nmodel = load_run_model({model_file!r})")
     assert ours.returncode == 0, ours.stderr[-2000:]
     assert ours.stdout.strip().splitlines()[-1] == "BceDiceLoss"
 
@@ -82,8 +83,8 @@ def test_a_keras_hub_model_saved_frozen_loads_frozen_with_its_optimizer_state(tm
     """
     import numpy as np
 
+    from evaluation.run_files import load_run_model
     from models.registry import build_model
-    from training.runs import load_run_model
 
     model = build_model("deit_tiny", img_size=32)
     model.get_layer("backbone").trainable = False
@@ -101,3 +102,11 @@ def test_a_keras_hub_model_saved_frozen_loads_frozen_with_its_optimizer_state(tm
     # Unfreezing the loaded model (the next phase) makes the backbone trainable again.
     loaded.get_layer("backbone").trainable = True
     assert len(loaded.trainable_variables) > 100
+
+
+def test_run_dirs_increment_and_never_overwrite(tmp_path) -> None:
+    assert increment_run_dir(tmp_path, "seg", "exp") == tmp_path / "seg" / "exp"
+    (tmp_path / "seg" / "exp").mkdir(parents=True)
+    assert increment_run_dir(tmp_path, "seg", "exp").name == "exp2"
+    (tmp_path / "seg" / "exp2").mkdir()
+    assert increment_run_dir(tmp_path, "seg", "exp").name == "exp3"

@@ -1,4 +1,4 @@
-"""Flip test-time augmentation in evaluation (training.tta)."""
+"""Flip test-time augmentation in evaluation (evaluation.tta)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.tta import predict_views
+from evaluation.tta import predict_views
 
 RAMP = np.linspace(0.0, 1.0, 8, dtype="float32")[None, None, :, None]  # grows left to right
 

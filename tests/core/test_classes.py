@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from data.balance import class_frequencies, class_weights
+from core.classes import class_frequencies, class_weights
 
 
 def test_class_weights_hand_computed() -> None:

@@ -5,17 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from evaluation.gate import FittedGate, apply_gates, fit_fold_gate, fit_gate, gated_dice, halves
+from evaluation.run_files import load_fitted_gate, save_gate
 from models.postprocess import NO_GATE, LesionGate
-from training.gate import (
-    FittedGate,
-    apply_gates,
-    fit_fold_gate,
-    fit_gate,
-    gated_dice,
-    halves,
-    load_fitted,
-    save_fitted,
-)
 
 SIZE = 16
 
@@ -108,9 +100,9 @@ def test_apply_gates_uses_each_cases_gate() -> None:
 
 def test_fitted_gate_round_trips_through_its_file(tmp_path) -> None:
     fitted = FittedGate(LesionGate(0.01, 0.7), ((("a", "b"), LesionGate(0.0, 0.6)), (("c",), NO_GATE)))
-    save_fitted(tmp_path, fitted)
-    assert load_fitted(tmp_path) == fitted
-    assert load_fitted(tmp_path / "nothing") is None
+    save_gate(tmp_path, fitted)
+    assert load_fitted_gate(tmp_path) == fitted
+    assert load_fitted_gate(tmp_path / "nothing") is None
 
 
 @pytest.mark.parametrize("budget", [0.0, 0.05])

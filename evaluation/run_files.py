@@ -1,4 +1,11 @@
-"""Run folders: ``<project>/<task>/<name>``, incremented and never overwritten."""
+"""A run's folder and the files it fitted: the one place that reads and writes them.
+
+Run folders are ``<project>/<task>/<name>``, incremented and never overwritten. A run (or each
+fold of a ``--fold all`` run) holds its weights and what was fitted on its validation fold:
+``lesion_gate.json`` (:mod:`evaluation.gate`), ``temperature.json`` (:mod:`evaluation.calibrate`)
+and ``malignancy_threshold.json`` (the cut on P(malignant)). Training writes them, and evaluation,
+serving and inference read them through this module, so none of those imports :mod:`training`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,22 @@ import json
 import re
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.atomic import write_json
+from evaluation.calibrate import FittedTemperature
+from evaluation.gate import FittedGate
+from models.postprocess import GATE_FILE, read_gate_file
+
+if TYPE_CHECKING:
+    import keras
+
+    from config.train import TrainConfig
+
+TEMPERATURE_FILE = "temperature.json"
+"""A run's (or fold's) fitted temperature, beside ``weights/``."""
+THRESHOLD_FILE = "malignancy_threshold.json"
+"""The cut on P(malignant) chosen on a fold's validation images, saved in the fold's folder."""
 
 
 def increment_run_dir(project: str | Path, task: str, name: str) -> Path:
@@ -28,7 +51,7 @@ def increment_run_dir(project: str | Path, task: str, name: str) -> Path:
     return root / f"{stem}{n}"
 
 
-def resolve_run(path: str | Path, weights: str = "best"):
+def resolve_run(path: str | Path, weights: str = "best") -> tuple[TrainConfig, Path]:
     """Find the config and the weights file of a trained run or one fold of a ``--fold all`` run.
 
     Args:
@@ -43,7 +66,7 @@ def resolve_run(path: str | Path, weights: str = "best"):
         FileNotFoundError: If ``path`` is not a run folder or has no such weights.
         ValueError: If ``path`` is a cross-validation run (which fold is ambiguous).
     """
-    from training.config import TrainConfig
+    from config.train import TrainConfig
 
     path = Path(path)
     if (path / "config.json").is_file():
@@ -66,7 +89,7 @@ def resolve_run(path: str | Path, weights: str = "best"):
     return cfg, file
 
 
-def load_run_model(path: str | Path, compile: bool = True):
+def load_run_model(path: str | Path, compile: bool = True) -> keras.Model:
     """Load a run's ``.keras`` file with our custom layers, losses and metrics registered first.
 
     ``keras.models.load_model`` alone fails in a fresh interpreter on a model with a custom
@@ -114,6 +137,57 @@ def _set_frozen_again(layer) -> None:
             sub.trainable = False
 
 
-def load_inference_model(path: str | Path):
+def load_inference_model(path: str | Path) -> keras.Model:
     """Load a ``.keras`` file for inference: custom objects registered, no loss or optimizer."""
     return load_run_model(path, compile=False)
+
+
+def save_gate(fold_dir: Path, fitted: FittedGate) -> Path:
+    """Write ``fold_dir/lesion_gate.json``."""
+    return write_json(Path(fold_dir) / GATE_FILE, fitted.to_dict())
+
+
+def load_fitted_gate(fold_dir: Path) -> FittedGate | None:
+    """The fold's :class:`FittedGate`, or None when the run has no gate."""
+    doc = read_gate_file(fold_dir)
+    return None if doc is None else FittedGate(doc["gate"], tuple(doc["halves"]))
+
+
+def save_temperature(fold_dir: Path, fitted: FittedTemperature) -> Path:
+    """Write ``fold_dir/temperature.json``."""
+    return write_json(Path(fold_dir) / TEMPERATURE_FILE, fitted.to_dict())
+
+
+def load_fitted_temperature(fold_dir: str | Path | None) -> FittedTemperature | None:
+    """The temperature saved in a run (or fold) folder; None if it has none (runs before calibration).
+
+    Raises:
+        ValueError: If the file exists but does not hold a positive temperature.
+    """
+    path = Path(fold_dir) / TEMPERATURE_FILE if fold_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        fitted = FittedTemperature(
+            float(doc["temperature"]), tuple((tuple(h["ids"]), float(h["temperature"])) for h in doc["halves"])
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path} does not hold a temperature ({e}); delete it or train again") from e
+    if not all(t > 0 for t in [fitted.temperature, *(t for _, t in fitted.halves)]):
+        raise ValueError(f"{path} holds a temperature that is not positive; delete it or train again")
+    return fitted
+
+
+def save_threshold(fold_dir: Path, threshold: float) -> Path:
+    """Write ``fold_dir/malignancy_threshold.json``: the cut on P(malignant) and how it was chosen."""
+    doc = {"threshold": threshold, "score": "P(malignant)", "rule": "Youden's J on the validation fold's lesion images"}
+    return write_json(Path(fold_dir) / THRESHOLD_FILE, doc)
+
+
+def load_threshold(fold_dir: Path | None) -> float | None:
+    """The cut saved by :func:`save_threshold` in ``fold_dir``, or None."""
+    path = Path(fold_dir) / THRESHOLD_FILE if fold_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    return float(json.loads(path.read_text(encoding="utf-8"))["threshold"])

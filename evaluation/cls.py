@@ -1,0 +1,268 @@
+"""How a classification run is scored: predict, calibrate, report with intervals, the malignancy cut, plots.
+
+:func:`evaluate_cls` is the task's :class:`evaluation.base.Evaluator`; :func:`report_cls` writes the
+report of any set of predictions (an ensemble's too).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from config.train import TrainConfig
+from core.atomic import write_text
+from core.classes import CLASS_NAMES
+from data.discover import Case
+from data.sources import breakdowns
+from evaluation.base import EvalRequest
+from evaluation.calibrate import fit_fold_temperature
+from evaluation.run_files import load_fitted_temperature, load_threshold, save_temperature, save_threshold
+from evaluation.tta import predict_views
+from metrics.calibration import apply_temperature, calibration_figures
+from metrics.classification import classification_report, format_report, malignancy_report, youden_threshold
+from models.classifier import LOGITS
+from models.gradcam import cam_model, grad_cam
+from models.registry import get_model_entry
+from pipeline.dataset import build_dataset
+from reports.plots import (
+    breakdown_plot,
+    confident_wrong_grid,
+    confusion_plot,
+    learning_curves,
+    reliability_plot,
+    roc_plot,
+)
+from reports.stats import BREAKDOWN_BOOT
+
+PREDICTIONS_NAME = "predictions.csv"
+SUMMARY_KEYS = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "macro_auc",
+    "malignant_auc",
+    "lesion_called_normal",
+    "sensitivity",
+    "specificity",
+    "ece",
+    "brier",
+)
+"""The classification figures of a run's summary line and cross-validation summary."""
+
+
+def predict_cls(
+    model: keras.Model, records: Sequence[Case], cfg: TrainConfig, tta: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images, integer labels and predicted probabilities of ``records``, in record order.
+
+    ``tta`` averages the probabilities of each image and its mirror (:func:`evaluation.tta.predict_views`).
+    """
+    images, labels, probs = [], [], []
+    for x, y in build_dataset(records, "cls", cfg.pipeline(augment="none"), training=False):
+        images.append(x.numpy().astype(np.uint8))
+        labels.append(np.argmax(y.numpy(), axis=-1))
+        probs.append(predict_views(model, x, tta, spatial=False).astype(np.float64))
+    return np.concatenate(images), np.concatenate(labels), np.concatenate(probs)
+
+
+def run_images(run_dir: Path, ids: Sequence[str]) -> np.ndarray:
+    """The images of ``ids`` as a run's pipeline feeds them to its model (for plots)."""
+    from data.sources import discover_sources, resolve_sources
+
+    cfg = TrainConfig.load(run_dir / "config.json")
+    cases = discover_sources(resolve_sources(cfg.data_dir))
+    missing = [i for i in ids if i not in cases]
+    if missing:
+        where = " ".join(cfg.data_dir) or "the synthetic data"
+        raise FileNotFoundError(f"cases {missing[:5]} of {run_dir} are no longer in {where}")
+    batches = build_dataset([cases[i] for i in ids], "cls", cfg.pipeline(batch_size=32, augment="none"), training=False)
+    return np.concatenate([x.numpy().astype(np.uint8) for x, _ in batches])
+
+
+def predictions_csv(ids: Sequence[str], labels: np.ndarray, probs: np.ndarray) -> str:
+    """One row per case: id, true and predicted class, and each class's probability."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["case_id", "label", "pred", *[f"prob_{c}" for c in CLASS_NAMES]])
+    for i, y, p in zip(ids, labels, probs, strict=True):
+        w.writerow([i, CLASS_NAMES[y], CLASS_NAMES[int(np.argmax(p))], *[f"{v:.6f}" for v in p]])
+    return buf.getvalue()
+
+
+def read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Read :func:`predictions_csv`'s file: ids, integer labels, probabilities."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    ids = [r["case_id"] for r in rows]
+    labels = np.array([CLASS_NAMES.index(r["label"]) for r in rows], dtype=int)
+    probs = np.array([[float(r[f"prob_{c}"]) for c in CLASS_NAMES] for r in rows])
+    return ids, labels, probs
+
+
+def report_cls(
+    ids: Sequence[str],
+    labels: np.ndarray,
+    probs: np.ndarray,
+    out_dir: Path,
+    images: np.ndarray | None = None,
+    history: list[dict[str, float]] | None = None,
+    explain: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Metrics with CIs, ``predictions.csv`` and the plots of one set of predictions, in ``out_dir``.
+
+    ``explain`` (see :func:`grad_cam_of`) draws heat maps over the most confident mistakes.
+    """
+    result = classification_report(labels, probs, CLASS_NAMES)
+    print(format_report(result))
+    write_text(out_dir / PREDICTIONS_NAME, predictions_csv(ids, labels, probs))
+    plots = out_dir / "plots"
+    if history:
+        learning_curves(history, plots / "learning_curves.png", "f1")
+    confusion_plot(result, CLASS_NAMES, plots / "confusion_matrix.png")
+    roc_plot(labels, probs, CLASS_NAMES, plots / "roc.png")
+    if images is not None:
+        confident_wrong_grid(images, labels, probs, ids, CLASS_NAMES, plots / "confident_wrong.png", explain=explain)
+    return result
+
+
+def grad_cam_of(
+    model: keras.Model, cfg: TrainConfig, images: np.ndarray
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """``explain(indices, classes)``: Grad-CAM maps of ``images[indices]`` for ``classes`` (:mod:`models.gradcam`).
+
+    None, with a note, when the registry names no Grad-CAM layer for ``cfg.model`` or ``model`` lacks
+    it or the ``logits`` layer (a weights file not built by the registry's builder).
+    """
+    layer = get_model_entry(cfg.model).cam_layer_for(cfg.task)
+    names = {lyr.name for lyr in model.layers}
+    if layer is None or not {layer, LOGITS} <= names:
+        print(f"no Grad-CAM maps: {model.name!r} has no {layer!r} and {LOGITS!r} layers")
+        return None
+
+    def explain(indices: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        return grad_cam(cam_model(model, layer), images[indices].astype(np.float32), classes)[0]
+
+    return explain
+
+
+def fit_threshold(records: Sequence[Case], probs: np.ndarray, fold_dir: Path | None) -> float | None:
+    """Choose the cut on P(malignant) on ``records`` (Youden's J over benign and malignant images) and save it.
+
+    Returns None (and saves nothing) when the records lack benign or malignant images.
+    """
+    labels = np.array([r.label for r in records])
+    keep = np.isin(labels, ["benign", "malignant"])
+    y = labels[keep] == "malignant"
+    if y.all() or not y.any():
+        return None
+    t = youden_threshold(y, probs[keep, CLASS_NAMES.index("malignant")])
+    if fold_dir is not None:
+        save_threshold(Path(fold_dir), t)
+    return t
+
+
+def cls_breakdowns(
+    records: Sequence[Case], labels: np.ndarray, probs: np.ndarray, threshold: float | None
+) -> dict[str, Any]:
+    """Accuracy and the malignancy figures per site and per scanner (``per_site``, ``per_device``)."""
+
+    def entry(idx: np.ndarray) -> dict[str, Any]:
+        recs = [records[i] for i in idx]
+        out = {"n": len(idx), "accuracy": float((probs[idx].argmax(1) == labels[idx]).mean())}
+        groups = [r.group or r.case_id for r in recs]
+        labels_idx = [r.label for r in recs]
+        out.update(malignancy_report(labels_idx, probs[idx], CLASS_NAMES, groups, threshold, n_boot=BREAKDOWN_BOOT))
+        return out
+
+    return breakdowns(records, entry)
+
+
+FOLD_TEMPERATURE = "the temperature fitted on the run's validation fold"
+
+
+def calibrate(
+    ids: Sequence[str],
+    labels: np.ndarray,
+    raw: np.ndarray,
+    class_labels: Sequence[str],
+    groups: Sequence[str],
+    fold_dir: Path | None,
+    fit: bool,
+    own_data: bool,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Temperature-scaled probabilities of ``raw`` and what to report about the temperature.
+
+    ``fit`` (training's evaluation of the validation fold) fits the fold's temperatures
+    (:mod:`evaluation.calibrate`) and saves them in ``fold_dir``; otherwise those saved there are used
+    (none: the probabilities stay as they are). The fold's own cases are scored with their
+    cross-fitted half's temperature; ``own_data`` False (another dataset, whose ids may collide with
+    the run's) scores every case with the fold's.
+    """
+    fitted = fit_fold_temperature(ids, labels, raw, class_labels, groups) if fit else None
+    if fitted is not None and fold_dir is not None:
+        save_temperature(fold_dir, fitted)
+    fitted = fitted or load_fitted_temperature(fold_dir)
+    if fitted is None:
+        return raw, {"temperature": None, "scored_with": "no temperature (the run has none)"}
+    temps = fitted.for_cases(ids) if own_data else np.full(len(ids), fitted.temperature)
+    probs = raw.copy()
+    for t in np.unique(temps):
+        probs[temps == t] = apply_temperature(raw[temps == t], float(t))
+    members = {i for half, _ in fitted.halves for i in half}
+    crossed = own_data and any(i in members for i in ids)
+    how = (
+        "each half of the validation fold with the temperature fitted on the other half"
+        if crossed
+        else FOLD_TEMPERATURE
+    )
+    return probs, {"temperature": fitted.temperature, "scored_with": how}
+
+
+def _calibration_report(result, labels, raw, probs, groups, calibration, out_dir: Path) -> None:
+    """ECE and Brier score after calibration, both before and after in ``calibration``, the reliability plot."""
+    before, after = calibration_figures(labels, raw, groups), calibration_figures(labels, probs, groups)
+    result.update(ece=after["ece"], ece_ci95=after["ece_ci95"], brier=after["brier"], brier_ci95=after["brier_ci95"])
+    result["calibration"] = {**calibration, "before": before, "after": after}
+    reliability_plot(
+        labels, raw, probs, CLASS_NAMES, out_dir / "plots" / "reliability.png",
+        calibration["temperature"] or 1.0, (before["ece"], after["ece"]),
+    )  # fmt: skip
+
+
+def evaluate_cls(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> dict[str, Any]:
+    """Predict the records and write the report (see :func:`report_cls`), with the malignancy figures.
+
+    Malignant against benign (:func:`metrics.classification.malignancy_report`) is scored on the
+    lesion images with intervals bootstrapped over patients (a case's ``group``, else the image), and
+    broken down by site and scanner when the records say. ``fit`` (training's evaluation of the
+    validation fold) chooses the cut on P(malignant) there and saves it in ``fold_dir``; otherwise
+    the cut saved in ``fold_dir`` gives sensitivity and specificity. ``tta`` scores the mean
+    probabilities of each image and its mirror.
+
+    Every figure is of the temperature-scaled probabilities (:func:`calibrate`, which says how
+    ``fit``, ``fold_dir`` and ``own_data`` choose the temperature), what ``predict.py`` and the export
+    give; ``calibration`` holds the ECE, Brier score and NLL before and after it, with intervals over
+    patients, and ``plots/reliability.png`` draws both. ``plots/confident_wrong.png`` shows the most
+    confident mistakes with the Grad-CAM map of the answer given.
+    """
+    records, fold_dir, out_dir = list(request.records), request.fold_dir, request.out_dir
+    images, labels, raw = predict_cls(model, records, cfg, request.tta)
+    ids = [r.case_id for r in records]
+    names = [r.label for r in records]
+    groups = [r.group or r.case_id for r in records]
+    probs, calibration = calibrate(ids, labels, raw, names, groups, fold_dir, request.fit, request.own_data)
+    history = list(request.history)
+    result = report_cls(ids, labels, probs, out_dir, images, history, grad_cam_of(model, cfg, images))
+    result["tta"] = request.tta
+    _calibration_report(result, labels, raw, probs, groups, calibration, out_dir)
+    threshold = fit_threshold(records, probs, fold_dir) if request.fit else load_threshold(fold_dir)
+    result.update(malignancy_report(names, probs, CLASS_NAMES, groups, threshold))
+    result.update(cls_breakdowns(records, labels, probs, threshold))
+    breakdown_plot(result, "malignant_auc", out_dir / "plots" / "by_site_and_scanner.png", "AUC, malignant vs benign")
+    return result

@@ -1,0 +1,226 @@
+"""How a segmentation run is scored: predict, gate, score with intervals, break down, plot.
+
+:func:`evaluate_seg` is the task's :class:`evaluation.base.Evaluator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from config.train import TrainConfig
+from data.discover import Case
+from data.sources import breakdowns
+from evaluation.base import EvalRequest
+from evaluation.gate import apply_gates, fit_fold_gate
+from evaluation.run_files import load_fitted_gate, save_gate
+from evaluation.tta import predict_views
+from metrics.segmentation import per_image_scores
+from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate, count_lesions, postprocess_np
+from pipeline.dataset import build_dataset
+from reports.plots import breakdown_plot, learning_curves, overlay_grid, score_histogram
+from reports.stats import BREAKDOWN_BOOT, group_bootstrap_ci, wilson_ci
+
+SUMMARY_KEYS = ("dice", "iou", "dice_pooled", "iou_pooled", "lesion_dice", "normal_left_empty", "lesion_left_empty")
+"""The segmentation figures of a run's summary line and cross-validation summary."""
+
+
+def predict_seg(
+    model: keras.Model, records: Sequence[Case], cfg: TrainConfig, tta: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images, true masks and predicted probabilities of ``records``, in record order.
+
+    ``tta`` averages each map with the map of the mirrored image (:func:`evaluation.tta.predict_views`).
+    """
+    images, truths, probs = [], [], []
+    for x, y in build_dataset(records, "seg", cfg.pipeline(augment="none"), training=False):
+        images.append(x.numpy())
+        truths.append(y.numpy())
+        probs.append(predict_views(model, x, tta, spatial=True))
+    return np.concatenate(images), np.concatenate(truths), np.concatenate(probs)
+
+
+def _empty(probs: np.ndarray) -> np.ndarray:
+    """Whether each map has no pixel at or above the mask threshold."""
+    return ~(probs.reshape(probs.shape[0], -1) >= MASK_THRESHOLD).any(axis=1)
+
+
+def empty_answers(truths: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """How often normal images (empty true mask) are left empty and lesion images wrongly so, with 95% CIs."""
+    n = truths.shape[0]
+    has_lesion = truths.reshape(n, -1).max(axis=1) > 0.5
+    empty = _empty(probs)
+    out: dict[str, Any] = {}
+    for key, group in (("normal_left_empty", ~has_lesion), ("lesion_left_empty", has_lesion)):
+        k, m = int((empty & group).sum()), int(group.sum())
+        out[key] = k / m if m else None
+        out[f"{key}_ci95"] = list(wilson_ci(k, m)) if m else None
+        out[f"{key}_n"] = m
+    return out
+
+
+def lesion_counts(truths: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
+    """Summary of the lesions each predicted mask holds (``counts``), on normal images and on lesion images.
+
+    ``normal_mean`` is the mean count on normal images (empty true mask: every lesion a false positive);
+    ``lesion_several`` the share of lesion images whose mask has more than one lesion, ``lesion_mean`` their
+    mean count. None without such images.
+    """
+    n = truths.shape[0]
+    has_lesion = truths.reshape(n, -1).max(axis=1) > 0.5
+    normal, lesion = counts[~has_lesion], counts[has_lesion]
+    return {
+        "normal_mean": float(normal.mean()) if normal.size else None,
+        "lesion_mean": float(lesion.mean()) if lesion.size else None,
+        "lesion_several": float((lesion > 1).mean()) if lesion.size else None,
+    }
+
+
+def _lesion_dice(dice: np.ndarray, truths: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
+    has_lesion = truths.reshape(truths.shape[0], -1).max(axis=1) > 0.5
+    if not has_lesion.any():
+        return {"lesion_dice": None, "lesion_dice_ci95": None}
+    ci = group_bootstrap_ci(dice[has_lesion], groups[has_lesion])
+    return {"lesion_dice": float(dice[has_lesion].mean()), "lesion_dice_ci95": list(ci)}
+
+
+def seg_breakdowns(records: Sequence[Case], dice: np.ndarray, truths: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
+    """Dice (and lesion Dice, and the share of images below 0.5) per site and per scanner."""
+
+    def entry(idx: np.ndarray) -> dict[str, Any]:
+        return {
+            "n": len(idx),
+            "dice": float(dice[idx].mean()),
+            "dice_ci95": list(group_bootstrap_ci(dice[idx], groups[idx], n_boot=BREAKDOWN_BOOT)),
+            "below_0.5": float((dice[idx] < 0.5).mean()),
+            **_lesion_dice(dice[idx], truths[idx], groups[idx]),
+        }
+
+    return breakdowns(records, entry)
+
+
+FOLD_GATE = "the gate fitted on the run's validation fold"
+
+
+def scoring_gates(
+    ids: Sequence[str],
+    labels: Sequence[str],
+    truths: np.ndarray,
+    probs: np.ndarray,
+    fold_dir: Path | None,
+    fit: bool,
+    own_data: bool = True,
+) -> tuple[list[LesionGate], dict[str, Any]]:
+    """The gate that scores each case, and what to report about it.
+
+    ``fit`` (training's evaluation of the validation fold) fits the fold's gate here and saves it
+    in ``fold_dir``; otherwise the gate saved in ``fold_dir`` is used (none if the run has none).
+    Cases the gate was fitted on are scored with their cross-fitted half's gate; ``own_data`` False
+    (another dataset, whose ids may collide with the run's) scores every case with the fold's gate.
+    """
+    fitted = fit_fold_gate(ids, labels, truths, probs) if fit else load_fitted_gate(fold_dir) if fold_dir else None
+    if fitted is None:
+        return [NO_GATE] * len(ids), {"gate": None, "scored_with": "no gate (the run has none)"}
+    if fit and fold_dir is not None:
+        save_gate(fold_dir, fitted)
+    if not own_data:
+        return [fitted.gate] * len(ids), {"gate": fitted.gate.to_dict(), "scored_with": FOLD_GATE}
+    gates = fitted.for_cases(ids)
+    halves_ids = {i for members, _ in fitted.halves for i in members}
+    crossed = sum(i in halves_ids for i in ids)
+    how = (
+        "each half of the validation fold with the gate fitted on the other half"
+        if crossed == len(ids)
+        else FOLD_GATE
+        if crossed == 0
+        else f"{crossed} case(s) the gate was fitted on with cross-fitted gates, the rest with the fold's gate"
+    )
+    return gates, {"gate": fitted.gate.to_dict(), "scored_with": how}
+
+
+def _scores(dice: np.ndarray, iou: np.ndarray, truths: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict:
+    """Mean and pooled Dice and IoU with intervals over patients, lesion Dice and the empty answers."""
+    t = truths > 0.5
+    p = probs >= MASK_THRESHOLD
+    inter, total = float((t & p).sum()), float(t.sum() + p.sum())
+    return {
+        "dice": float(dice.mean()),
+        "dice_ci95": list(group_bootstrap_ci(dice, groups)),
+        "dice_below_0.5": float((dice < 0.5).mean()),
+        "iou": float(iou.mean()),
+        "iou_ci95": list(group_bootstrap_ci(iou, groups)),
+        "dice_pooled": 2 * inter / total if total else 1.0,
+        "iou_pooled": inter / (total - inter) if total - inter else 1.0,
+        **_lesion_dice(dice, truths, groups),
+        **empty_answers(truths, probs),
+    }
+
+
+def _per_class(labels: Sequence[str], dice: np.ndarray, iou: np.ndarray) -> dict[str, Any]:
+    arr = np.array(labels)
+    return {
+        c: {"n": int((arr == c).sum()), "dice": float(dice[arr == c].mean()), "iou": float(iou[arr == c].mean())}
+        for c in sorted(set(labels))
+    }
+
+
+def _per_image(ids, labels, dice, iou, probs, counts, raw_dice, raw) -> list[dict[str, Any]]:
+    rows = zip(ids, labels, dice, iou, _empty(probs), counts, raw_dice, _empty(raw), strict=True)
+    return [
+        {"id": i, "label": lbl, "dice": float(d), "iou": float(j), "empty": bool(e), "lesions": int(c),
+         "dice_ungated": float(r), "empty_ungated": bool(re)}
+        for i, lbl, d, j, e, c, r, re in rows
+    ]  # fmt: skip
+
+
+def _plots(result: dict, history, images, truths, probs, ids, dice, labels, out_dir: Path) -> None:
+    plots = out_dir / "plots"
+    breakdown_plot(result, "dice", plots / "by_site_and_scanner.png", "Dice per image")
+    if history:
+        learning_curves(list(history), plots / "learning_curves.png", "dice")
+    score_histogram(dice, labels, plots / "dice_histogram.png")
+    overlay_grid(images, truths, probs, ids, dice, plots / "best_worst.png")
+
+
+def evaluate_seg(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> dict[str, Any]:
+    """Per-image and pooled Dice/IoU with bootstrap CIs, per class, site and scanner, empty answers, and the plots.
+
+    Intervals resample whole patients (a case's ``group``; each image its own when there is none).
+
+    Every score is of the gated maps (see :func:`scoring_gates` for ``fold_dir``, ``fit`` and
+    ``own_data``); ``ungated`` holds the main scores of the model's raw maps beside them. ``tta``
+    scores the mean of each map and its mirrored image's (the gate, fitted without, applies to it).
+    ``postprocess`` (:func:`models.postprocess.postprocess_np`) cleans the gated maps before scoring;
+    ``ungated`` stays the raw maps'. ``lesions`` counts the lesions (8-connected) left in each mask.
+    """
+    records, fit = list(request.records), request.fit and cfg.lesion_gate
+    images, truths, raw = predict_seg(model, records, cfg, request.tta)
+    labels, ids = [r.label for r in records], [r.case_id for r in records]
+    groups = np.array([r.group or r.case_id for r in records], dtype=object)
+    gates, gate_info = scoring_gates(ids, labels, truths, raw, request.fold_dir, fit, request.own_data)
+    probs = postprocess_np(apply_gates(raw, gates), request.postprocess)
+    dice, iou = per_image_scores(truths, probs)
+    counts = count_lesions(probs)
+    raw_dice, _ = per_image_scores(truths, raw)
+    result: dict[str, Any] = {
+        **_scores(dice, iou, truths, probs, groups),
+        "n_images": len(records),
+        "tta": request.tta,
+        "postprocess": request.postprocess,
+        "lesions": lesion_counts(truths, counts),
+        "lesion_gate": gate_info,
+        "ungated": {
+            "dice": float(raw_dice.mean()),
+            **_lesion_dice(raw_dice, truths, groups),
+            **empty_answers(truths, raw),
+        },
+        **seg_breakdowns(records, dice, truths, groups),
+        "per_class": _per_class(labels, dice, iou),
+        "per_image": _per_image(ids, labels, dice, iou, probs, counts, raw_dice, raw),
+    }
+    _plots(result, request.history, images, truths, probs, ids, dice, labels, request.out_dir)
+    return result

@@ -1,0 +1,69 @@
+"""What a task contributes to training: its model, loss, metrics, phases, best-epoch rule and evaluator.
+
+The trainer (:mod:`training.trainer`) is the same code for every task; it reads a :class:`TaskSpec`
+from :func:`training.tasks.task_spec`. Each task module (:mod:`training.seg`, :mod:`training.cls`,
+:mod:`training.joint`) defines its spec; scoring is :mod:`evaluation`'s (:class:`evaluation.base.Evaluator`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import keras
+
+from config.train import TrainConfig
+from data.discover import Case
+from evaluation.base import Evaluator
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of epochs trained with one optimizer.
+
+    Attributes:
+        end_epoch: Epochs completed when the phase ends.
+        lr_scale: Factor on the run's (replica-scaled) learning rate.
+        backbone_trainable: Set the ``"backbone"`` layer's ``trainable`` (None: leave it).
+    """
+
+    end_epoch: int
+    lr_scale: float = 1.0
+    backbone_trainable: bool | None = None
+
+
+def _single_phase(cfg: TrainConfig) -> list[Phase]:
+    return [Phase(cfg.epochs)]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What differs between tasks."""
+
+    monitor: str
+    mode: str
+    build_model: Callable[[TrainConfig], keras.Model]
+    loss: Callable[[TrainConfig, Sequence[Case]], keras.losses.Loss]
+    metrics: Callable[[TrainConfig], list[keras.metrics.Metric]]
+    evaluate: Evaluator
+    """Scores the best weights (:mod:`evaluation`): on the validation fold with ``fit=True``, then on each
+    external dataset."""
+    summary_keys: tuple[str, ...]
+    phases: Callable[[TrainConfig], list[Phase]] = _single_phase
+    loss_weights: Callable[[TrainConfig], dict[str, float] | None] = lambda cfg: None
+    """Weights of a multi-output model's losses (``compile(loss_weights=...)``)."""
+    epoch_score: Callable[[dict[str, float]], float] | None = None
+    """Computes the ``monitor`` value from an epoch's logs when no metric is it (a joint model's
+    combined score); :class:`EpochScore` adds it to the logs before the checkpoint reads them."""
+
+
+class EpochScore(keras.callbacks.Callback):
+    """Adds ``name`` = ``score(logs)`` to every epoch's logs (run before the checkpoint callback)."""
+
+    def __init__(self, name: str, score: Callable[[dict[str, float]], float]) -> None:
+        super().__init__()
+        self.name, self.score = name, score
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if logs is not None:
+            logs[self.name] = float(self.score(logs))

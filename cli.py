@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from core.errors import DataError
+from core.errors import OptionError, UserError
 
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
@@ -31,8 +31,9 @@ prefer_onednn()  # at import: the scripts import this module before TensorFlow
 
 POSTPROCESS_HELP = "segmentation: largest keeps the largest lesion of each mask and fills its holes (default: none)"
 
-USER_ERRORS = (DataError, FileNotFoundError, FileExistsError, ValueError)
-"""Errors caused by what the user passed: reported in one line, never as a traceback."""
+USER_ERRORS = (UserError,)
+"""Errors caused by what the user passed (:mod:`core.errors`): reported in one line, never as a traceback.
+Any other exception, a ``ValueError`` from inside Keras or a bug of ours, keeps its traceback (exit 1)."""
 
 
 def exit_on_user_error(fn: Callable[[], object], also: tuple[type[BaseException], ...] = ()) -> int:
@@ -58,6 +59,6 @@ def with_overrides(args: Any, overrides: dict[str, Any]) -> Any:
     """
     for key, value in overrides.items():
         if not hasattr(args, key):
-            raise ValueError(f"unknown option {key!r}; valid: {sorted(vars(args))}")
+            raise OptionError(f"unknown option {key!r}; valid: {sorted(vars(args))}")
         setattr(args, key, value)
     return args

@@ -22,6 +22,7 @@ from typing import Any
 
 from cli import exit_on_user_error
 from core.atomic import write_json
+from core.errors import OptionError
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -47,7 +48,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     from reports.plots import confident_wrong_grid, confusion_plot, roc_plot
 
     if len(args.runs) < 2:
-        raise ValueError(f"`--runs` needs at least two runs. Received: {args.runs}")
+        raise OptionError(f"`--runs` needs at least two runs. Received: {args.runs}")
     members = align([load_member(r) for r in args.runs])
     images = run_images(Path(args.runs[0]), members[0].ids)
     out = Path(args.out) if args.out else increment_run_dir("runs", "ensemble", args.method)

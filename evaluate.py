@@ -40,7 +40,7 @@ from typing import Any
 
 from cli import POSTPROCESS_HELP, exit_on_user_error
 from core.atomic import write_json
-from core.errors import DataError
+from core.errors import DataError, MissingFileError, OptionError
 from models.options import POSTPROCESS
 
 
@@ -81,7 +81,7 @@ def dataset_cases(args: argparse.Namespace, cfg: Any, splits: dict[str, Any], sp
         data_dir = " ".join(str(s.path) for s in sources)
         return dict(name=f"own-{split}", data_dir=data_dir, cases=discover_sources(sources),
                     excluded=set(splits["excluded"]), external=None)  # fmt: skip
-    ext = load_external(parse_sources([args.data_dir])[0], cfg.classes)  # validates every file first
+    ext = load_external(parse_sources([args.data_dir])[0], cfg.classes, cfg.task, cfg.leave_out_unmasked)
     return dict(name=f"{ext.name}-{split}", data_dir=str(ext.path), cases={c.case_id: c for c in ext.records},
                 excluded=set(ext.excluded), external=ext.excluded)  # fmt: skip
 
@@ -91,6 +91,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     import keras
 
     from config.train import TrainConfig
+    from data.discover import check_lesion_masks
     from data.splits import fold_ids, load_splits
     from evaluation.base import EvalRequest
     from evaluation.run_files import load_run_model
@@ -99,15 +100,15 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     run_dir = Path(args.run)
     if not (run_dir / "config.json").is_file():
-        raise FileNotFoundError(f"`--run` must be a run folder with config.json. Received: {run_dir}")
+        raise MissingFileError(f"`--run` must be a run folder with config.json. Received: {run_dir}")
     cfg = TrainConfig.load(run_dir / "config.json")
     if cfg.task == "cls" and args.postprocess != "none":
-        raise ValueError(f"`--postprocess {args.postprocess}` is for segmentation runs; {run_dir} is {cfg.task}")
+        raise OptionError(f"`--postprocess {args.postprocess}` is for segmentation runs; {run_dir} is {cfg.task}")
     suffix = ("-tta" if args.tta else "") + ("" if args.postprocess == "none" else f"-{args.postprocess}")
     own = not args.data_dir
     split = args.split or ("val" if own else "all")
     if split == "val" and not own:
-        raise ValueError("`--split val` needs the run's own data; another dataset is evaluated with --split all")
+        raise OptionError("`--split val` needs the run's own data; another dataset is evaluated with --split all")
     splits = load_splits(run_dir / "splits.json")
     data = dataset_cases(args, cfg, splits, split)
     n_folds = len(splits["folds"])
@@ -117,6 +118,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         cases = data["cases"]
         ids = fold_ids(splits, k)[1] if split == "val" else [i for i in cases if i not in data["excluded"]]
         records = [cases[i] for i in ids if i in cases and cases[i].label in cfg.classes]
+        records, _ = check_lesion_masks(records, cfg.task, cfg.leave_out_unmasked, data["data_dir"])
         if own and split == "val" and cfg.max_samples:  # the same cases the run validated on
             records = records[: cfg.max_samples]
         if not records:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cli import POSTPROCESS_HELP, exit_on_user_error, with_overrides
+from core.errors import OptionError
 from models.options import POSTPROCESS
 
 
@@ -48,7 +49,7 @@ def main(args: argparse.Namespace):
 
     cfg, weights = resolve_run(args.run, args.weights)
     if cfg.task == "cls" and args.postprocess != "none":
-        raise ValueError(f"`--postprocess {args.postprocess}` is for segmentation runs; {args.run} is {cfg.task}")
+        raise OptionError(f"`--postprocess {args.postprocess}` is for segmentation runs; {args.run} is {cfg.task}")
     name = args.name or cfg.model
     print(f"Exporting {weights} ({cfg.task}, {cfg.model}, {cfg.img_size}x{cfg.img_size}x{cfg.channels}) as {name!r}")
     model = load_inference_model(weights)

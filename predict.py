@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cli import POSTPROCESS_HELP, exit_on_user_error, with_overrides
+from core.errors import OptionError
 from models.options import POSTPROCESS
 
 
@@ -66,7 +67,7 @@ def main(args: argparse.Namespace):
     from inference.sources import collect_sources
 
     if args.pixel_spacing is not None and not args.pixel_spacing > 0:
-        raise ValueError(f"`--pixel-spacing` must be positive millimetres. Received: {args.pixel_spacing}")
+        raise OptionError(f"`--pixel-spacing` must be positive millimetres. Received: {args.pixel_spacing}")
     files, skipped = collect_sources(args.source)
     backend = open_backend(args.model, args.server, args.weights)
     explainer = None
@@ -75,7 +76,7 @@ def main(args: argparse.Namespace):
         from inference.explain import Explainer
 
         if not isinstance(backend, RunBackend):
-            raise ValueError("`--explain` needs a run folder as --model (Grad-CAM needs the Keras model)")
+            raise OptionError("`--explain` needs a run folder as --model (Grad-CAM needs the Keras model)")
         explainer = Explainer(args.model, args.weights)
     out = Path(args.out) if args.out else increment_run_dir("runs", "predict", "exp")
     print(

@@ -35,6 +35,7 @@ from typing import Any
 from cli import exit_on_user_error, with_overrides
 from config.flags import add_config_flags, config_from_args
 from config.train import IMG_SIZE, TrainConfig
+from core.errors import MissingFileError
 from evaluation.run_files import increment_run_dir
 
 RUN_FLAGS = ("resume", "exist_ok")  # what to do with a run folder, not how to train: not in TrainConfig
@@ -65,7 +66,7 @@ def run_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / "config.json").is_file():
-            raise FileNotFoundError(f"`--resume` must be a run folder with config.json. Received: {run_dir}")
+            raise MissingFileError(f"`--resume` must be a run folder with config.json. Received: {run_dir}")
         return TrainConfig.load(run_dir / "config.json"), run_dir
     cfg = config_from_args(args)
     if args.img_size is None and cfg.img_size != IMG_SIZE:

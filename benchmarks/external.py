@@ -259,18 +259,19 @@ def add_internal_malignancy(run_dir: Path) -> None:
     training's evaluation now does."""
     from config.train import TrainConfig
     from core.classes import CLASS_NAMES
-    from evaluation.cls import fit_threshold, predict_cls
+    from evaluation.cls import malignancy_cut, predict_cls
     from evaluation.run_files import load_run_model
     from metrics.classification import malignancy_report
     from training.data import fold_records, prepare_data
 
     cfg = TrainConfig.load(run_dir / "config.json")
     _, val = fold_records(prepare_data(cfg), cfg, cfg.fold)
-    _, _, probs = predict_cls(load_run_model(run_dir / "weights" / "best.keras"), val, cfg)
-    threshold = fit_threshold(val, probs, run_dir)
+    _, _, [probs] = predict_cls(load_run_model(run_dir / "weights" / "best.keras"), val, cfg)
+    cuts, cut_info = malignancy_cut(val, probs, run_dir, fit=True, own_data=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     groups = [r.group or r.case_id for r in val]
-    metrics.update(malignancy_report([r.label for r in val], probs, CLASS_NAMES, groups, threshold))
+    metrics.update(malignancy_report([r.label for r in val], probs, CLASS_NAMES, groups, cuts))
+    metrics.update(malignancy_threshold=cut_info["threshold"], malignancy_cut=cut_info)
     write_json(run_dir / "metrics.json", metrics)
 
 

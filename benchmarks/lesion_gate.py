@@ -143,7 +143,7 @@ def separability(run_dir: Path, data_dir: Path) -> dict:
     from metrics.segmentation import per_image_scores
 
     cfg, val, model = _run_and_val(run_dir, data_dir)
-    _, truths, probs = predict_seg(model, val, cfg)
+    _, truths, [probs] = predict_seg(model, val, cfg)
     labels = [r.label for r in val]
     has = truths.reshape(len(truths), -1).max(axis=1) > 0.5
     stats = {}

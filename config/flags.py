@@ -15,6 +15,7 @@ from dataclasses import MISSING, Field, fields
 from typing import Any
 
 from config.train import TASKS, TrainConfig, device_img_size
+from core.errors import OptionError
 
 SITE_FOLD = "site:"
 
@@ -87,10 +88,10 @@ def fold_values(flag: str) -> dict[str, Any]:
     if fold.lower().startswith(SITE_FOLD):
         site = fold[len(SITE_FOLD) :].strip()
         if not site:
-            raise ValueError(f"`--fold site:NAME` needs a site name. Received: --fold {flag}")
+            raise OptionError(f"`--fold site:NAME` needs a site name. Received: --fold {flag}")
         return {"fold": 0, "holdout_site": site}
     if fold.lower() != "all" and not fold.lstrip("-").isdigit():
-        raise ValueError(f"`--fold` must be a fold index, 'all' or site:NAME. Received: --fold {flag}")
+        raise OptionError(f"`--fold` must be a fold index, 'all' or site:NAME. Received: --fold {flag}")
     return {"fold": -1 if fold.lower() == "all" else int(fold)}
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.classes import CLASS_NAMES
+from core.errors import OptionError
 from models.options import ARCHITECTURE_OPTIONS, INPUT_NORMS, NORMS
 from pipeline.config import IMG_SIZE, PipelineConfig
 
@@ -205,6 +206,12 @@ class TrainConfig:
         "probability), save it with the run and apply it in evaluate.py, predict.py and the export (default on)",
         tasks=SEG_TASKS,
     )
+    leave_out_unmasked: bool = option(
+        False,
+        "leave out benign and malignant images that have no mask (counted and listed in the run's "
+        "unmasked.json and in each external dataset's metrics) instead of stopping with an error naming them",
+        tasks=SEG_TASKS,
+    )
     presence_head: bool = option(
         False,
         "U-Net/ResUNet: add an image-level lesion-presence logit to every pixel's, read from the deepest features",
@@ -248,7 +255,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"`task` must be one of {list(TASKS)}. Received: task={self.task!r}")
+            raise OptionError(f"`task` must be one of {list(TASKS)}. Received: task={self.task!r}")
         self._resolve_defaults()
         self._check_choices()
         self._check_numbers()
@@ -272,11 +279,11 @@ class TrainConfig:
     def _check_choices(self) -> None:
         """Raise on a value outside its field's choices (those known without TensorFlow)."""
         if self.holdout_site and self.fold != 0:
-            raise ValueError(
+            raise OptionError(
                 f"`--fold site:{self.holdout_site}` is one fold; it cannot be combined with fold={self.fold}"
             )
         if self.consistency and self.task != "joint":
-            raise ValueError(f"`consistency` is for --task joint. Received: task={self.task!r}")
+            raise OptionError(f"`consistency` is for --task joint. Received: task={self.task!r}")
         for name, allowed in (
             ("norm", NORMS),
             ("input_norm", INPUT_NORMS),
@@ -285,26 +292,26 @@ class TrainConfig:
             ("schedule", SCHEDULES),
         ):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"`{name}` must be one of {list(allowed)}. Received: {name}={getattr(self, name)!r}")
+                raise OptionError(f"`{name}` must be one of {list(allowed)}. Received: {name}={getattr(self, name)!r}")
         bad = [c for c in self.classes if c not in CLASS_NAMES]
         if bad or not self.classes:
-            raise ValueError(
+            raise OptionError(
                 f"`classes` must be a non-empty subset of {list(CLASS_NAMES)}. Received: {list(self.classes)}"
             )
 
     def _check_numbers(self) -> None:
         """Raise on a count below 1, a negative weight or epoch count, a learning rate <= 0."""
         if self.cls_weight < 0 or self.consistency < 0:
-            raise ValueError(
+            raise OptionError(
                 f"`cls_weight` and `consistency` must be >= 0. Received: {self.cls_weight}, {self.consistency}"
             )
         if self.freeze_epochs < 0:
-            raise ValueError(f"`freeze_epochs` must be >= 0. Received: freeze_epochs={self.freeze_epochs}")
+            raise OptionError(f"`freeze_epochs` must be >= 0. Received: freeze_epochs={self.freeze_epochs}")
         for name in ("epochs", "batch_size", "img_size", "depth", "patch_size", "num_layers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be at least 1. Received: {name}={getattr(self, name)}")
+                raise OptionError(f"`{name}` must be at least 1. Received: {name}={getattr(self, name)}")
         if self.lr <= 0:
-            raise ValueError(f"`lr` must be positive. Received: lr={self.lr}")
+            raise OptionError(f"`lr` must be positive. Received: lr={self.lr}")
 
     def architecture(self) -> dict[str, Any]:
         """The architecture options (:data:`models.options.ARCHITECTURE_OPTIONS`), None where unset."""
@@ -328,7 +335,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown config keys {unknown}; expected some of {sorted(known)}")
+            raise OptionError(f"unknown config keys {unknown}; expected some of {sorted(known)}")
         d = dict(d)
         if "classes" in d:
             d["classes"] = tuple(d["classes"])

@@ -1,4 +1,11 @@
-"""Problems found in a dataset, and the exception that carries them."""
+"""The errors a user can cause, and the problems found in a dataset.
+
+Every check of what a user gave (a flag, a file or folder they named, a dataset, a run folder) raises a
+:class:`UserError`: the scripts print it in one line and exit with status 2 (:func:`cli.exit_on_user_error`).
+Anything else, a ``ValueError`` from inside Keras or from our own code included, is a bug: it keeps its
+traceback and exits with status 1. Each type also derives from the built-in one it stands for, so callers
+may catch ``ValueError`` or ``FileNotFoundError`` as before.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +43,27 @@ class Problem:
         }
 
 
-class DataError(ValueError):
+class UserError(Exception):
+    """Something the user gave cannot be used; the message says what was expected and what was received."""
+
+
+class OptionError(UserError, ValueError):
+    """A flag, option or argument value that is not allowed (or not with the others given)."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist, or is not what was asked for."""
+
+
+class OutputExistsError(UserError, FileExistsError):
+    """An output the user named exists already and is never overwritten."""
+
+
+class RunFileError(UserError, ValueError):
+    """A file of a run folder (its fitted gate, temperature or cut) cannot be read."""
+
+
+class DataError(UserError, ValueError):
     """The dataset cannot be used as it is; ``problems`` lists every reason found."""
 
     def __init__(self, problems: list[Problem] | Problem | str) -> None:

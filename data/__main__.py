@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from cli import exit_on_user_error
 from core.atomic import write_json
-from core.errors import DataError
+from core.errors import DataError, MissingFileError
 from data.duplicates import NEAR_DUPLICATE_BITS
 from data.report import (
     InspectOptions,
@@ -82,7 +82,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     schema_path = Path(args.schema)
     if not schema_path.is_file():
-        raise FileNotFoundError(f"`--schema` must be an existing schema JSON file. Received: {schema_path}")
+        raise MissingFileError(f"`--schema` must be an existing schema JSON file. Received: {schema_path}")
     try:
         schema = json.loads(schema_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:

@@ -9,13 +9,14 @@ that names every file concerned.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from core.classes import CLASS_NAMES, normalize_label
-from core.errors import DataError, Problem
+from core.classes import CLASS_NAMES, LESION_CLASSES, normalize_label
+from core.errors import DataError, MissingFileError, OptionError, Problem
 from data.imageio import IMAGE_EXTENSIONS
 
 _MASK_STEM = re.compile(r"^(?P<stem>.+?)_mask(?:_(?P<k>\d+))?$", re.IGNORECASE)
@@ -62,7 +63,7 @@ def discover(data: str | Path) -> dict[str, Case]:
     """
     path = Path(data)
     if not path.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"`--data-dir` must be a dataset folder or a .csv manifest. Received: {path} (no such file or folder)"
         )
     if path.is_file():
@@ -279,3 +280,45 @@ def _row_masks(row: dict[str, str], base: Path, where: str, problems: list[Probl
             problems.append(Problem("missing_file", f"{where}: mask file does not exist", path=mp))
         mask_paths.append(mp)
     return mask_paths
+
+
+MASKED_TASKS = ("seg", "joint")
+"""Tasks that learn (and score) a lesion mask: every lesion image needs its mask file."""
+
+
+def check_lesion_masks(cases: Sequence[Case], task: str, leave_out: bool, where: str) -> tuple[list[Case], list[str]]:
+    """The cases a ``task`` run may use, and the ids of lesion images left out for having no mask.
+
+    A benign or malignant image without a mask file would otherwise train (and score) as "no lesion".
+    For ``cls`` every case is kept.
+
+    Args:
+        cases: The cases to train or score.
+        task: ``seg``, ``cls`` or ``joint``.
+        leave_out: Leave lesion images without a mask out (their ids are returned) instead of raising.
+        where: The dataset, for the messages.
+
+    Raises:
+        ValueError: If no case has a mask file at all (one line: the dataset is for classification).
+        DataError: If lesion images lack their mask and ``leave_out`` is off, naming every file.
+    """
+    if task not in MASKED_TASKS:
+        return list(cases), []
+    if not any(c.masks for c in cases):
+        raise OptionError(f"--task {task} needs lesion masks and {where} has no mask file: it can train --task cls")
+    missing = [c for c in cases if c.label in LESION_CLASSES and not c.masks]
+    if missing and not leave_out:
+        raise DataError(
+            [
+                Problem(
+                    "missing_mask",
+                    f"{c.label} image has no mask: --task {task} would learn it as 'no lesion'; add its mask, "
+                    "or pass --leave-out-unmasked to leave such images out",
+                    path=c.image,
+                    case_id=c.case_id,
+                )
+                for c in missing
+            ]
+        )
+    left = {c.case_id for c in missing}
+    return [c for c in cases if c.case_id not in left], sorted(left, key=_natural_key)

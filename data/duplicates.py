@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 from scipy.fft import dctn
 
+from core.errors import OptionError
+
 NEAR_DUPLICATE_BITS = 10
 """Default largest pHash Hamming distance (of 64 bits) at which two images are near-duplicates."""
 
@@ -100,7 +102,7 @@ def find_duplicate_pairs(
     if not (len(labels) == len(pixel_hashes) == len(phashes) == n):
         raise ValueError("`ids`, `labels`, `pixel_hashes` and `phashes` must have equal lengths")
     if not 0 <= max_bits <= 64:
-        raise ValueError(f"`max_bits` must be in 0..64. Received: max_bits={max_bits}")
+        raise OptionError(f"`max_bits` must be in 0..64. Received: max_bits={max_bits}")
     if n < 2:
         return []
     dist = hamming_matrix(phashes)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import DataError, Problem
+from core.errors import DataError, OptionError, Problem
 from data.discover import Case, discover
 
 SITE_SEP = "/"
@@ -61,7 +61,7 @@ def parse_sources(specs: str | Path | Source | Sequence[str | Path | Source]) ->
     """
     items = [specs] if isinstance(specs, (str, Path, Source)) else list(specs)
     if not items:
-        raise ValueError("`--data-dir` needs at least one dataset folder or manifest")
+        raise OptionError("`--data-dir` needs at least one dataset folder or manifest")
     out: list[Source] = []
     for item in items:
         if isinstance(item, Source):
@@ -75,11 +75,11 @@ def parse_sources(specs: str | Path | Source | Sequence[str | Path | Source]) ->
             out.append(Source(dataset_name(text), Path(text)))
     for s in out:
         if not s.name or SITE_SEP in s.name:
-            raise ValueError(f"`--data-dir`: a site name must be non-empty without {SITE_SEP!r}. Received: {s.name!r}")
+            raise OptionError(f"`--data-dir`: a site name must be non-empty without {SITE_SEP!r}. Received: {s.name!r}")
     seen: dict[str, Path] = {}
     for s in out:
         if s.name in seen:
-            raise ValueError(
+            raise OptionError(
                 f"`--data-dir`: two sources are both named {s.name!r} ({seen[s.name]} and {s.path}); "
                 f"name them apart with NAME=PATH, e.g. {s.name}2={s.path}"
             )

@@ -19,7 +19,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from core.atomic import write_json
 from core.classes import CLASS_NAMES
-from core.errors import DataError, Problem
+from core.errors import DataError, MissingFileError, OptionError, Problem
 
 SPLITS_VERSION = 1
 
@@ -43,7 +43,7 @@ def _grouped_folds(
 ) -> list[tuple[list[str], list[str]]]:
     n_groups = len(set(groups))
     if n_folds < 2:
-        raise ValueError(f"`folds` must be at least 2. Received: folds={n_folds}")
+        raise OptionError(f"`folds` must be at least 2. Received: folds={n_folds}")
     if n_groups < n_folds:
         raise DataError(
             Problem(
@@ -103,7 +103,7 @@ def make_splits(
         DataError: When there are fewer groups than folds.
     """
     if not 0.0 <= test_fraction < 0.5:
-        raise ValueError(f"`test_fraction` must be in [0, 0.5). Received: test_fraction={test_fraction}")
+        raise OptionError(f"`test_fraction` must be in [0, 0.5). Received: test_fraction={test_fraction}")
     skip = set(excluded)
     keep = [i for i, cid in enumerate(ids) if cid not in skip]
     ids_k, labels_k, groups_k, sites_k = _pick(keep, ids, labels, groups, sites)
@@ -138,7 +138,7 @@ def load_splits(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"`--splits` must be an existing JSON file. Received: {path}")
+        raise MissingFileError(f"`--splits` must be an existing JSON file. Received: {path}")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -219,7 +219,7 @@ def fold_ids(doc: Mapping[str, Any], fold: int) -> tuple[list[str], list[str]]:
     """
     n = len(doc["folds"])
     if not 0 <= fold < n:
-        raise ValueError(f"`fold` must be in 0..{n - 1}. Received: fold={fold}")
+        raise OptionError(f"`fold` must be in 0..{n - 1}. Received: fold={fold}")
     f = doc["folds"][fold]
     return list(f["train"]), list(f["val"])
 
@@ -242,9 +242,9 @@ def leave_site_out(doc: Mapping[str, Any], sites: Mapping[str, str], groups: Map
     """
     names = sorted(set(sites.values()))
     if site not in names:
-        raise ValueError(f"`--fold site:NAME`: NAME must be one of the sites {names}. Received: {site!r}")
+        raise OptionError(f"`--fold site:NAME`: NAME must be one of the sites {names}. Received: {site!r}")
     if len(names) < 2:
-        raise ValueError(f"`--fold site:{site}` needs data from at least two sites; the data hold only {names}")
+        raise OptionError(f"`--fold site:{site}` needs data from at least two sites; the data hold only {names}")
     out_ids = set(doc.get("excluded", [])) | set(doc.get("test", []))
     val = sorted(i for i, s in sites.items() if s == site and i not in out_ids)
     rest = sorted(i for i, s in sites.items() if s != site and i not in out_ids)

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from core.classes import CLASS_NAMES
+from core.errors import OptionError, OutputExistsError
 
 GENERATOR_VERSION = 1
 
@@ -57,9 +58,9 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if self.per_class < 1:
-            raise ValueError(f"`per_class` must be at least 1. Received: per_class={self.per_class}")
+            raise OptionError(f"`per_class` must be at least 1. Received: per_class={self.per_class}")
         if not 64 <= self.size <= 2048:
-            raise ValueError(f"`size` must be in 64..2048. Received: size={self.size}")
+            raise OptionError(f"`size` must be in 64..2048. Received: size={self.size}")
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -294,7 +295,7 @@ def generate_synthetic(
     cfg = config or SynthConfig()
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"`--out` must be a new or empty folder. Received: {out}")
+        raise OutputExistsError(f"`--out` must be a new or empty folder. Received: {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -310,7 +311,7 @@ def generate_synthetic(
         try:
             os.replace(tmp, out)
         except OSError as e:  # another process renamed its copy into place first
-            raise FileExistsError(f"`--out` must be a new or empty folder. Received: {out}") from e
+            raise OutputExistsError(f"`--out` must be a new or empty folder. Received: {out}") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -18,14 +18,16 @@ import numpy as np
 from config.train import TrainConfig
 from core.atomic import write_text
 from core.classes import CLASS_NAMES
+from core.errors import MissingFileError
 from data.discover import Case
 from data.sources import breakdowns
 from evaluation.base import EvalRequest
 from evaluation.calibrate import fit_fold_temperature
-from evaluation.run_files import load_fitted_temperature, load_threshold, save_temperature, save_threshold
-from evaluation.tta import predict_views
+from evaluation.cut import fit_fold_cut
+from evaluation.run_files import load_fitted_cut, load_fitted_temperature, save_cut, save_temperature
+from evaluation.tta import combine_views, model_views
 from metrics.calibration import apply_temperature, calibration_figures
-from metrics.classification import classification_report, format_report, malignancy_report, youden_threshold
+from metrics.classification import classification_report, format_report, malignancy_report
 from models.classifier import LOGITS
 from models.gradcam import cam_model, grad_cam
 from models.registry import get_model_entry
@@ -58,17 +60,18 @@ SUMMARY_KEYS = (
 
 def predict_cls(
     model: keras.Model, records: Sequence[Case], cfg: TrainConfig, tta: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images, integer labels and predicted probabilities of ``records``, in record order.
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Images, integer labels and the predicted probabilities of ``records``, in record order.
 
-    ``tta`` averages the probabilities of each image and its mirror (:func:`evaluation.tta.predict_views`).
+    The probabilities are one array per view: the image's, and with ``tta`` the mirrored image's
+    (:func:`evaluation.tta.model_views`).
     """
-    images, labels, probs = [], [], []
+    images, labels, views = [], [], []
     for x, y in build_dataset(records, "cls", cfg.pipeline(augment="none"), training=False):
         images.append(x.numpy().astype(np.uint8))
         labels.append(np.argmax(y.numpy(), axis=-1))
-        probs.append(predict_views(model, x, tta, spatial=False).astype(np.float64))
-    return np.concatenate(images), np.concatenate(labels), np.concatenate(probs)
+        views.append([v.astype(np.float64) for v in model_views(model, x, tta, spatial=False)])
+    return np.concatenate(images), np.concatenate(labels), [np.concatenate(v) for v in zip(*views, strict=True)]
 
 
 def run_images(run_dir: Path, ids: Sequence[str]) -> np.ndarray:
@@ -80,7 +83,7 @@ def run_images(run_dir: Path, ids: Sequence[str]) -> np.ndarray:
     missing = [i for i in ids if i not in cases]
     if missing:
         where = " ".join(cfg.data_dir) or "the synthetic data"
-        raise FileNotFoundError(f"cases {missing[:5]} of {run_dir} are no longer in {where}")
+        raise MissingFileError(f"cases {missing[:5]} of {run_dir} are no longer in {where}")
     batches = build_dataset([cases[i] for i in ids], "cls", cfg.pipeline(batch_size=32, augment="none"), training=False)
     return np.concatenate([x.numpy().astype(np.uint8) for x, _ in batches])
 
@@ -151,33 +154,56 @@ def grad_cam_of(
     return explain
 
 
-def fit_threshold(records: Sequence[Case], probs: np.ndarray, fold_dir: Path | None) -> float | None:
-    """Choose the cut on P(malignant) on ``records`` (Youden's J over benign and malignant images) and save it.
+FOLD_CUT = "the cut chosen on the run's validation fold"
 
-    Returns None (and saves nothing) when the records lack benign or malignant images.
+
+def malignancy_cut(
+    records: Sequence[Case], probs: np.ndarray, fold_dir: Path | None, fit: bool, own_data: bool
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The cut on P(malignant) that scores each record, and what to report about it.
+
+    ``fit`` (training's evaluation of the validation fold) chooses the fold's cuts
+    (:mod:`evaluation.cut`) and saves them in ``fold_dir``; otherwise those saved there are used (none:
+    no sensitivity or specificity). The fold's own cases are scored with their cross-fitted half's cut;
+    ``own_data`` False (another dataset, whose ids may collide with the run's) scores every case with the
+    fold's.
     """
-    labels = np.array([r.label for r in records])
-    keep = np.isin(labels, ["benign", "malignant"])
-    y = labels[keep] == "malignant"
-    if y.all() or not y.any():
-        return None
-    t = youden_threshold(y, probs[keep, CLASS_NAMES.index("malignant")])
-    if fold_dir is not None:
-        save_threshold(Path(fold_dir), t)
-    return t
+    ids = [r.case_id for r in records]
+    groups = [r.group or r.case_id for r in records]
+    p_malignant = probs[:, CLASS_NAMES.index("malignant")]
+    fitted = fit_fold_cut(ids, [r.label for r in records], p_malignant, groups) if fit else None
+    if fitted is not None and fold_dir is not None:
+        save_cut(fold_dir, fitted)
+    fitted = fitted or load_fitted_cut(fold_dir)
+    if fitted is None:
+        return None, {"threshold": None, "scored_with": "no cut (the run has none)"}
+    if not own_data:
+        return np.full(len(ids), fitted.threshold), {"threshold": fitted.threshold, "scored_with": FOLD_CUT}
+    crossed = {i for half, t in fitted.halves if t is not None for i in half}
+    n = sum(i in crossed for i in ids)
+    how = (
+        "each half of the validation fold with the cut chosen on the other half"
+        if n == len(ids)
+        else FOLD_CUT
+        if n == 0
+        else f"{n} case(s) with the cut chosen on the other half of the fold, the rest with the fold's cut"
+    )
+    return fitted.for_cases(ids), {"threshold": fitted.threshold, "scored_with": how}
 
 
 def cls_breakdowns(
-    records: Sequence[Case], labels: np.ndarray, probs: np.ndarray, threshold: float | None
+    records: Sequence[Case], labels: np.ndarray, probs: np.ndarray, cuts: np.ndarray | None
 ) -> dict[str, Any]:
-    """Accuracy and the malignancy figures per site and per scanner (``per_site``, ``per_device``)."""
+    """Accuracy and the malignancy figures per site and per scanner (``per_site``, ``per_device``); ``cuts``
+    holds each record's cut on P(malignant) (:func:`malignancy_cut`)."""
 
     def entry(idx: np.ndarray) -> dict[str, Any]:
         recs = [records[i] for i in idx]
         out = {"n": len(idx), "accuracy": float((probs[idx].argmax(1) == labels[idx]).mean())}
         groups = [r.group or r.case_id for r in recs]
         labels_idx = [r.label for r in recs]
-        out.update(malignancy_report(labels_idx, probs[idx], CLASS_NAMES, groups, threshold, n_boot=BREAKDOWN_BOOT))
+        cut = None if cuts is None else cuts[idx]
+        out.update(malignancy_report(labels_idx, probs[idx], CLASS_NAMES, groups, cut, n_boot=BREAKDOWN_BOOT))
         return out
 
     return breakdowns(records, entry)
@@ -240,10 +266,11 @@ def evaluate_cls(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
 
     Malignant against benign (:func:`metrics.classification.malignancy_report`) is scored on the
     lesion images with intervals bootstrapped over patients (a case's ``group``, else the image), and
-    broken down by site and scanner when the records say. ``fit`` (training's evaluation of the
-    validation fold) chooses the cut on P(malignant) there and saves it in ``fold_dir``; otherwise
-    the cut saved in ``fold_dir`` gives sensitivity and specificity. ``tta`` scores the mean
-    probabilities of each image and its mirror.
+    broken down by site and scanner when the records say. Sensitivity and specificity are at the cut on
+    P(malignant) that :func:`malignancy_cut` gives each image (``fit``: chosen on the validation fold,
+    each half scored with the other half's cut; ``malignancy_cut`` says which scored). ``tta`` scores
+    the mean probabilities of each image and its mirror, each view calibrated first, as ``predict.py --tta``
+    gives them (:func:`evaluation.tta.combine_views`).
 
     Every figure is of the temperature-scaled probabilities (:func:`calibrate`, which says how
     ``fit``, ``fold_dir`` and ``own_data`` choose the temperature), what ``predict.py`` and the export
@@ -252,17 +279,21 @@ def evaluate_cls(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
     confident mistakes with the Grad-CAM map of the answer given.
     """
     records, fold_dir, out_dir = list(request.records), request.fold_dir, request.out_dir
-    images, labels, raw = predict_cls(model, records, cfg, request.tta)
+    images, labels, views = predict_cls(model, records, cfg, request.tta)
     ids = [r.case_id for r in records]
     names = [r.label for r in records]
     groups = [r.group or r.case_id for r in records]
-    probs, calibration = calibrate(ids, labels, raw, names, groups, fold_dir, request.fit, request.own_data)
+    # Each view calibrated (the first fits the temperature when asked), then combined as predict.py --tta does.
+    first, calibration = calibrate(ids, labels, views[0], names, groups, fold_dir, request.fit, request.own_data)
+    rest = [calibrate(ids, labels, v, names, groups, fold_dir, False, request.own_data)[0] for v in views[1:]]
+    raw, probs = combine_views(views, spatial=False), combine_views([first, *rest], spatial=False)
     history = list(request.history)
     result = report_cls(ids, labels, probs, out_dir, images, history, grad_cam_of(model, cfg, images))
     result["tta"] = request.tta
     _calibration_report(result, labels, raw, probs, groups, calibration, out_dir)
-    threshold = fit_threshold(records, probs, fold_dir) if request.fit else load_threshold(fold_dir)
-    result.update(malignancy_report(names, probs, CLASS_NAMES, groups, threshold))
-    result.update(cls_breakdowns(records, labels, probs, threshold))
+    cuts, cut_info = malignancy_cut(records, probs, fold_dir, request.fit, request.own_data)
+    result.update(malignancy_report(names, probs, CLASS_NAMES, groups, cuts))
+    result.update(malignancy_threshold=cut_info["threshold"], malignancy_cut=cut_info)
+    result.update(cls_breakdowns(records, labels, probs, cuts))
     breakdown_plot(result, "malignant_auc", out_dir / "plots" / "by_site_and_scanner.png", "AUC, malignant vs benign")
     return result

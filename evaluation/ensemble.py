@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.classes import CLASS_NAMES
+from core.errors import MissingFileError, OptionError
 from evaluation.cls import PREDICTIONS_NAME, read_predictions
 from metrics.classification import classification_report
 
@@ -39,7 +40,7 @@ class Member:
 def _fold_dirs(run: Path) -> list[tuple[int, Path]]:
     config = json.loads((run / "config.json").read_text())
     if config.get("task") != "cls":
-        raise ValueError(f"{run} is not a classification run (task={config.get('task')!r})")
+        raise OptionError(f"{run} is not a classification run (task={config.get('task')!r})")
     if config["fold"] != -1:
         return [(int(config["fold"]), run)]
     return sorted((int(p.name[4:]), p) for p in run.glob("fold*") if p.name[4:].isdigit())
@@ -54,13 +55,13 @@ def load_member(run: str | Path) -> Member:
     """
     run = Path(run)
     if not (run / "config.json").is_file():
-        raise FileNotFoundError(f"`--runs` must be run folders with config.json. Received: {run}")
+        raise MissingFileError(f"`--runs` must be run folders with config.json. Received: {run}")
     ids: list[str] = []
     labels, probs, folds = [], [], []
     for k, d in _fold_dirs(run):
         path = d / PREDICTIONS_NAME
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: is the run finished?")
+            raise MissingFileError(f"{path} is missing: is the run finished?")
         i, y, p = read_predictions(path)
         ids += i
         labels.append(y)
@@ -79,7 +80,7 @@ def align(members: Sequence[Member]) -> list[Member]:
     out = [ref]
     for m in members[1:]:
         if sorted(m.ids) != sorted(ref.ids):
-            raise ValueError(
+            raise OptionError(
                 f"runs {ref.name!r} and {m.name!r} were validated on different cases; "
                 "ensemble runs trained on the same splits and folds"
             )
@@ -87,7 +88,7 @@ def align(members: Sequence[Member]) -> list[Member]:
         order = np.array([pos[i] for i in ref.ids])
         m = Member(m.name, list(ref.ids), m.labels[order], m.probs[order], m.folds[order])
         if not (np.array_equal(m.labels, ref.labels) and np.array_equal(m.folds, ref.folds)):
-            raise ValueError(f"runs {ref.name!r} and {m.name!r} disagree on labels or folds of the same cases")
+            raise OptionError(f"runs {ref.name!r} and {m.name!r} disagree on labels or folds of the same cases")
         out.append(m)
     return out
 
@@ -143,7 +144,7 @@ def stack(
     ref = members[0]
     folds = np.unique(ref.folds)
     if len(folds) < 2:
-        raise ValueError(
+        raise OptionError(
             "`--method stack` needs out-of-fold predictions of cross-validation runs (train.py --fold all); "
             "these runs have one fold"
         )
@@ -161,7 +162,7 @@ def stack(
 def combine(members: Sequence[Member], method: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Ensemble probabilities of ``method`` and what was fitted (weights)."""
     if method not in METHODS:
-        raise ValueError(f"`method` must be one of {list(METHODS)}. Received: method={method!r}")
+        raise OptionError(f"`method` must be one of {list(METHODS)}. Received: method={method!r}")
     if method == "soft":
         return soft_vote(members), {}
     if method == "weighted":

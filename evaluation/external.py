@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.atomic import write_json
 from core.errors import DataError
-from data.discover import Case
+from data.discover import Case, check_lesion_masks
 from data.report import InspectOptions, analyze_dataset
 from data.sources import Source, parse_sources
 from evaluation.base import EvalRequest, Evaluator
@@ -48,23 +48,34 @@ class ExternalData:
     excluded: dict[str, str]
 
 
-def load_external(source: Source, classes: Sequence[str]) -> ExternalData:
+def load_external(
+    source: Source, classes: Sequence[str], task: str = "cls", leave_out_unmasked: bool = False
+) -> ExternalData:
     """Inspect one external dataset and pick its cases of ``classes``.
+
+    For a ``seg`` or ``joint`` run every lesion image needs its mask (:func:`data.discover.check_lesion_masks`);
+    with ``leave_out_unmasked`` those without one are left out and listed in ``excluded``.
 
     Raises:
         FileNotFoundError: If the dataset does not exist.
-        DataError: If it has problems, or no case of ``classes``.
+        DataError: If it has problems, lesion images without masks, or no case of ``classes``.
+        ValueError: If a ``seg`` or ``joint`` run is scored on a dataset without masks.
     """
     analysis = analyze_dataset([source], InspectOptions(folds=2))
-    records = tuple(c for i, c in analysis.cases.items() if i not in analysis.excluded and c.label in classes)
+    excluded = dict(analysis.excluded)
+    records = [c for i, c in analysis.cases.items() if i not in excluded and c.label in classes]
+    records, unmasked = check_lesion_masks(records, task, leave_out_unmasked, f"external dataset {source.path}")
+    excluded.update(dict.fromkeys(unmasked, "lesion image without a mask (--leave-out-unmasked)"))
     if not records:
         raise DataError(f"external dataset {source.path} has no case of the run's classes {list(classes)}")
-    return ExternalData(source.name, source.path, records, dict(analysis.excluded))
+    return ExternalData(source.name, source.path, tuple(records), excluded)
 
 
-def load_externals(specs: Sequence[str], classes: Sequence[str]) -> list[ExternalData]:
+def load_externals(
+    specs: Sequence[str], classes: Sequence[str], task: str = "cls", leave_out_unmasked: bool = False
+) -> list[ExternalData]:
     """:func:`load_external` of every ``--external`` value (``PATH`` or ``NAME=PATH``)."""
-    return [load_external(s, classes) for s in parse_sources(specs)] if specs else []
+    return [load_external(s, classes, task, leave_out_unmasked) for s in parse_sources(specs)] if specs else []
 
 
 def external_dir(fold_dir: Path, name: str) -> Path:

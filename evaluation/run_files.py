@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.atomic import write_json
+from core.errors import MissingFileError, OptionError, RunFileError
 from evaluation.calibrate import FittedTemperature
+from evaluation.cut import FittedCut
 from evaluation.gate import FittedGate
 from models.postprocess import GATE_FILE, read_gate_file
 
@@ -73,19 +75,19 @@ def resolve_run(path: str | Path, weights: str = "best") -> tuple[TrainConfig, P
         cfg = TrainConfig.load(path / "config.json")
         if cfg.fold == -1:
             folds = sorted(p.name for p in path.glob("fold*") if p.is_dir())
-            raise ValueError(
+            raise OptionError(
                 f"{path} is a cross-validation run with folds {folds}; pass one fold's folder, "
                 f"e.g. {path / (folds[0] if folds else 'fold0')}"
             )
     elif re.fullmatch(r"fold\d+", path.name) and (path.parent / "config.json").is_file():
         cfg = TrainConfig.load(path.parent / "config.json")
     else:
-        raise FileNotFoundError(f"not a run folder (no config.json): {path}")
+        raise MissingFileError(f"not a run folder (no config.json): {path}")
     if weights not in ("best", "last"):
-        raise ValueError(f"`weights` must be 'best' or 'last'. Received: weights={weights!r}")
+        raise OptionError(f"`weights` must be 'best' or 'last'. Received: weights={weights!r}")
     file = path / "weights" / f"{weights}.keras"
     if not file.is_file():
-        raise FileNotFoundError(f"the run has no {weights} weights yet: {file}")
+        raise MissingFileError(f"the run has no {weights} weights yet: {file}")
     return cfg, file
 
 
@@ -173,21 +175,41 @@ def load_fitted_temperature(fold_dir: str | Path | None) -> FittedTemperature | 
             float(doc["temperature"]), tuple((tuple(h["ids"]), float(h["temperature"])) for h in doc["halves"])
         )
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path} does not hold a temperature ({e}); delete it or train again") from e
+        raise RunFileError(f"{path} does not hold a temperature ({e}); delete it or train again") from e
     if not all(t > 0 for t in [fitted.temperature, *(t for _, t in fitted.halves)]):
-        raise ValueError(f"{path} holds a temperature that is not positive; delete it or train again")
+        raise RunFileError(f"{path} holds a temperature that is not positive; delete it or train again")
     return fitted
 
 
-def save_threshold(fold_dir: Path, threshold: float) -> Path:
-    """Write ``fold_dir/malignancy_threshold.json``: the cut on P(malignant) and how it was chosen."""
-    doc = {"threshold": threshold, "score": "P(malignant)", "rule": "Youden's J on the validation fold's lesion images"}
-    return write_json(Path(fold_dir) / THRESHOLD_FILE, doc)
+def save_cut(fold_dir: Path, fitted: FittedCut) -> Path:
+    """Write ``fold_dir/malignancy_threshold.json``: the cut on P(malignant), its halves' and how it was chosen."""
+    return write_json(Path(fold_dir) / THRESHOLD_FILE, fitted.to_dict())
 
 
-def load_threshold(fold_dir: Path | None) -> float | None:
-    """The cut saved by :func:`save_threshold` in ``fold_dir``, or None."""
+def load_fitted_cut(fold_dir: Path | None) -> FittedCut | None:
+    """The cut saved in a run (or fold) folder, with its cross-fitted halves; None if it has none.
+
+    A file written before the cut was cross-fitted has no halves: every case is then scored with the fold's cut.
+
+    Raises:
+        ValueError: If the file exists but does not hold a cut.
+    """
     path = Path(fold_dir) / THRESHOLD_FILE if fold_dir is not None else None
     if path is None or not path.is_file():
         return None
-    return float(json.loads(path.read_text(encoding="utf-8"))["threshold"])
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        halves = tuple((tuple(h["ids"]), _cut_or_none(h["threshold"])) for h in doc.get("halves", []))
+        return FittedCut(float(doc["threshold"]), halves)
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunFileError(f"{path} does not hold a malignancy cut ({e}); delete it or train again") from e
+
+
+def _cut_or_none(value: object) -> float | None:
+    return None if value is None else float(value)
+
+
+def load_threshold(fold_dir: Path | None) -> float | None:
+    """The fold's cut on P(malignant) (chosen on all its lesion images), or None."""
+    fitted = load_fitted_cut(fold_dir)
+    return None if fitted is None else fitted.threshold

@@ -11,37 +11,51 @@ from typing import Any
 
 import keras
 import numpy as np
+from PIL import Image
 
 from config.train import TrainConfig
+from core.errors import DataError
 from data.discover import Case
+from data.scan import merge_masks
 from data.sources import breakdowns
 from evaluation.base import EvalRequest
 from evaluation.gate import apply_gates, fit_fold_gate
 from evaluation.run_files import load_fitted_gate, save_gate
-from evaluation.tta import predict_views
+from evaluation.tta import combine_views, model_views
 from metrics.segmentation import per_image_scores
-from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate, count_lesions, postprocess_np
+from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate, count_lesions, postprocess_np, resize_to_native
 from pipeline.dataset import build_dataset
 from reports.plots import breakdown_plot, learning_curves, overlay_grid, score_histogram
 from reports.stats import BREAKDOWN_BOOT, group_bootstrap_ci, wilson_ci
 
-SUMMARY_KEYS = ("dice", "iou", "dice_pooled", "iou_pooled", "lesion_dice", "normal_left_empty", "lesion_left_empty")
+SUMMARY_KEYS = (
+    "dice",
+    "iou",
+    "dice_pooled",
+    "iou_pooled",
+    "lesion_dice",
+    "dice_native",
+    "lesion_dice_native",
+    "normal_left_empty",
+    "lesion_left_empty",
+)
 """The segmentation figures of a run's summary line and cross-validation summary."""
 
 
 def predict_seg(
     model: keras.Model, records: Sequence[Case], cfg: TrainConfig, tta: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images, true masks and predicted probabilities of ``records``, in record order.
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Images, true masks and the predicted probability maps of ``records``, in record order.
 
-    ``tta`` averages each map with the map of the mirrored image (:func:`evaluation.tta.predict_views`).
+    The maps are one array per view: the image's, and with ``tta`` the mirrored image's, mirrored back
+    (:func:`evaluation.tta.model_views`); :func:`evaluation.tta.combine_views` makes one answer of them.
     """
-    images, truths, probs = [], [], []
+    images, truths, views = [], [], []
     for x, y in build_dataset(records, "seg", cfg.pipeline(augment="none"), training=False):
         images.append(x.numpy())
         truths.append(y.numpy())
-        probs.append(predict_views(model, x, tta, spatial=True))
-    return np.concatenate(images), np.concatenate(truths), np.concatenate(probs)
+        views.append(model_views(model, x, tta, spatial=True))
+    return np.concatenate(images), np.concatenate(truths), [np.concatenate(v) for v in zip(*views, strict=True)]
 
 
 def _empty(probs: np.ndarray) -> np.ndarray:
@@ -142,6 +156,40 @@ def scoring_gates(
     return gates, {"gate": fitted.gate.to_dict(), "scored_with": how}
 
 
+def native_scores(records: Sequence[Case], probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image Dice and IoU at each image's own size: the map resized as ``predict.py`` resizes it
+    (:func:`models.postprocess.resize_to_native`), thresholded, against the true mask as drawn.
+
+    Raises:
+        DataError: If a mask cannot be read or is not the size of its image.
+    """
+    dice, iou = np.ones(len(records)), np.ones(len(records))
+    for k, (case, prob) in enumerate(zip(records, probs, strict=True)):
+        with Image.open(case.image) as im:
+            width, height = im.size
+        truth, _, problems = merge_masks(case, (height, width))
+        if problems:
+            raise DataError(problems)
+        native = resize_to_native(prob, height, width)
+        d, j = per_image_scores(truth[None].astype(np.float32), native[None])
+        dice[k], iou[k] = d[0], j[0]
+    return dice, iou
+
+
+def _native(records: Sequence[Case], probs: np.ndarray, truths: np.ndarray, groups: np.ndarray) -> dict:
+    dice, iou = native_scores(records, probs)
+    lesion = _lesion_dice(dice, truths, groups)
+    return {
+        "dice_native": float(dice.mean()),
+        "dice_native_ci95": list(group_bootstrap_ci(dice, groups)),
+        "iou_native": float(iou.mean()),
+        "iou_native_ci95": list(group_bootstrap_ci(iou, groups)),
+        "lesion_dice_native": lesion["lesion_dice"],
+        "lesion_dice_native_ci95": lesion["lesion_dice_ci95"],
+        "per_image_native": dice,
+    }
+
+
 def _scores(dice: np.ndarray, iou: np.ndarray, truths: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict:
     """Mean and pooled Dice and IoU with intervals over patients, lesion Dice and the empty answers."""
     t = truths > 0.5
@@ -168,12 +216,12 @@ def _per_class(labels: Sequence[str], dice: np.ndarray, iou: np.ndarray) -> dict
     }
 
 
-def _per_image(ids, labels, dice, iou, probs, counts, raw_dice, raw) -> list[dict[str, Any]]:
-    rows = zip(ids, labels, dice, iou, _empty(probs), counts, raw_dice, _empty(raw), strict=True)
+def _per_image(ids, labels, dice, iou, probs, counts, raw_dice, raw, native) -> list[dict[str, Any]]:
+    rows = zip(ids, labels, dice, iou, _empty(probs), counts, raw_dice, _empty(raw), native, strict=True)
     return [
         {"id": i, "label": lbl, "dice": float(d), "iou": float(j), "empty": bool(e), "lesions": int(c),
-         "dice_ungated": float(r), "empty_ungated": bool(re)}
-        for i, lbl, d, j, e, c, r, re in rows
+         "dice_ungated": float(r), "empty_ungated": bool(re), "dice_native": float(n)}
+        for i, lbl, d, j, e, c, r, re, n in rows
     ]  # fmt: skip
 
 
@@ -193,21 +241,28 @@ def evaluate_seg(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
 
     Every score is of the gated maps (see :func:`scoring_gates` for ``fold_dir``, ``fit`` and
     ``own_data``); ``ungated`` holds the main scores of the model's raw maps beside them. ``tta``
-    scores the mean of each map and its mirrored image's (the gate, fitted without, applies to it).
+    gates each map and its mirrored image's, then combines them as ``predict.py --tta`` does
+    (:func:`evaluation.tta.combine_views`: a lesion only where both views keep one).
     ``postprocess`` (:func:`models.postprocess.postprocess_np`) cleans the gated maps before scoring;
     ``ungated`` stays the raw maps'. ``lesions`` counts the lesions (8-connected) left in each mask.
+    The figures are at the model's resolution; ``dice_native``, ``iou_native`` and ``lesion_dice_native``
+    score the same maps at each image's own size, as ``predict.py`` writes them (:func:`native_scores`).
     """
     records, fit = list(request.records), request.fit and cfg.lesion_gate
-    images, truths, raw = predict_seg(model, records, cfg, request.tta)
+    images, truths, views = predict_seg(model, records, cfg, request.tta)
+    raw = combine_views(views, spatial=True)
     labels, ids = [r.label for r in records], [r.case_id for r in records]
     groups = np.array([r.group or r.case_id for r in records], dtype=object)
     gates, gate_info = scoring_gates(ids, labels, truths, raw, request.fold_dir, fit, request.own_data)
-    probs = postprocess_np(apply_gates(raw, gates), request.postprocess)
+    gated = combine_views([apply_gates(v, gates) for v in views], spatial=True)
+    probs = postprocess_np(gated, request.postprocess)
     dice, iou = per_image_scores(truths, probs)
     counts = count_lesions(probs)
     raw_dice, _ = per_image_scores(truths, raw)
+    native = _native(records, probs, truths, groups)
     result: dict[str, Any] = {
         **_scores(dice, iou, truths, probs, groups),
+        **{k: v for k, v in native.items() if k != "per_image_native"},
         "n_images": len(records),
         "tta": request.tta,
         "postprocess": request.postprocess,
@@ -220,7 +275,7 @@ def evaluate_seg(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
         },
         **seg_breakdowns(records, dice, truths, groups),
         "per_class": _per_class(labels, dice, iou),
-        "per_image": _per_image(ids, labels, dice, iou, probs, counts, raw_dice, raw),
+        "per_image": _per_image(ids, labels, dice, iou, probs, counts, raw_dice, raw, native["per_image_native"]),
     }
     _plots(result, request.history, images, truths, probs, ids, dice, labels, request.out_dir)
     return result

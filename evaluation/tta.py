@@ -1,27 +1,52 @@
-"""Flip test-time augmentation for evaluation: the model's output averaged over the image and its mirror.
+"""Flip test-time augmentation: the model's outputs on an image and its mirror, and the one rule that
+combines them (:func:`combine_views`).
 
-``predict.py --tta`` does the same through its backends (a run folder or a SavedModel), on encoded images.
+Evaluation, ``predict.py --tta`` (through any backend: a run folder, a SavedModel, a TF Serving server)
+and so the figures of an exported model all use :func:`combine_views`, on each view's output after what
+the run fitted (the lesion gate on a map, the temperature on class probabilities) has been applied.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import keras
 import numpy as np
 
 
-def predict_views(model: keras.Model, x, tta: bool, spatial: bool) -> np.ndarray:
-    """``model(x)`` as NumPy, or with ``tta`` its mean with the output for the left-right mirrored batch.
+def model_views(model: keras.Model, x, tta: bool, spatial: bool) -> list[np.ndarray]:
+    """``[model(x)]`` as NumPy, and with ``tta`` the output for the left-right mirrored batch too.
 
     Args:
         model: A model taking ``(B, H, W, C)`` images.
         x: A batch of images.
-        tta: Average over the two views.
-        spatial: The output is a map in the image's frame (segmentation): the mirrored view's
-            output is mirrored back before averaging. Otherwise (class probabilities) it is
-            averaged as it is.
+        tta: Add the mirrored view.
+        spatial: The output is a map in the image's frame (segmentation): the mirrored view's map is
+            mirrored back. Otherwise (class probabilities) it is kept as it is.
     """
-    out = keras.ops.convert_to_numpy(model(x, training=False))
-    if not tta:
-        return out
-    flipped = keras.ops.convert_to_numpy(model(keras.ops.flip(x, axis=2), training=False))
-    return (out + (flipped[:, :, ::-1] if spatial else flipped)) / 2
+    out = [keras.ops.convert_to_numpy(model(x, training=False))]
+    if tta:
+        flipped = keras.ops.convert_to_numpy(model(keras.ops.flip(x, axis=2), training=False))
+        out.append(flipped[:, :, ::-1] if spatial else flipped)
+    return out
+
+
+def combine_views(views: Sequence[np.ndarray], spatial: bool) -> np.ndarray:
+    """The TTA rule: one answer per image from its views' outputs, each already gated or calibrated.
+
+    Class probabilities are averaged. A lesion map is kept only if every view keeps a lesion: an image
+    with a view whose map is all zeros (the lesion gate's "no lesion") gets an all-zero map; otherwise
+    the views' maps are averaged.
+
+    Args:
+        views: One array per view, ``(B, ...)``, all in the original image's frame.
+        spatial: The outputs are lesion maps (else class probabilities).
+    """
+    if len(views) == 1:
+        return np.asarray(views[0])
+    stacked = np.stack([np.asarray(v) for v in views])
+    mean = stacked.mean(axis=0)
+    if spatial:
+        empty = ~(stacked.reshape(len(views), stacked.shape[1], -1) != 0).any(axis=-1).all(axis=0)
+        mean[empty] = 0
+    return mean

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from core.errors import MissingFileError, OptionError
 from serving.rest import ServingError, parse_response, post_predict, predict_url, request_body
 from serving.signatures import BYTES_INPUT, BYTES_SIGNATURE
 
@@ -102,7 +103,7 @@ def open_backend(model: str | None, server: str | None, weights: str = "best") -
         FileNotFoundError: If ``model`` is neither a run nor an export.
     """
     if bool(model) == bool(server):
-        raise ValueError("pass exactly one of `--model RUN_DIR|EXPORT_DIR` and `--server URL`")
+        raise OptionError("pass exactly one of `--model RUN_DIR|EXPORT_DIR` and `--server URL`")
     if server:
         return ServerBackend(server)
     path = Path(model)
@@ -112,4 +113,4 @@ def open_backend(model: str | None, server: str | None, weights: str = "best") -
         return RunBackend(path, weights)
     if path.is_dir():
         return SavedModelBackend(path)  # export/<name>: its latest version
-    raise FileNotFoundError(f"`--model` must be a run folder or an export folder. Received: {model}")
+    raise MissingFileError(f"`--model` must be a run folder or an export folder. Received: {model}")

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from core.errors import OptionError
 from evaluation.run_files import load_inference_model, resolve_run
 from models.gradcam import cam_model, grad_cam
 from models.registry import get_model_entry
@@ -32,7 +33,7 @@ class Explainer:
         cfg, file = resolve_run(run_dir, weights)
         layer = get_model_entry(cfg.model).cam_layer_for(cfg.task)
         if cfg.task == "seg" or layer is None:
-            raise ValueError(f"`--explain` draws Grad-CAM for classifiers; {run_dir} is a {cfg.task} run")
+            raise OptionError(f"`--explain` draws Grad-CAM for classifiers; {run_dir} is a {cfg.task} run")
         self._spec = spec_from_config(cfg)
         self._cam = cam_model(load_inference_model(file), layer)
 

@@ -20,6 +20,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from core.errors import OptionError
+
 # Outline simplification tolerance, in pixels: removes the staircase of a
 # rasterized edge, whose length would otherwise inflate the perimeter by ~10%.
 _OUTLINE_TOLERANCE = 1.0
@@ -117,7 +119,7 @@ def measure_mask(mask: np.ndarray, pixel_spacing: float | None = None) -> dict[s
     if mask.ndim != 2:
         raise ValueError(f"`mask` must be 2-D (H, W). Received shape {mask.shape}")
     if pixel_spacing is not None and not pixel_spacing > 0:
-        raise ValueError(f"`pixel_spacing` must be positive millimetres. Received: {pixel_spacing}")
+        raise OptionError(f"`pixel_spacing` must be positive millimetres. Received: {pixel_spacing}")
     binary = mask > 0
     labels, n = ndimage.label(binary, structure=np.ones((3, 3), bool))
     out: dict[str, Any] = {"n_components": int(n), "area_px": int(binary.sum())}

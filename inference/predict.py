@@ -23,11 +23,13 @@ from tqdm import tqdm
 
 from core.atomic import atomic_write, write_json, write_text
 from core.classes import CLASS_NAMES
+from core.errors import OptionError
 from data.imageio import read_image
+from evaluation.tta import combine_views
 from inference.backends import Backend
 from inference.explain import heat_overlay
 from inference.measure import measure_mask
-from models.postprocess import MASK_THRESHOLD, check_postprocess, postprocess_np
+from models.postprocess import MASK_THRESHOLD, check_postprocess, postprocess_np, resize_to_native
 from pipeline.decode import decode_image_bytes
 from serving.rest import RejectedInput
 
@@ -94,21 +96,17 @@ def call_backend(backend: Backend, payloads: list[bytes]) -> list[dict[str, np.n
 
 
 def _combine(outputs: list[dict[str, np.ndarray]], task: str) -> dict[str, np.ndarray]:
-    """Average the original and horizontally flipped predictions in the original frame.
-
-    A segmenter's image keeps a lesion only if every view does: a view whose map is all zeros
-    (the lesion gate's "no lesion") makes the answer "no lesion". A joint model's outputs are
+    """Combine the original and horizontally flipped predictions (each gated and calibrated by the backend)
+    in the original frame, by the rule evaluation uses (:func:`evaluation.tta.combine_views`): class
+    probabilities averaged, a lesion kept only if every view keeps one. A joint model's outputs are
     combined as both.
     """
     out: dict[str, np.ndarray] = {}
     if task != "seg":
-        out["probabilities"] = np.mean([o["probabilities"] for o in outputs], axis=0)
+        out["probabilities"] = combine_views([o["probabilities"][None] for o in outputs], spatial=False)[0]
     if task != "cls":
         maps = [outputs[0]["mask_probability"]] + [o["mask_probability"][:, ::-1] for o in outputs[1:]]
-        if any(not m.any() for m in maps):  # a view the lesion gate declared lesion-free (all zeros): no lesion
-            out["mask_probability"] = np.zeros_like(maps[0])
-        else:
-            out["mask_probability"] = np.mean(maps, axis=0)
+        out["mask_probability"] = combine_views([m[None] for m in maps], spatial=True)[0]
     return out
 
 
@@ -183,7 +181,7 @@ def _finish(
     if task != "cls":
         h, w = item.image.shape[:2]
         small = postprocess_np(pred["mask_probability"][None], postprocess)[0]  # at model resolution
-        prob = cv2.resize(small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        prob = resize_to_native(small, h, w)
         mask = prob >= MASK_THRESHOLD
         mask_path = out_dir / "masks" / f"{stem}_mask.png"
         _write_png(mask_path, (mask * 255).astype(np.uint8))
@@ -255,9 +253,9 @@ def predict_files(
     """
     check_postprocess(postprocess)
     if backend.task == "cls" and postprocess != "none":
-        raise ValueError(f"`--postprocess {postprocess}` is for segmentation models; {backend.description} classifies")
+        raise OptionError(f"`--postprocess {postprocess}` is for segmentation models; {backend.description} classifies")
     if batch_size < 1:
-        raise ValueError(f"`batch_size` must be at least 1. Received: batch_size={batch_size}")
+        raise OptionError(f"`batch_size` must be at least 1. Received: batch_size={batch_size}")
     out_dir.mkdir(parents=True, exist_ok=True)
     stems = _unique_stems(files)
     rows: list[dict[str, Any]] = []

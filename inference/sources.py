@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.errors import MissingFileError
 from data.imageio import IMAGE_EXTENSIONS
 
 # BUSI-style ground-truth masks beside the images: ``<stem>_mask.png``, ``<stem>_mask_1.png``.
@@ -43,11 +44,11 @@ def collect_sources(sources: Sequence[str]) -> tuple[list[Path], int]:
             found, n_masks = _images_in(p)
             skipped += n_masks
             if not found:
-                raise FileNotFoundError(f"no PNG, JPEG or BMP images in folder {p}")
+                raise MissingFileError(f"no PNG, JPEG or BMP images in folder {p}")
         else:
             found = sorted(Path(f) for f in glob.glob(s, recursive=True) if Path(f).suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
-                raise FileNotFoundError(f"`--source` {s!r} is not a file or folder and matches no images as a glob")
+                raise MissingFileError(f"`--source` {s!r} is not a file or folder and matches no images as a glob")
         out.extend(found)
     seen: set[Path] = set()
     unique = []

@@ -20,6 +20,7 @@ import keras
 from keras import ops
 
 from core.classes import class_frequencies, class_weights
+from core.errors import OptionError
 
 CLS_LOSSES = ("ce", "weighted_ce", "focal")
 
@@ -74,11 +75,11 @@ def get_cls_loss(
         ValueError: If ``name`` is not in :data:`CLS_LOSSES`, or ``gamma`` / ``label_smoothing`` is out of range.
     """
     if name not in CLS_LOSSES:
-        raise ValueError(f"`loss` must be one of {list(CLS_LOSSES)} for --task cls. Received: loss={name!r}")
+        raise OptionError(f"`loss` must be one of {list(CLS_LOSSES)} for --task cls. Received: loss={name!r}")
     if gamma < 0:
-        raise ValueError(f"`gamma` must be >= 0. Received: gamma={gamma}")
+        raise OptionError(f"`gamma` must be >= 0. Received: gamma={gamma}")
     if not 0 <= label_smoothing < 1:
-        raise ValueError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing}")
+        raise OptionError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing}")
     if name == "ce":
         return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
     if name == "weighted_ce":

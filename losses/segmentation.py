@@ -13,6 +13,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from core.errors import OptionError
+
 SMOOTH = 1.0
 TOP_FRACTION = 0.005
 """Share of an image's pixels whose mean probability scores the image in :func:`image_presence_bce`."""
@@ -191,5 +193,5 @@ def get_seg_loss(name: str, **kwargs) -> keras.losses.Loss:
         ValueError: If ``name`` is not in :data:`SEG_LOSSES`.
     """
     if name not in SEG_LOSSES:
-        raise ValueError(f"`loss` must be one of {list(SEG_LOSSES)}. Received: loss={name!r}")
+        raise OptionError(f"`loss` must be one of {list(SEG_LOSSES)}. Received: loss={name!r}")
     return SEG_LOSSES[name](**kwargs)

@@ -228,7 +228,7 @@ def _weighted_share(hit: np.ndarray, member: np.ndarray, w: np.ndarray) -> np.nd
 
 
 def _malignancy_rows(
-    y: np.ndarray, p: np.ndarray, names: list[str], w: np.ndarray, threshold: float | None
+    y: np.ndarray, p: np.ndarray, names: list[str], w: np.ndarray, threshold: float | np.ndarray | None
 ) -> dict[str, tuple[float, np.ndarray]]:
     """Each malignancy figure on the lesion images ``y`` (malignant) with probabilities ``p``: its value and
     its values under the bootstrap weights ``w``."""
@@ -245,7 +245,7 @@ def _malignancy_rows(
         called = p.argmax(1) == names.index("normal")
         rows["lesion_called_normal"] = (float(called.mean()), _weighted_share(called, every, w))
     if threshold is not None:
-        positive = score >= threshold
+        positive = score >= threshold  # one cut, or each lesion image's own
         rows["sensitivity"] = (float(_weighted_share(positive, y, point_w)[0]), _weighted_share(positive, y, w))
         rows["specificity"] = (float(_weighted_share(~positive, ~y, point_w)[0]), _weighted_share(~positive, ~y, w))
     return rows
@@ -256,7 +256,7 @@ def malignancy_report(
     probs: np.ndarray,
     class_names: Sequence[str],
     groups: Sequence[object],
-    threshold: float | None = None,
+    threshold: float | np.ndarray | None = None,
     n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -270,8 +270,9 @@ def malignancy_report(
         probs: Probabilities ``(N, k)`` over ``class_names`` (which must hold ``benign`` and ``malignant``).
         class_names: The model's classes.
         groups: Patient (or duplicate group) of each image: resamples draw whole groups.
-        threshold: Cut on P(malignant) chosen elsewhere (the internal validation fold); gives
-            sensitivity and specificity. None: not reported.
+        threshold: Cut on P(malignant) chosen elsewhere (the internal validation fold), or one cut per
+            image (cross-fitted cuts, :mod:`evaluation.cut`); gives sensitivity and specificity. None: not
+            reported.
         n_boot: Resamples.
         seed: Seed of the resampling.
 
@@ -292,10 +293,12 @@ def malignancy_report(
         return {}
     p = np.asarray(probs, dtype=float)[keep]
     grp = [str(g) for g, k in zip(groups, keep, strict=True) if k]
-    rows = _malignancy_rows(y, p, names, group_weights(grp, n_boot, seed), threshold)
+    cut = threshold[keep] if isinstance(threshold, np.ndarray) else threshold
+    rows = _malignancy_rows(y, p, names, group_weights(grp, n_boot, seed), cut)
     result: dict[str, Any] = {}
     for key, (value, boot) in rows.items():
         result[key] = value
         result[f"{key}_ci95"] = _ci(boot)
-    result.update(malignancy_threshold=threshold, lesion_images=int(len(y)), lesion_groups=len(set(grp)))
+    one_cut = None if isinstance(threshold, np.ndarray) else threshold  # per-image cuts: the caller says which
+    result.update(malignancy_threshold=one_cut, lesion_images=int(len(y)), lesion_groups=len(set(grp)))
     return result

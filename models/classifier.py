@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from core.errors import MissingFileError, OptionError
 from models.normalize import scale_for_classifier
 
 WEIGHTS_CHOICES = ("none", "imagenet")
@@ -53,18 +54,18 @@ def check_weights(weights: str) -> str:
         return weights
     path = Path(weights)
     if not (path.name.endswith(".keras") or path.name.endswith(".weights.h5")):
-        raise ValueError(
+        raise OptionError(
             f"`weights` must be none, imagenet, or a .keras / .weights.h5 file. Received: weights={weights!r}"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"`weights` file not found: {path}")
+        raise MissingFileError(f"`weights` file not found: {path}")
     return weights
 
 
 def check_channels(channels: int, name: str) -> None:
     """Classifier backbones take RGB (the pipeline converts gray images to 3 channels)."""
     if channels != 3:
-        raise ValueError(f"`{name}` takes 3-channel input (gray images are converted). Received: channels={channels}")
+        raise OptionError(f"`{name}` takes 3-channel input (gray images are converted). Received: channels={channels}")
 
 
 def assemble(
@@ -129,6 +130,6 @@ def transfer_by_name(src: keras.Model, dst: keras.Model) -> list[str]:
             continue
         shapes = [tuple(w.shape) for w in layer.weights], [tuple(w.shape) for w in other.weights]
         if shapes[0] != shapes[1]:
-            raise ValueError(f"layer {layer.name!r}: weight shapes {shapes[1]} cannot go into {shapes[0]}")
+            raise OptionError(f"layer {layer.name!r}: weight shapes {shapes[1]} cannot go into {shapes[0]}")
         layer.set_weights(other.get_weights())
     return missing

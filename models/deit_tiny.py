@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import keras
 
+from core.errors import OptionError
 from models.classifier import BACKBONE, assemble, check_channels
 from models.hub import PatchGrid, check_hub_weights, check_multiple, imagenet_normalization, keras_hub, load_hub_weights
 from models.registry import register
@@ -57,7 +58,7 @@ def build_deit_tiny(
     check_channels(channels, "deit_tiny")
     check_multiple(img_size, patch_size, "deit_tiny")
     if num_layers < 1:
-        raise ValueError(f"`num_layers` of deit_tiny must be at least 1. Received: num_layers={num_layers}")
+        raise OptionError(f"`num_layers` of deit_tiny must be at least 1. Received: num_layers={num_layers}")
     weights = check_hub_weights(weights, "deit_tiny", "deit_tiny_distilled_patch16_224_imagenet")
     deit = keras_hub().models.DeiTBackbone(
         image_shape=(img_size, img_size, 3),

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from core.errors import MissingFileError, OptionError
 from models.classifier import check_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -75,7 +76,7 @@ def mit_encoder(variant: str, img_size: int, drop_path: float, name: str) -> ker
     if variant not in MIT_VARIANTS:
         raise ValueError(f"MiT size must be one of {list(MIT_VARIANTS)}. Received: {variant!r}")
     if not 0 <= drop_path < 1:
-        raise ValueError(f"`drop_path` of {name} must be in [0, 1). Received: drop_path={drop_path}")
+        raise OptionError(f"`drop_path` of {name} must be in [0, 1). Received: drop_path={drop_path}")
     check_multiple(img_size, MIT_STRIDE, name, smallest=2 * MIT_STRIDE)
     return keras_hub().models.MiTBackbone(
         **MIT_VARIANTS[variant], **MIT_STAGES, max_drop_path_rate=drop_path, image_shape=(img_size, img_size, 3)
@@ -156,7 +157,7 @@ def check_hub_weights(weights: str, model: str, example: str) -> str:
         FileNotFoundError: If a weights file, or a preset given as a path, does not exist.
     """
     if weights == "imagenet":
-        raise ValueError(
+        raise OptionError(
             f"`--weights imagenet` is for keras.applications backbones; {model} takes a keras-hub preset name "
             f"(e.g. --weights {example}), a preset directory, none, or a .keras / .weights.h5 file"
         )
@@ -165,7 +166,7 @@ def check_hub_weights(weights: str, model: str, example: str) -> str:
     if "://" not in weights and ("/" in weights or Path(weights).exists()):
         path = Path(weights)
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"`--weights {weights}`: not a keras-hub preset directory (no config.json in {path}); "
                 "Backbone.save_to_preset writes one"
             )
@@ -178,7 +179,7 @@ def load_preset(preset: str) -> keras.Model:
     try:
         return hub.models.Backbone.from_preset(preset)
     except (ValueError, FileNotFoundError, OSError) as e:
-        raise ValueError(
+        raise OptionError(
             f"`--weights {preset}` could not be loaded as a keras-hub preset ({type(e).__name__}: {e}). Built-in "
             "names need network access to Kaggle or Hugging Face; a local preset directory needs none"
         ) from e
@@ -231,7 +232,7 @@ def copy_preset_weights(source: keras.Model, target: keras.Model, preset: str, m
         for a, b, w in zip(src_shapes, dst_shapes, dst, strict=False)
     )
     if mismatch:
-        raise ValueError(
+        raise OptionError(
             f"`--weights {preset}` is a {type(source).__name__} with {len(src)} weights "
             f"({sum(int(np.prod(s)) for s in src_shapes):,} values); --model {model} needs a "
             f"{type(target).__name__} with {len(dst)} ({sum(int(np.prod(s)) for s in dst_shapes):,}): "
@@ -264,7 +265,7 @@ def load_hub_weights(
         src = [w for w in source.weights if id(w) not in encoder_ids]
         dst = [w for layer in decoder for w in layer.weights]
         if [tuple(w.shape) for w in src] != [tuple(w.shape) for w in dst]:
-            raise ValueError(f"`--weights {weights}`: its decoder does not match {name}'s ({len(src)} weights)")
+            raise OptionError(f"`--weights {weights}`: its decoder does not match {name}'s ({len(src)} weights)")
         _assign_all(src, dst)
         n += len(dst)
     print(f"{name}: {n} weights from the keras-hub preset {weights}")
@@ -283,7 +284,7 @@ def check_multiple(img_size: int, step: int, model: str, smallest: int = 0) -> N
     """Raise a clear error when ``img_size`` is not a multiple of ``step`` of at least ``smallest`` (and ``step``)."""
     smallest = max(step, smallest)
     if img_size < smallest or img_size % step:
-        raise ValueError(
+        raise OptionError(
             f"`img_size` must be a multiple of {step} for {model} (its coarsest feature map is 1/{step} of the "
             f"input), at least {smallest}. Received: img_size={img_size}"
         )

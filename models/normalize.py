@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from core.errors import OptionError
 from models.options import INPUT_NORMS
 
 PIXEL_MEAN, PIXEL_STD = 127.5, 64.0
@@ -46,7 +47,7 @@ class ImageStandardization(layers.Layer):
 def check_input_norm(input_norm: str) -> None:
     """Raise a clear error for an unknown ``input_norm``."""
     if input_norm not in INPUT_NORMS:
-        raise ValueError(f"`input_norm` must be one of {list(INPUT_NORMS)}. Received: input_norm={input_norm!r}")
+        raise OptionError(f"`input_norm` must be one of {list(INPUT_NORMS)}. Received: input_norm={input_norm!r}")
 
 
 def scale_for_segmenter(inputs, input_norm: str):

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 from scipy import ndimage
 
+from core.errors import OptionError, RunFileError
 from models.options import POSTPROCESS
 
 MASK_THRESHOLD = 0.5
@@ -122,7 +123,7 @@ def read_gate_file(fold_dir: str | Path) -> dict | None:
         doc["gate"] = LesionGate(**doc["gate"])
         doc["halves"] = [(tuple(h["ids"]), LesionGate(**h["gate"])) for h in doc.get("halves", [])]
     except (KeyError, TypeError) as e:
-        raise ValueError(f"{path} does not hold a lesion gate ({e}); delete it or train again") from e
+        raise RunFileError(f"{path} does not hold a lesion gate ({e}); delete it or train again") from e
     return doc
 
 
@@ -143,7 +144,7 @@ def check_postprocess(name: str) -> str:
         ValueError: Otherwise.
     """
     if name not in POSTPROCESS:
-        raise ValueError(f"`--postprocess` must be one of {list(POSTPROCESS)}. Received: {name!r}")
+        raise OptionError(f"`--postprocess` must be one of {list(POSTPROCESS)}. Received: {name!r}")
     return name
 
 
@@ -239,3 +240,12 @@ def postprocess_tf(probs: tf.Tensor, name: str) -> tf.Tensor:
     keep = kept | (outside == 0)
     floor = tf.constant(MASK_THRESHOLD, probs.dtype)
     return tf.where(kept, probs, tf.where(keep, tf.maximum(probs, floor), tf.zeros_like(probs)))
+
+
+def resize_to_native(prob: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A probability map at model resolution, ``(S, S)`` or ``(S, S, 1)``, resized to the image's own size
+    (bilinear, float32): the map ``predict.py`` thresholds into the mask it writes, and evaluation scores."""
+    import cv2  # late: only the native-resolution paths need it
+
+    small = np.asarray(prob, dtype=np.float32)
+    return cv2.resize(small[..., 0] if small.ndim == 3 else small, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -8,6 +8,7 @@ from typing import Any
 
 import keras
 
+from core.errors import OptionError
 from models.options import ARCHITECTURE_OPTIONS
 
 TASKS = ("seg", "cls", "joint")
@@ -90,7 +91,7 @@ def get_model_entry(name: str) -> ModelEntry:
     """
     _import_builders()
     if name not in _REGISTRY:
-        raise ValueError(f"`model` must be one of {model_names()}. Received: model={name!r}")
+        raise OptionError(f"`model` must be one of {model_names()}. Received: model={name!r}")
     return _REGISTRY[name]
 
 
@@ -107,7 +108,7 @@ def architecture_options(name: str, values: dict[str, Any]) -> dict[str, Any]:
         if key not in entry.options:
             flag = f"--{key.replace('_', '-')}"
             having = [n for n in model_names() if key in _REGISTRY[n].options]
-            raise ValueError(f"`{flag}` is an option of {having}; --model {name} does not have it")
+            raise OptionError(f"`{flag}` is an option of {having}; --model {name} does not have it")
     return chosen
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from core.errors import OptionError
 from models.joint import joint_outputs
 from models.normalize import scale_for_segmenter
 from models.options import NORMS
@@ -23,7 +24,7 @@ def norm_layer(norm: str, name: str) -> layers.Layer:
         return layers.GroupNormalization(groups=-1, name=name)
     if norm == "batch":
         return layers.BatchNormalization(synchronized=True, name=name)
-    raise ValueError(f"`norm` must be one of {list(NORMS)}. Received: norm={norm!r}")
+    raise OptionError(f"`norm` must be one of {list(NORMS)}. Received: norm={norm!r}")
 
 
 def conv_block(x, filters: int, dropout: float, name: str, norm: str):
@@ -45,7 +46,7 @@ def check_input_size(img_size: int, depth: int) -> None:
     """
     step = 2**depth
     if img_size < step or img_size % step:
-        raise ValueError(
+        raise OptionError(
             f"`img_size` must be a multiple of {step} (2**depth, depth={depth}). Received: img_size={img_size}"
         )
 

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from core.errors import OptionError
+
 # tf.data runs several augmentations at once; OpenCV's own thread pool on top
 # of that only oversubscribes the cores.
 cv2.setNumThreads(1)
@@ -145,7 +147,7 @@ def preset_transforms(name: str) -> list[A.BasicTransform]:
         ValueError: If ``name`` is not a preset.
     """
     if name not in PRESETS:
-        raise ValueError(f"`augment` must be one of {list(PRESETS)}. Received: augment={name!r}")
+        raise OptionError(f"`augment` must be one of {list(PRESETS)}. Received: augment={name!r}")
     return PRESETS[name]()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.errors import OptionError
+
 TASKS = ("seg", "cls", "joint")
 RESIZE_METHODS = ("bilinear", "area")
 IMG_SIZE = 128
@@ -42,14 +44,14 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         if self.img_size < 8:
-            raise ValueError(f"`img_size` must be at least 8. Received: img_size={self.img_size}")
+            raise OptionError(f"`img_size` must be at least 8. Received: img_size={self.img_size}")
         if self.channels not in (1, 3):
-            raise ValueError(f"`channels` must be 1 or 3. Received: channels={self.channels}")
+            raise OptionError(f"`channels` must be 1 or 3. Received: channels={self.channels}")
         if self.batch_size < 1:
-            raise ValueError(f"`batch_size` must be at least 1. Received: batch_size={self.batch_size}")
+            raise OptionError(f"`batch_size` must be at least 1. Received: batch_size={self.batch_size}")
         if self.resize not in RESIZE_METHODS:
-            raise ValueError(f"`resize` must be one of {list(RESIZE_METHODS)}. Received: resize={self.resize!r}")
+            raise OptionError(f"`resize` must be one of {list(RESIZE_METHODS)}. Received: resize={self.resize!r}")
         from pipeline.augment import PRESETS  # late: augment imports albumentations
 
         if self.augment not in PRESETS:
-            raise ValueError(f"`augment` must be one of {list(PRESETS)}. Received: augment={self.augment!r}")
+            raise OptionError(f"`augment` must be one of {list(PRESETS)}. Received: augment={self.augment!r}")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import keras
 
 from core.atomic import write_json
+from core.errors import MissingFileError, OptionError, OutputExistsError
 from evaluation.run_files import load_fitted_temperature
 from models.postprocess import NO_GATE, load_gate
 from serving.layout import check_name, next_version, versions, write_models_config
@@ -115,10 +116,10 @@ def export_model(
     if version is None:
         version = next_version(model_dir)
     if version < 1:
-        raise ValueError(f"`version` must be a positive integer. Received: version={version}")
+        raise OptionError(f"`version` must be a positive integer. Received: version={version}")
     final = model_dir / str(version)
     if final.exists():
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{final} exists; versions are never overwritten. Existing: {versions(model_dir)}; "
             "omit --version to write the next one"
         )
@@ -165,7 +166,7 @@ def read_export_info(version_dir: str | Path) -> dict:
     """
     path = Path(version_dir) / "assets.extra" / EXPORT_INFO
     if not path.is_file():
-        raise FileNotFoundError(f"not an export of this project (no assets.extra/{EXPORT_INFO}): {version_dir}")
+        raise MissingFileError(f"not an export of this project (no assets.extra/{EXPORT_INFO}): {version_dir}")
     return json.loads(path.read_text())
 
 
@@ -181,4 +182,4 @@ def resolve_version_dir(path: str | Path) -> Path:
     found = versions(path)
     if found:
         return path / str(found[-1])
-    raise FileNotFoundError(f"no SavedModel (saved_model.pb) or numeric version folder in {path}")
+    raise MissingFileError(f"no SavedModel (saved_model.pb) or numeric version folder in {path}")

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from core.atomic import write_text
+from core.errors import OptionError
 
 MODELS_CONFIG = "models.config"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -18,7 +19,7 @@ def check_name(name: str) -> str:
         ValueError: If it holds other characters than letters, digits, ``_``, ``.`` and ``-``.
     """
     if not _NAME.fullmatch(name):
-        raise ValueError(f"`name` must be letters, digits, '_', '.' or '-'. Received: name={name!r}")
+        raise OptionError(f"`name` must be letters, digits, '_', '.' or '-'. Received: name={name!r}")
     return name
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import OptionError
 from serving.signatures import BYTES_SIGNATURE
 
 
@@ -42,7 +43,7 @@ def predict_url(server: str) -> str:
     """
     m = _URL.match(server.strip())
     if not m:
-        raise ValueError(
+        raise OptionError(
             "`--server` must be a TF Serving model URL like http://localhost:8501/v1/models/unet "
             f"(optionally /versions/N). Received: {server!r}"
         )

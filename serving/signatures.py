@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from core.classes import CLASS_NAMES
+from core.errors import OptionError
 from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate, check_postprocess, postprocess_tf
 from pipeline.decode import decode_image_bytes, preprocess
 
@@ -58,7 +59,7 @@ class ServingSpec:
         if self.task not in TASKS:
             raise ValueError(f"`task` must be one of {list(TASKS)}. Received: task={self.task!r}")
         if check_postprocess(self.postprocess) != "none" and self.task == "cls":
-            raise ValueError(f"`--postprocess {self.postprocess}` is for segmentation models; this one classifies")
+            raise OptionError(f"`--postprocess {self.postprocess}` is for segmentation models; this one classifies")
 
 
 def decode_batch(images: tf.Tensor, spec: ServingSpec) -> tuple[tf.Tensor, tf.Tensor]:

@@ -56,3 +56,34 @@ def test_a_script_turns_onednn_on_before_tensorflow_starts() -> None:
         [sys.executable, "-c", "import cli, tensorflow"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and "oneDNN custom operations are on" in proc.stderr
+
+
+def test_a_bug_keeps_its_traceback_and_exit_1_while_a_user_error_is_one_line_and_exit_2(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    bug = "import sys, cli\ndef bug():\n    raise ValueError('deep inside Keras')\n"
+    bug += "sys.exit(cli.exit_on_user_error(bug))"
+    out = subprocess.run([sys.executable, "-c", bug], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "Traceback (most recent call last)" in out.stderr and "ValueError: deep inside Keras" in out.stderr
+    missing = tmp_path / "no_run"
+    out = subprocess.run(
+        [sys.executable, "evaluate.py", "--run", str(missing)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: `--run` must be a run folder with config.json. Received: {missing}"]
+    assert "Traceback" not in out.stderr
+
+
+def test_user_errors_are_our_types_and_still_the_builtin_ones() -> None:
+    from config.train import TrainConfig
+    from core.errors import MissingFileError, OptionError, UserError
+
+    with pytest.raises(OptionError, match="epochs") as err:
+        TrainConfig(epochs=0)
+    assert isinstance(err.value, UserError) and isinstance(err.value, ValueError)
+    assert issubclass(MissingFileError, FileNotFoundError) and issubclass(DataError, UserError)

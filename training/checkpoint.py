@@ -40,10 +40,39 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
         raise
 
 
+STAGED = "staged"
+"""``state.json``'s list of the files an epoch's commit still has to move into place."""
+
+
+def staged_name(path: Path) -> Path:
+    """Where an epoch's new version of ``path`` is written before the commit (``last.keras`` -> ``last.next.keras``)."""
+    return path.with_name(f"{path.stem}.next{path.suffix}")
+
+
+def _promote(run_dir: Path, targets: list[str]) -> None:
+    for rel in targets:
+        target = run_dir / rel
+        if staged_name(target).is_file():
+            os.replace(staged_name(target), target)
+
+
 def read_state(run_dir: Path) -> dict[str, Any] | None:
-    """The saved training state of a run folder, or None if no epoch completed."""
-    p = Path(run_dir) / STATE_NAME
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+    """The training state of the last completed epoch of a run folder, or None if no epoch completed.
+
+    Brings the folder to exactly that epoch first (:class:`RunCheckpoint` commits an epoch by writing
+    ``state.json``): a commit that was interrupted while moving the epoch's files into place is finished,
+    and files staged by an epoch that never committed are removed.
+    """
+    run_dir = Path(run_dir)
+    p = run_dir / STATE_NAME
+    state = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+    if state is not None and state.get(STAGED):
+        _promote(run_dir, state[STAGED])
+        state = {k: v for k, v in state.items() if k != STAGED}
+        write_json(p, state)
+    for stale in [*run_dir.glob("*.next.*"), *(run_dir / "weights").glob("*.next.*")]:
+        stale.unlink()
+    return state
 
 
 def read_history(run_dir: Path, epochs: int | None = None) -> list[dict[str, float]]:
@@ -123,24 +152,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         t_val = getattr(self, "_t_val", None) or now
         timing = {"epoch_seconds": now - t0, "train_seconds": t_val - t0}
         self.rows.append({"epoch": done, **{k: float(v) for k, v in logs.items()}, "lr": self._lr(), **timing})
-        weights = self.run_dir / "weights"
         if self.is_chief:
-            save_model_atomic(self.model, weights / "last.keras")
-            if improved:
-                atomic_write(weights / "best.keras", lambda p: shutil.copyfile(weights / "last.keras", p))
-            self.rows[-1]["checkpoint_seconds"] = time.perf_counter() - now
-            write_text(self.run_dir / HISTORY_NAME, self._history_csv())
-            write_json(
-                self.run_dir / STATE_NAME,
-                {
-                    "epoch": done,
-                    "best": self.best,
-                    "best_epoch": self.best_epoch,
-                    "wait": self.wait,
-                    "monitor": self.monitor,
-                    "mode": self.mode,
-                },
-            )
+            self._commit(done, improved, now)
         else:
             tmp = Path(tempfile.mkdtemp(prefix="worker_ckpt_"))
             try:
@@ -153,6 +166,35 @@ class RunCheckpoint(keras.callbacks.Callback):
                 f"(best {self.best:.4f} at epoch {self.best_epoch})"
             )
             self.model.stop_training = True
+
+    def _commit(self, done: int, improved: bool, t0: float) -> None:
+        """Write the epoch's checkpoint so that a kill at any instant resumes to exactly one completed epoch.
+
+        The new last (and best) weights and history go to staged names; ``state.json``, written atomically
+        with the list of staged files, commits the epoch; then the files are moved into place and the list
+        cleared. :func:`read_state` finishes or discards whatever a kill interrupted.
+        """
+        weights = self.run_dir / "weights"
+        last, best, history = weights / "last.keras", weights / "best.keras", self.run_dir / HISTORY_NAME
+        save_model_atomic(self.model, staged_name(last))
+        targets = [last, history]
+        if improved:
+            atomic_write(staged_name(best), lambda p: shutil.copyfile(staged_name(last), p))
+            targets.insert(1, best)
+        self.rows[-1]["checkpoint_seconds"] = time.perf_counter() - t0
+        write_text(staged_name(history), self._history_csv())
+        state = {
+            "epoch": done,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "monitor": self.monitor,
+            "mode": self.mode,
+        }
+        rel = [str(t.relative_to(self.run_dir)) for t in targets]
+        write_json(self.run_dir / STATE_NAME, {**state, STAGED: rel})  # the commit
+        _promote(self.run_dir, rel)
+        write_json(self.run_dir / STATE_NAME, state)
 
     def _history_csv(self) -> str:
         keys: list[str] = []

@@ -6,6 +6,7 @@ import keras
 
 from config.train import TrainConfig
 from core.classes import CLASS_NAMES
+from core.errors import OptionError
 from evaluation.cls import SUMMARY_KEYS, evaluate_cls
 from losses.classification import get_cls_loss
 from metrics.classification import cls_metrics
@@ -21,7 +22,7 @@ def build_cls_model(cfg: TrainConfig) -> keras.Model:
     """Build ``cfg.model`` for classification; a segmentation model name, or an architecture option the model
     does not have (:func:`models.registry.architecture_options`), raises."""
     if get_model_entry(cfg.model).task != "cls":
-        raise ValueError(
+        raise OptionError(
             f"`--model` must be a classifier {model_names('cls')} for --task cls. Received: model={cfg.model!r}"
         )
     return build_model(

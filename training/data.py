@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
 
 from config.train import TrainConfig
-from data.discover import Case
+from core.errors import OptionError
+from data.discover import Case, check_lesion_masks
 from data.report import InspectOptions, analyze_dataset, dataset_out_dir, write_report
 from data.sources import resolve_sources
 from data.splits import fold_ids, leave_site_out
@@ -23,49 +25,60 @@ class PreparedData:
     cases: dict[str, Case]
     splits: dict[str, Any]
     externals: list[ExternalData] = field(default_factory=list)
+    unmasked: list[str] = field(default_factory=list)
+    """Lesion images left out for having no mask (``--leave-out-unmasked``, segmentation and joint)."""
 
 
-def prepare_data(cfg: TrainConfig) -> PreparedData:
+def prepare_data(cfg: TrainConfig, run_splits: Path | None = None) -> PreparedData:
     """Find and validate the data (and every ``--external`` dataset), and make (or reuse, or read) the splits.
 
     The splits live with the dataset's report in ``<project>/data/<dataset>/`` and
     are made once; ``cfg.splits`` names a user's own file instead. With ``cfg.holdout_site``
     the run's splits are one fold: every other site trains, that site validates
-    (:func:`data.splits.leave_site_out`).
+    (:func:`data.splits.leave_site_out`). ``run_splits`` (a resumed run's own ``splits.json``)
+    is used as it is, checked against the data, whatever the dataset's shared splits say now.
     """
     sources = resolve_sources(cfg.data_dir)
     out = dataset_out_dir(sources, cfg.project)
     analysis = analyze_dataset(
         sources,
         InspectOptions(folds=cfg.folds),
-        splits_file=cfg.splits or None,
-        existing_splits=None if cfg.splits else out / "splits.json",
+        splits_file=run_splits or cfg.splits or None,
+        existing_splits=None if run_splits or cfg.splits else out / "splits.json",
     )
     if analysis.splits_source == "new":
         write_report(analysis, out)
         print(f"Wrote the dataset report and splits to {out}")
     splits = analysis.splits
-    if cfg.holdout_site:
+    if cfg.holdout_site and run_splits is None:
         splits = leave_site_out(splits, analysis.sites, analysis.groups, cfg.holdout_site)
         if splits["dropped"]:
             print(
                 f"site {cfg.holdout_site} held out: {len(splits['dropped'])} training case(s) of other sites "
                 f"left out, duplicates of (or grouped with) held-out cases, e.g. {splits['dropped'][:3]}"
             )
-    return PreparedData(analysis.cases, splits, load_externals(cfg.external, cfg.classes))
+    in_classes = [c for c in analysis.cases.values() if c.label in cfg.classes]
+    where = " ".join(str(s.path) for s in sources)
+    _, unmasked = check_lesion_masks(in_classes, cfg.task, cfg.leave_out_unmasked, where)
+    if unmasked:
+        print(f"left out {len(unmasked)} lesion image(s) without a mask (--leave-out-unmasked), e.g. {unmasked[:3]}")
+    externals = load_externals(cfg.external, cfg.classes, cfg.task, cfg.leave_out_unmasked)
+    return PreparedData(analysis.cases, splits, externals, unmasked)
 
 
 def fold_records(data: PreparedData, cfg: TrainConfig, fold: int) -> tuple[list[Case], list[Case]]:
-    """Train and validation cases of ``fold``, limited to ``cfg.classes`` and ``cfg.max_samples``."""
+    """Train and validation cases of ``fold``, limited to ``cfg.classes`` and ``cfg.max_samples``, less the
+    lesion images left out for having no mask."""
     train_ids, val_ids = fold_ids(data.splits, fold)
+    unmasked = set(data.unmasked)
 
     def pick(ids: list[str]) -> list[Case]:
-        cases = [data.cases[i] for i in ids if data.cases[i].label in cfg.classes]
+        cases = [data.cases[i] for i in ids if data.cases[i].label in cfg.classes and i not in unmasked]
         return cases[: cfg.max_samples] if cfg.max_samples else cases
 
     train, val = pick(train_ids), pick(val_ids)
     if not train or not val:
-        raise ValueError(
+        raise OptionError(
             f"fold {fold} has {len(train)} training and {len(val)} validation cases of classes "
             f"{list(cfg.classes)}; both must be non-empty"
         )

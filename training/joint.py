@@ -15,6 +15,7 @@ import keras
 
 from config.train import TrainConfig
 from core.classes import CLASS_NAMES
+from core.errors import OptionError
 from data.discover import Case
 from evaluation.joint import SUMMARY_KEYS, evaluate_joint
 from losses.classification import get_cls_loss
@@ -43,7 +44,7 @@ def build_joint_model(cfg: TrainConfig) -> keras.Model:
     """
     entry = get_model_entry(cfg.model)
     if not entry.serves("joint"):
-        raise ValueError(f"`--model` must be one of {model_names('joint')} for --task joint. Received: {cfg.model!r}")
+        raise OptionError(f"`--model` must be one of {model_names('joint')} for --task joint. Received: {cfg.model!r}")
     if entry.hub:
         return build_model(cfg.model, **hub_options(cfg), joint_classes=len(CLASS_NAMES), consistency=cfg.consistency)
     check_weights(cfg.weights)
@@ -60,10 +61,10 @@ def build_joint_model(cfg: TrainConfig) -> keras.Model:
     )
     if entry.task == "joint":  # an ImageNet encoder with a decoder: takes --weights itself
         if cfg.presence_head:
-            raise ValueError(f"`--presence-head` is for the U-Net and ResUNet; {cfg.model} has a class head already")
+            raise OptionError(f"`--presence-head` is for the U-Net and ResUNet; {cfg.model} has a class head already")
         return build_model(cfg.model, weights=cfg.weights, **common)
     if cfg.weights == "imagenet":
-        raise ValueError(
+        raise OptionError(
             f"`--weights imagenet` needs an ImageNet encoder: --model {' or '.join(model_names('joint'))} "
             f"has one only for {[n for n in model_names('joint') if get_model_entry(n).task == 'joint']}"
         )
@@ -72,7 +73,7 @@ def build_joint_model(cfg: TrainConfig) -> keras.Model:
         try:
             load_weights_file(model, cfg.weights)
         except ValueError as e:
-            raise ValueError(
+            raise OptionError(
                 f"`--weights {cfg.weights}` does not fit the joint --model {cfg.model} with these options: "
                 f"train with the options of the run that wrote it ({e})"
             ) from e

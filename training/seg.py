@@ -7,6 +7,7 @@ from dataclasses import fields
 import keras
 
 from config.train import TrainConfig
+from core.errors import OptionError
 from evaluation.seg import SUMMARY_KEYS, evaluate_seg
 from losses.segmentation import get_seg_loss
 from metrics.segmentation import seg_metrics
@@ -25,7 +26,7 @@ def hub_options(cfg: TrainConfig) -> dict:
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     changed = [f"--{k.replace('_', '-')}" for k in ("base_filters", "depth", "norm") if getattr(cfg, k) != defaults[k]]
     if changed:
-        raise ValueError(f"{' '.join(changed)} set the U-Net's layers; --model {cfg.model} has none of them")
+        raise OptionError(f"{' '.join(changed)} set the U-Net's layers; --model {cfg.model} has none of them")
     return {**_model_options(cfg), "weights": cfg.weights, **architecture_options(cfg.model, cfg.architecture())}
 
 
@@ -53,13 +54,13 @@ def build_seg_model(cfg: TrainConfig) -> keras.Model:
         FileNotFoundError: If the weights file does not exist.
     """
     if get_model_entry(cfg.model).task != "seg":
-        raise ValueError(
+        raise OptionError(
             f"`--model` must be a segmentation model {model_names('seg')} for --task seg. Received: model={cfg.model!r}"
         )
     if get_model_entry(cfg.model).hub:
         return build_model(cfg.model, **hub_options(cfg))
     if cfg.weights == "imagenet":
-        raise ValueError(
+        raise OptionError(
             "`--weights imagenet` is for classifiers; a segmentation run takes none or a .keras / .weights.h5 "
             "file of the same model (e.g. another run's weights/best.keras)"
         )
@@ -76,7 +77,7 @@ def build_seg_model(cfg: TrainConfig) -> keras.Model:
         try:
             load_weights_file(model, cfg.weights)
         except ValueError as e:
-            raise ValueError(
+            raise OptionError(
                 f"`--weights {cfg.weights}` does not fit --model {cfg.model} with --base-filters "
                 f"{cfg.base_filters}, --depth {cfg.depth}, --norm {cfg.norm}, presence head {cfg.presence_head}: "
                 f"train with the options of the run that wrote it ({e})"

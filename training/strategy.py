@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from core.errors import OptionError
+
 
 def make_strategy(kind: str, devices: Sequence[str] | None = None) -> tf.distribute.Strategy:
     """Create the run's strategy.
@@ -33,7 +35,7 @@ def make_strategy(kind: str, devices: Sequence[str] | None = None) -> tf.distrib
         return _mirrored(tuple(devices) if devices else None)
     if kind == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError(
+            raise OptionError(
                 "`--strategy multiworker` needs the TF_CONFIG environment variable describing the cluster "
                 '(e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
                 '"index": 0}}); start the same command on every machine with its own task index'
@@ -68,7 +70,7 @@ def _multiworker() -> tf.distribute.Strategy:
         try:
             json.loads(os.environ["TF_CONFIG"])
         except json.JSONDecodeError as e:
-            raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from None
+            raise OptionError(f"TF_CONFIG is not valid JSON: {e}") from None
         _MULTIWORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
     return _MULTIWORKER[0]
 

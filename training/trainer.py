@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from config.train import TrainConfig
 from core.atomic import write_json
+from core.errors import OptionError
 from evaluation.base import EvalRequest
 from evaluation.external import ExternalData, evaluate_external
 from evaluation.run_files import load_run_model
@@ -30,6 +31,9 @@ from training.loop import fit_distributed
 from training.strategy import is_chief, make_strategy, resolve_precision, set_precision
 from training.task import EpochScore, Phase, TaskSpec
 from training.tasks import task_spec
+
+UNMASKED_FILE = "unmasked.json"
+UNMASKED_WHY = "benign or malignant images without a mask, left out of training and validation (--leave-out-unmasked)"
 
 OnBest = Callable[[keras.Model, TrainConfig, Path], None]
 """Called with a fold's best model, the config and the fold's folder once it is evaluated
@@ -256,14 +260,18 @@ def train(
     set_precision(policy)
     print(f"mixed precision {cfg.mixed_precision!r}: dtype policy {policy}")
     strategy = make_strategy(cfg.strategy, devices)
-    data = prepare_data(cfg)
+    own_splits = run_dir / "splits.json"
+    kept = resume and own_splits.is_file()
+    data = prepare_data(cfg, own_splits if kept else None)
     n_folds = len(data.splits["folds"])
     if cfg.fold != -1 and not 0 <= cfg.fold < n_folds:
-        raise ValueError(f"`--fold` must be 0..{n_folds - 1} or 'all'. Received: fold={cfg.fold}")
+        raise OptionError(f"`--fold` must be 0..{n_folds - 1} or 'all'. Received: fold={cfg.fold}")
     chief = is_chief(strategy)
-    if chief:
+    if chief and not kept:  # a resumed run keeps the config and splits it was started with
         write_json(run_dir / "config.json", cfg.to_dict())
         write_json(run_dir / "splits.json", data.splits)
+        if data.unmasked:
+            write_json(run_dir / UNMASKED_FILE, {"n": len(data.unmasked), "ids": data.unmasked, "why": UNMASKED_WHY})
     if cfg.fold != -1:
         return train_fold(cfg, data, cfg.fold, run_dir, strategy, resume, on_best)
     results = []

@@ -179,3 +179,26 @@ def test_non_csv_file_is_rejected(tmp_path: Path) -> None:
     p = save_gray(tmp_path / "x.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(DataError, match="folder or a .csv"):
         discover(p)
+
+
+def test_lesion_images_without_a_mask_are_an_error_for_mask_tasks_naming_every_file(make_busi) -> None:
+    from data.discover import check_lesion_masks
+
+    root = make_busi(per_class=3)
+    for stem in ("benign (2)", "malignant (3)"):
+        (root / stem.split()[0] / f"{stem}_mask.png").unlink()
+    cases = list(discover(root).values())
+    assert check_lesion_masks(cases, "cls", False, "busi") == (cases, [])  # a classifier needs no mask
+    for task in ("seg", "joint"):
+        with pytest.raises(DataError, match="2 problems") as err:
+            check_lesion_masks(cases, task, False, "busi")
+        assert {p.case_id for p in err.value.problems} == {"benign (2)", "malignant (3)"}
+        assert all(p.kind == "missing_mask" and p.path.is_file() for p in err.value.problems)
+        kept, left = check_lesion_masks(cases, task, True, "busi")
+        assert left == ["benign (2)", "malignant (3)"] and len(kept) == len(cases) - 2
+    for c in cases:
+        for m in c.masks:
+            m.unlink()
+    no_masks = list(discover(root).values())
+    with pytest.raises(ValueError, match=r"^--task seg needs lesion masks and busi has no mask file: .*--task cls$"):
+        check_lesion_masks(no_masks, "seg", True, "busi")  # one line, even when leaving images out is allowed

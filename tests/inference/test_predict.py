@@ -208,3 +208,60 @@ def test_explain_writes_a_grad_cam_overlay_per_classified_image(trained_runs, ex
         predict.run(str(src), model=str(trained_runs["seg"]), out=str(tmp_path / "s"), explain=True)
     with pytest.raises(ValueError, match="`--explain` needs a run folder"):
         predict.run(str(src), model=str(exported["cls"]), out=str(tmp_path / "e"), explain=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["seg", "cls"])
+def test_evaluate_and_predict_give_each_image_the_same_answer_under_tta(task, trained_runs, tmp_path):
+    """One TTA rule: evaluate.py --tta scores exactly what predict.py --tta writes for the same images.
+
+    The run's data are scored as another dataset: with the gate and temperature fitted on the whole fold,
+    as predict.py applies them (on the run's own fold, evaluation scores each half with the other half's).
+    """
+    import shutil
+
+    import evaluate
+    from config.train import TrainConfig
+    from data.sources import discover_sources, resolve_sources
+    from evaluation.cls import read_predictions
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_runs[task], run, ignore=shutil.ignore_patterns("eval", "saved_model", "tensorboard"))
+    data = TrainConfig.load(run / "config.json").data_dir[0]
+    scored = evaluate.main(evaluate.parse_args(["--run", str(run), "--data-dir", f"same={data}", "--tta"]))["fold0"]
+    cases = discover_sources(resolve_sources([data]))
+    out = run / "eval" / "same-all-tta"
+    ids = [r["id"] for r in scored["per_image"]] if task == "seg" else read_predictions(out / "predictions.csv")[0]
+    files = [str(cases[i].image) for i in ids]
+    rows = predict.run(files, model=str(run), out=str(tmp_path / "p"), tta=True).rows
+    assert [r["file"] for r in rows] == files and not any(r["error"] for r in rows)
+    if task == "seg":
+        assert [r["area_px"] == 0 for r in rows] == [r["empty"] for r in scored["per_image"]]
+    else:
+        _, _, probs = read_predictions(out / "predictions.csv")
+        predicted = np.array([[r[f"prob_{c}"] for c in ("normal", "benign", "malignant")] for r in rows])
+        np.testing.assert_allclose(predicted, probs, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_native_resolution_dice_scores_the_masks_predict_writes(trained_runs, tmp_path):
+    """metrics.json's dice_native is the Dice of predict.py's mask file against the true mask, at the image's size."""
+    import evaluate
+    from config.train import TrainConfig
+    from data.scan import merge_masks
+    from data.sources import discover_sources, resolve_sources
+
+    run = trained_runs["seg"]
+    data = TrainConfig.load(run / "config.json").data_dir[0]  # scored with the fold's gate, as predict.py applies it
+    scored = evaluate.main(evaluate.parse_args(["--run", str(run), "--data-dir", f"same={data}"]))["fold0"]
+    cases = discover_sources(resolve_sources([data]))
+    records = [cases[r["id"]] for r in scored["per_image"]]
+    rows = predict.run([str(c.image) for c in records], model=str(run), out=str(tmp_path / "p")).rows
+    for case, row, entry in zip(records, rows, scored["per_image"], strict=True):
+        written = np.array(Image.open(row["mask"])) > 0
+        truth = merge_masks(case, written.shape)[0]
+        total = written.sum() + truth.sum()
+        dice = 2 * (written & truth).sum() / total if total else 1.0
+        assert entry["dice_native"] == pytest.approx(dice), case.case_id
+    assert scored["dice_native"] == pytest.approx(np.mean([e["dice_native"] for e in scored["per_image"]]))
+    assert {"iou_native", "lesion_dice_native", "dice_native_ci95"} <= set(scored)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from data.splits import save_splits
 from data.synthetic import SynthConfig, generate_synthetic
 from evaluation.run_files import load_run_model
 from tests.conftest import REPO
+from training.checkpoint import read_state
 
 pytestmark = pytest.mark.slow
 
@@ -129,13 +131,18 @@ def test_sigkill_then_resume_continues_at_the_next_epoch(tiny_data, tmp_path) ->
     finally:
         if proc.poll() is None:
             proc.kill()
-    k = json.loads(state_path.read_text())["epoch"]
+    k = read_state(run_dir)["epoch"]  # what --resume reads: the folder brought to its last committed epoch
     assert 2 <= k < epochs
     # Nothing corrupt: both checkpoints load, history has exactly the completed epochs.
     load_run_model(run_dir / "weights" / "last.keras")  # registers our losses: this test may run alone
     load_run_model(run_dir / "weights" / "best.keras")
     assert _history_epochs(run_dir) == list(range(1, k + 1))
-    config_before = (run_dir / "config.json").read_text()
+    config_before, splits_before = (run_dir / "config.json").read_text(), (run_dir / "splits.json").read_text()
+    # The dataset's shared splits change meanwhile (another run re-split it): the run keeps its own.
+    shared = tmp_path / "data" / "synth" / "splits.json"
+    doc = json.loads(shared.read_text())
+    doc["folds"] = doc["folds"][1:] + doc["folds"][:1]
+    shared.write_text(json.dumps(doc))
     resumed = subprocess.run(
         [sys.executable, "train.py", "--resume", str(run_dir)], cwd=REPO, capture_output=True, text=True, timeout=600
     )
@@ -143,6 +150,7 @@ def test_sigkill_then_resume_continues_at_the_next_epoch(tiny_data, tmp_path) ->
     assert f"resuming after epoch {k} of {epochs}" in resumed.stdout
     assert _history_epochs(run_dir) == list(range(1, epochs + 1))
     assert (run_dir / "config.json").read_text() == config_before
+    assert (run_dir / "splits.json").read_text() == splits_before
     assert json.loads((run_dir / "state.json").read_text())["epoch"] == epochs
     assert (run_dir / "metrics.json").is_file()
     assert not list(run_dir.rglob("*.tmp*"))
@@ -307,3 +315,25 @@ def test_fold_all_trains_every_fold_and_summarizes(tiny_data, tmp_path) -> None:
     again = train.main(train.parse_args(["--resume", str(run_dir)]))
     assert json.loads((run_dir / "cv_summary.json").read_text())["dice"]["per_fold"] == pytest.approx(per_fold)
     assert again["dice"]["mean"] == pytest.approx(summary["dice"]["mean"])
+
+
+def test_a_lesion_image_without_its_mask_stops_training_unless_left_out(tiny_data, tmp_path, capsys) -> None:
+    import shutil
+
+    from core.errors import DataError
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    val = analyze_dataset(data, InspectOptions()).splits["folds"][0]["val"]
+    gone = next(i for i in val if i.startswith("benign"))  # a validation image, so its absence shows in the metrics
+    (data / "benign" / f"{gone}_mask.png").unlink()
+    common = dict(epochs=1, data_dir=str(data), project=str(tmp_path / "runs"), export=False, **TINY)
+    with pytest.raises(DataError, match=rf"{re.escape(gone)}\.png: benign image has no mask"):
+        train.run(**common)
+    assert not (tmp_path / "runs" / "seg").exists()  # no run folder before the data are checked
+    result = train.run(leave_out_unmasked=True, **common)
+    run_dir = Path(result["run_dir"])
+    assert json.loads((run_dir / "unmasked.json").read_text())["ids"] == [gone]
+    assert "left out 1 lesion image(s) without a mask" in capsys.readouterr().out
+    ids = [r["id"] for r in json.loads((run_dir / "metrics.json").read_text())["per_image"]]
+    assert sorted(ids) == sorted(i for i in val if i != gone)

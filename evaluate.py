@@ -133,6 +133,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         write_json(out / "metrics.json", result)
         figures = format_metrics(result, summary_keys(cfg.task))
         print(f"fold {k} on {data['data_dir']} ({split}, {len(records)} cases): {figures}")
+        if result.get("shift"):
+            print(f"shift: {result['shift']['line']}")
         print(f"Wrote {out}/metrics.json and {out}/plots/")
         results[f"fold{k}"] = result
         keras.backend.clear_session()

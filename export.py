@@ -43,7 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace):
     """Export as ``args`` say; return the :class:`~serving.export.ExportResult`."""
-    from evaluation.run_files import load_inference_model, resolve_run
+    from evaluation.run_files import load_description, load_inference_model, resolve_run
     from models.postprocess import NO_GATE
     from serving.export import export_model, spec_from_config
 
@@ -59,7 +59,8 @@ def main(args: argparse.Namespace):
         print(f"Lesion gate of the run: {spec.gate}")
     if spec.postprocess != "none":
         print(f"Post-processing in the graph: {spec.postprocess}")
-    result = export_model(model, spec, args.out, name, args.version, source=str(weights))
+    described = load_description(weights.parent.parent)
+    result = export_model(model, spec, args.out, name, args.version, source=str(weights), image_description=described)
     print(f"Wrote {result.path} (version {result.version}) and {result.models_config}")
     print(
         "Serve it with:\n  docker run --rm -p 8501:8501 -p 8500:8500 "

@@ -61,6 +61,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace):
     """Predict as ``args`` say; return the :class:`~inference.predict.PredictResult`."""
+    from data.shift import summary_line
     from evaluation.run_files import increment_run_dir
     from inference.backends import open_backend
     from inference.predict import predict_files
@@ -93,6 +94,8 @@ def main(args: argparse.Namespace):
         if r["error"]:
             print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
     print(f"{len(files) - result.failed} predicted, {result.failed} failed")
+    if result.shift is not None:
+        print(f"shift: {summary_line(result.shift)} (column `shift` of predictions.csv)")
     extra = ("masks/, " if result.task != "cls" else "") + "overlays/" + (", explain/" if args.explain else "")
     print(f"Wrote {out}/predictions.csv, predictions.json, {extra}")
     return result

@@ -59,6 +59,10 @@ class OutputExistsError(UserError, FileExistsError):
     """An output the user named exists already and is never overwritten."""
 
 
+class StorageError(UserError, OSError):
+    """A run's folder cannot be written (not a folder, no permission, no space left)."""
+
+
 class RunFileError(UserError, ValueError):
     """A file of a run folder (its fitted gate, temperature or cut) cannot be read."""
 

@@ -6,6 +6,7 @@ Usage:
     python -m data inspect --data-dir manifest.csv --folds 5 --seed 0 --strict
     python -m data inspect --data-dir ../shared/datasets/Dataset_BUSI_with_GT ../shared/datasets/BUS-BRA/manifest.csv
     python -m data check --data-dir new_site/ --schema runs/data/Dataset_BUSI_with_GT/schema.json
+    python -m data check --run runs/seg/exp --data-dir unlabelled_scans/
     python -m data synth --out /tmp/synthetic --per-class 50 --size 256 --seed 0
 """
 
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from cli import exit_on_user_error
 from core.atomic import write_json
-from core.errors import DataError, MissingFileError
+from core.errors import DataError, MissingFileError, OptionError
 from data.duplicates import NEAR_DUPLICATE_BITS
 from data.report import (
     InspectOptions,
@@ -79,7 +80,37 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_run(args: argparse.Namespace) -> int:
+    """Unlabelled images against a run's training images: exit 1 when the images' median has shifted."""
+    from data.imageio import read_image
+    from data.shift import image_statistics, outside, read_description, summarize, summary_line
+    from inference.sources import collect_sources
+
+    run = Path(args.run)
+    description = read_description(run) or read_description(run / "fold0")
+    if description is None:
+        raise MissingFileError(f"`--run` must be a run (or fold) folder with image_description.json. Received: {run}")
+    files, _ = collect_sources(args.data_dir)
+    stats = [image_statistics(read_image(f)) for f in tqdm(files, unit="img", disable=len(files) < 2)]
+    summary = summarize(stats, description)
+    summary["flagged_files"] = {
+        str(f): fl for f, s in zip(files, stats, strict=True) if (fl := outside(s, description))
+    }
+    print(f"{len(files)} image(s) against the {description['n_images']} training images of {run}:")
+    print(f"  {summary_line(summary)}")
+    for name, fields in list(summary["flagged_files"].items())[:10]:
+        print(f"  {name}: {', '.join(fields)}")
+    if args.out:
+        write_json(args.out, summary)
+        print(f"Wrote {args.out}")
+    return 1 if summary["shifted"] else 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.run:
+        return cmd_check_run(args)
+    if not args.schema:
+        raise OptionError("`check` needs --schema (a labelled dataset) or --run (unlabelled images)")
     schema_path = Path(args.schema)
     if not schema_path.is_file():
         raise MissingFileError(f"`--schema` must be an existing schema JSON file. Received: {schema_path}")
@@ -179,14 +210,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     sub = p.add_subparsers(dest="command", required=True)
 
     _inspect_parser(sub)
-    c = sub.add_parser("check", help="validate a dataset against a saved schema; exit 1 on anomalies")
+    c = sub.add_parser(
+        "check",
+        help="validate a dataset against a saved schema, or unlabelled images against a run; exit 1 on anomalies",
+    )
     c.add_argument(
         "--data-dir",
         nargs="+",
         help="BUSI-layout folder or manifest .csv, or several, each checked as its own site "
-        "(default: built-in synthetic data)",
+        "(default: built-in synthetic data); with --run: image files, folders or glob patterns, no labels needed",
     )
-    c.add_argument("--schema", required=True, help="schema.json written by `inspect`")
+    c.add_argument("--schema", help="schema.json written by `inspect`")
+    c.add_argument(
+        "--run",
+        help="a run (or fold) folder: check unlabelled images against its training images (image_description.json)",
+    )
     c.add_argument("--out", help="also write the anomalies to this JSON file")
     c.set_defaults(func=cmd_check)
 

@@ -25,6 +25,7 @@ from evaluation.base import EvalRequest
 from evaluation.calibrate import fit_fold_temperature
 from evaluation.cut import fit_fold_cut
 from evaluation.run_files import load_fitted_cut, load_fitted_temperature, save_cut, save_temperature
+from evaluation.shift import shift_report
 from evaluation.tta import combine_views, model_views
 from metrics.calibration import apply_temperature, calibration_figures
 from metrics.classification import classification_report, format_report, malignancy_report
@@ -290,6 +291,9 @@ def evaluate_cls(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
     history = list(request.history)
     result = report_cls(ids, labels, probs, out_dir, images, history, grad_cam_of(model, cfg, images))
     result["tta"] = request.tta
+    flags, result["shift"] = shift_report(records, fold_dir)
+    if result["shift"] is not None:
+        result["shift"]["flagged_ids"] = {r.case_id: f for r, f in zip(records, flags, strict=True) if f}
     _calibration_report(result, labels, raw, probs, groups, calibration, out_dir)
     cuts, cut_info = malignancy_cut(records, probs, fold_dir, request.fit, request.own_data)
     result.update(malignancy_report(names, probs, CLASS_NAMES, groups, cuts))

@@ -113,6 +113,8 @@ def evaluate_external(
         write_json(where / "metrics.json", result)
         summary = {k: result[k] for k in keys if k in result}
         summary.update({f"{k}_ci95": result[f"{k}_ci95"] for k in keys if f"{k}_ci95" in result})
-        summary.update(n_images=result.get("n_images"), dir=str(where))
+        summary.update(n_images=result.get("n_images"), dir=str(where), shift=result.get("shift"))
+        if result.get("shift"):
+            print(f"external {ext.name}: shift: {result['shift']['line']}")
         out[ext.name] = summary
     return out

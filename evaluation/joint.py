@@ -100,6 +100,7 @@ def evaluate_joint(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -
         disagreement_ci95=agree["disagreement_ci95"],
         agreement=agree,
         n_images=len(records),
+        shift=seg["shift"],
         tta=request.tta,
         postprocess=request.postprocess,
         seg=seg,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from core.atomic import write_json
 from core.errors import MissingFileError, OptionError, RunFileError
+from data.shift import read_description
 from evaluation.calibrate import FittedTemperature
 from evaluation.cut import FittedCut
 from evaluation.gate import FittedGate
@@ -213,3 +214,9 @@ def load_threshold(fold_dir: Path | None) -> float | None:
     """The fold's cut on P(malignant) (chosen on all its lesion images), or None."""
     fitted = load_fitted_cut(fold_dir)
     return None if fitted is None else fitted.threshold
+
+
+def load_description(fold_dir: Path | None) -> dict | None:
+    """The description of a run's (or fold's) training images (:func:`data.shift.describe`, saved as
+    :data:`data.shift.DESCRIPTION_FILE`), or None (runs trained before it existed)."""
+    return read_description(fold_dir)

@@ -21,6 +21,7 @@ from data.sources import breakdowns
 from evaluation.base import EvalRequest
 from evaluation.gate import apply_gates, fit_fold_gate
 from evaluation.run_files import load_fitted_gate, save_gate
+from evaluation.shift import shift_report
 from evaluation.tta import combine_views, model_views
 from metrics.segmentation import per_image_scores
 from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate, count_lesions, postprocess_np, resize_to_native
@@ -260,6 +261,7 @@ def evaluate_seg(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
     counts = count_lesions(probs)
     raw_dice, _ = per_image_scores(truths, raw)
     native = _native(records, probs, truths, groups)
+    flags, shift = shift_report(records, request.fold_dir)
     result: dict[str, Any] = {
         **_scores(dice, iou, truths, probs, groups),
         **{k: v for k, v in native.items() if k != "per_image_native"},
@@ -276,6 +278,9 @@ def evaluate_seg(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
         **seg_breakdowns(records, dice, truths, groups),
         "per_class": _per_class(labels, dice, iou),
         "per_image": _per_image(ids, labels, dice, iou, probs, counts, raw_dice, raw, native["per_image_native"]),
+        "shift": shift,
     }
+    for entry, flag in zip(result["per_image"], flags, strict=True):
+        entry["shift"] = flag
     _plots(result, request.history, images, truths, probs, ids, dice, labels, request.out_dir)
     return result

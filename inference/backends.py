@@ -27,6 +27,8 @@ class Backend:
 
     task: str | None = None
     description: str = ""
+    training_images: dict | None = None
+    """The description of the training images (:mod:`data.shift`), when the model comes with one."""
 
     def __call__(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -36,7 +38,7 @@ class RunBackend(Backend):
     """A Keras model from a run folder, behind the same serving function an export has."""
 
     def __init__(self, run_dir: str | Path, weights: str = "best") -> None:
-        from evaluation.run_files import load_inference_model, resolve_run
+        from evaluation.run_files import load_description, load_inference_model, resolve_run
         from serving.export import spec_from_config
         from serving.signatures import compiled_serving_fns
 
@@ -45,6 +47,7 @@ class RunBackend(Backend):
         gate_dir = file.parent.parent if file.stem == "best" else None
         self.task = cfg.task
         self.description = f"{file} ({cfg.model})"
+        self.training_images = load_description(file.parent.parent)
         self._fn = compiled_serving_fns(load_inference_model(file), spec_from_config(cfg, gate_dir))[BYTES_SIGNATURE]
 
     def __call__(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
@@ -62,6 +65,7 @@ class SavedModelBackend(Backend):
         self.task = info["task"]
         version = f" v{info['version']}" if "version" in info else ""
         self.description = f"{version_dir} ({info['name']}{version})"
+        self.training_images = info.get("image_description")
         self._fn = tf.saved_model.load(str(version_dir)).signatures[BYTES_SIGNATURE]
 
     def __call__(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ from core.atomic import atomic_write, write_json, write_text
 from core.classes import CLASS_NAMES
 from core.errors import OptionError
 from data.imageio import read_image
+from data.shift import image_statistics, outside, summarize
 from evaluation.tta import combine_views
 from inference.backends import Backend
 from inference.explain import heat_overlay
@@ -214,6 +215,9 @@ class PredictResult:
     rows: list[dict[str, Any]]
     out_dir: Path
     task: str | None
+    shift: dict[str, Any] | None = None
+    """How many images look unlike the training images (:func:`data.shift.summarize`); None without a
+    description of them (a server, or a model trained before descriptions)."""
 
     @property
     def failed(self) -> int:
@@ -259,20 +263,24 @@ def predict_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     stems = _unique_stems(files)
     rows: list[dict[str, Any]] = []
+    described, seen = backend.training_images, []
     bar = tqdm(total=len(files), unit="img", disable=not progress or len(files) < 2)
     for start in range(0, len(files), batch_size):
         items = [load_item(Path(f)) for f in files[start : start + batch_size]]
         _predict_batch(backend, [it for it in items if not it.error], tta, explainer)
         for it, stem in zip(items, stems[start : start + batch_size], strict=True):
-            rows.append(
-                {"file": str(it.path), "error": it.error}
-                if it.error
-                else _finish(it, stem, backend.task, out_dir, pixel_spacing, postprocess)
-            )
+            if it.error:
+                rows.append({"file": str(it.path), "error": it.error})
+                continue
+            rows.append(_finish(it, stem, backend.task, out_dir, pixel_spacing, postprocess))
+            if described is not None:  # how the image compares with the training images, beside the answer
+                seen.append(image_statistics(it.image))
+                rows[-1]["shift"] = ";".join(outside(seen[-1], described))
         bar.update(len(items))
     bar.close()
-    write_predictions(rows, out_dir, backend, tta, pixel_spacing, postprocess)
-    return PredictResult(rows, out_dir, backend.task)
+    shift = None if described is None else summarize(seen, described)
+    write_predictions(rows, out_dir, backend, tta, pixel_spacing, postprocess, shift)
+    return PredictResult(rows, out_dir, backend.task, shift)
 
 
 def _predict_batch(
@@ -310,8 +318,10 @@ def write_predictions(
     tta: bool,
     pixel_spacing: float | None,
     postprocess: str = "none",
+    shift: dict[str, Any] | None = None,
 ) -> None:
-    """``predictions.csv`` (one row per file, every column) and ``predictions.json`` (with run info)."""
+    """``predictions.csv`` (one row per file, every column) and ``predictions.json`` (with run info and ``shift``,
+    how many images look unlike the training images: :func:`data.shift.summarize`)."""
     columns: list[str] = []
     for r in rows:
         columns += [k for k in r if k not in columns]
@@ -329,6 +339,7 @@ def write_predictions(
             "tta": tta,
             "postprocess": postprocess,
             "pixel_spacing_mm": pixel_spacing,
+            "shift": shift,
             "predictions": rows,
         },
     )

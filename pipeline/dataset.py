@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from core.classes import CLASS_NAMES
+from core.errors import DataError, Problem
 from data.discover import Case
 from data.scan import merge_masks
 from pipeline.augment import Augmenter, augment_tf
@@ -44,6 +45,22 @@ def _mask_loader(records: Sequence[Case]):
         return mask.astype(np.uint8)[:, :, None]
 
     return load
+
+
+def check_present(records: Sequence[Case]) -> None:
+    """Raise if a file of ``records`` is gone since the dataset was inspected (before tf.data fails on it).
+
+    Raises:
+        DataError: Naming every missing image and mask.
+    """
+    gone = [
+        Problem("missing_file", "gone since the dataset was inspected; restore it or inspect again", p, r.case_id)
+        for r in records
+        for p in (r.image, *r.masks)
+        if not os.path.isfile(p)
+    ]
+    if gone:
+        raise DataError(gone)
 
 
 def _cache_fingerprint(records: Sequence[Case], task: str, config: PipelineConfig) -> str:
@@ -208,6 +225,7 @@ def build_dataset(
 
     Raises:
         ValueError: On an unknown task or an empty record list.
+        DataError: If a file of the records is gone since the dataset was inspected.
 
     Example:
         >>> cases = discover("data_dir")
@@ -218,6 +236,7 @@ def build_dataset(
     records = list(records)
     if not records:
         raise ValueError("`records` must not be empty")
+    check_present(records)
     n = len(records)
     ds = _cache(_load(records, task, config), records, task, config, "train" if training else "eval")
     if training:

@@ -22,7 +22,7 @@ import keras
 
 from core.atomic import write_json
 from core.errors import MissingFileError, OptionError, OutputExistsError
-from evaluation.run_files import load_fitted_temperature
+from evaluation.run_files import load_description, load_fitted_temperature
 from models.postprocess import NO_GATE, load_gate
 from serving.layout import check_name, next_version, versions, write_models_config
 from serving.signatures import BYTES_SIGNATURE, PIXELS_SIGNATURE, ServingSpec, serving_fns
@@ -96,6 +96,7 @@ def export_model(
     name: str,
     version: int | None = None,
     source: str = "",
+    image_description: dict | None = None,
 ) -> ExportResult:
     """Export ``model`` with both serving signatures as ``root/name/version``.
 
@@ -106,6 +107,8 @@ def export_model(
         name: Served model name.
         version: Version number; default one more than the highest existing.
         source: Where the model came from (recorded in ``assets.extra/export.json``).
+        image_description: The run's training images described (:mod:`data.shift`), recorded there too so
+            that ``predict.py`` flags images unlike them.
 
     Raises:
         FileExistsError: If ``version`` already exists.
@@ -124,7 +127,8 @@ def export_model(
             "omit --version to write the next one"
         )
     model_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(model, spec, final, name, {"version": version, "source": source}, replace=False)
+    info = {"version": version, "source": source, "image_description": image_description}
+    _write_atomically(model, spec, final, name, info, replace=False)
     return ExportResult(name, version, final, write_models_config(root))
 
 
@@ -152,9 +156,8 @@ def save_run_servable(model: keras.Model, cfg: TrainConfig, fold_dir: Path) -> P
     ``train.py`` passes this to the trainer as its ``on_best`` step unless ``--no-export``.
     """
     path = Path(fold_dir) / "saved_model"
-    _write_atomically(
-        model, spec_from_config(cfg, fold_dir), path, cfg.model, {"source": str(path.parent / "weights")}, True
-    )
+    info = {"source": str(path.parent / "weights"), "image_description": load_description(fold_dir)}
+    _write_atomically(model, spec_from_config(cfg, fold_dir), path, cfg.model, info, True)
     return path
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import keras
 
 from core.atomic import atomic_write, write_json, write_text
+from core.errors import StorageError
 
 STATE_NAME = "state.json"
 HISTORY_NAME = "history.csv"
@@ -153,7 +154,14 @@ class RunCheckpoint(keras.callbacks.Callback):
         timing = {"epoch_seconds": now - t0, "train_seconds": t_val - t0}
         self.rows.append({"epoch": done, **{k: float(v) for k, v in logs.items()}, "lr": self._lr(), **timing})
         if self.is_chief:
-            self._commit(done, improved, now)
+            try:
+                self._commit(done, improved, now)
+            except OSError as e:
+                last = done - 1
+                raise StorageError(
+                    f"could not write epoch {done}'s checkpoint in {self.run_dir} ({e.strerror or e}); the run is "
+                    f"intact after epoch {last}: make room, then train.py --resume {self.run_dir}"
+                ) from e
         else:
             tmp = Path(tempfile.mkdtemp(prefix="worker_ckpt_"))
             try:

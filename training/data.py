@@ -27,6 +27,8 @@ class PreparedData:
     externals: list[ExternalData] = field(default_factory=list)
     unmasked: list[str] = field(default_factory=list)
     """Lesion images left out for having no mask (``--leave-out-unmasked``, segmentation and joint)."""
+    stats: list[dict[str, Any]] = field(default_factory=list)
+    """Each case's statistics from the dataset's scan (:mod:`data.shift` describes the training images')."""
 
 
 def prepare_data(cfg: TrainConfig, run_splits: Path | None = None) -> PreparedData:
@@ -63,7 +65,8 @@ def prepare_data(cfg: TrainConfig, run_splits: Path | None = None) -> PreparedDa
     if unmasked:
         print(f"left out {len(unmasked)} lesion image(s) without a mask (--leave-out-unmasked), e.g. {unmasked[:3]}")
     externals = load_externals(cfg.external, cfg.classes, cfg.task, cfg.leave_out_unmasked)
-    return PreparedData(analysis.cases, splits, externals, unmasked)
+    stats = analysis.scan.stats.to_dict("records")
+    return PreparedData(analysis.cases, splits, externals, unmasked, stats)
 
 
 def fold_records(data: PreparedData, cfg: TrainConfig, fold: int) -> tuple[list[Case], list[Case]]:

@@ -20,7 +20,8 @@ import tensorflow as tf
 
 from config.train import TrainConfig
 from core.atomic import write_json
-from core.errors import OptionError
+from core.errors import OptionError, StorageError
+from data.shift import DESCRIPTION_FILE, describe
 from evaluation.base import EvalRequest
 from evaluation.external import ExternalData, evaluate_external
 from evaluation.run_files import load_run_model
@@ -159,6 +160,9 @@ def train_fold(
     chief = is_chief(strategy)
     t0 = time.perf_counter()
     fd = fold_datasets(cfg, data, fold, strategy)
+    if chief and not (fold_dir / DESCRIPTION_FILE).is_file():
+        train_ids = {r.case_id for r in fd.train_records}
+        write_json(fold_dir / DESCRIPTION_FILE, describe(s for s in data.stats if s["id"] in train_ids))
     model, initial_epoch = restore_or_build(cfg, fold, fold_dir, strategy, state)
     spec = task_spec(cfg.task)
     checkpoint = RunCheckpoint(
@@ -232,6 +236,21 @@ def _compile_phase(
         )
 
 
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a file in it, or raise.
+
+    Raises:
+        StorageError: If the folder cannot be created or written, naming it and why.
+    """
+    probe = Path(folder) / ".write_check"
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise StorageError(f"cannot write in {folder} ({e.strerror or e}): pass another --project") from e
+
+
 def train(
     cfg: TrainConfig,
     run_dir: Path,
@@ -260,6 +279,8 @@ def train(
     set_precision(policy)
     print(f"mixed precision {cfg.mixed_precision!r}: dtype policy {policy}")
     strategy = make_strategy(cfg.strategy, devices)
+    if is_chief(strategy):
+        check_writable(run_dir if resume else run_dir.parent)  # the run folder itself only once the data are checked
     own_splits = run_dir / "splits.json"
     kept = resume and own_splits.is_file()
     data = prepare_data(cfg, own_splits if kept else None)

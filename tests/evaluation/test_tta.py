@@ -78,8 +78,13 @@ def test_evaluation_calibrates_each_view_before_combining_them_as_predict_does(m
     inputs = keras.Input((16, 16, 3))
     sides = keras.layers.Lambda(
         lambda t: keras.ops.stack(
-            [keras.ops.mean(t[:, :, :5], axis=(1, 2, 3)), keras.ops.mean(t[:, :, 5:], axis=(1, 2, 3)),
-             keras.ops.mean(t[:, :, 2:14], axis=(1, 2, 3))], axis=-1)  # fmt: skip
+            [
+                keras.ops.mean(t[:, :, :5], axis=(1, 2, 3)),
+                keras.ops.mean(t[:, :, 5:], axis=(1, 2, 3)),
+                keras.ops.mean(t[:, :, 2:14], axis=(1, 2, 3)),
+            ],
+            axis=-1,
+        )  # fmt: skip
     )(inputs)
     model = keras.Model(inputs, keras.layers.Softmax()(sides / 8.0))
     cfg = TrainConfig(task="cls", img_size=16, batch_size=4)

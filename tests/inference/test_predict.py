@@ -265,3 +265,35 @@ def test_native_resolution_dice_scores_the_masks_predict_writes(trained_runs, tm
         assert entry["dice_native"] == pytest.approx(dice), case.case_id
     assert scored["dice_native"] == pytest.approx(np.mean([e["dice_native"] for e in scored["per_image"]]))
     assert {"iou_native", "lesion_dice_native", "dice_native_ci95"} <= set(scored)
+    assert scored["shift"]["n_images"] == len(records)  # how the images compare with the training images
+
+
+@pytest.mark.slow
+def test_images_unlike_the_training_images_are_flagged_by_predict_and_data_check(trained_runs, tmp_path):
+    from config.train import TrainConfig
+    from data.imageio import read_image
+    from data.sources import discover_sources, resolve_sources
+
+    run = trained_runs["seg"]
+    cases = list(discover_sources(resolve_sources(TrainConfig.load(run / "config.json").data_dir)).values())[:4]
+    tinted = tmp_path / "tinted"
+    tinted.mkdir()
+    for case in cases:  # another vendor's colour-tinted frames of the same scans
+        gray = read_image(case.image)[:, :, :1].astype(np.float32)
+        rgb = np.clip(np.concatenate([gray, gray * 0.75, gray * 0.45], axis=2), 0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(tinted / case.image.name)
+    for model in (run, run / "saved_model"):  # the run folder, and the SavedModel it exported
+        result = predict.run([str(tinted)], model=str(model), out=str(tmp_path / model.name))
+        assert all("colour_fraction" in r["shift"].split(";") for r in result.rows)
+        assert "colour_fraction" in result.shift["shifted"] and result.shift["flagged"] == len(cases)
+        with open(tmp_path / model.name / "predictions.csv", newline="") as fh:
+            assert [r["shift"] for r in csv.DictReader(fh)] == [r["shift"] for r in result.rows]
+    own = predict.run([str(c.image) for c in cases], model=str(run), out=str(tmp_path / "own"))
+    assert not any("colour_fraction" in r["shift"] for r in own.rows) and own.shift["shifted"] == {}
+    check = subprocess.run(
+        [sys.executable, "-m", "data", "check", "--run", str(run), "--data-dir", str(tinted)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert check.returncode == 1, check.stderr[-2000:]
+    assert f"{len(cases)} of {len(cases)} image(s) look unlike the training images" in check.stdout
+    assert "colour_fraction" in check.stdout.split("shifted: ")[1]

@@ -23,11 +23,12 @@ Writes <run>/eval/<dataset>-<split>/metrics.json and plots/ (classification also
 predictions.csv; for a --fold all run, one folder per fold), and prints the
 main metrics. <dataset> is the folder's name, or a manifest's (a manifest.csv
 is named by its folder: BUS-BRA/manifest.csv -> BUS-BRA); NAME=PATH names it.
---tta (flip test-time augmentation) averages each prediction with the mirrored
-image's and writes <dataset>-<split>-tta instead. --postprocess largest (segmentation, joint)
-keeps the largest lesion of each gated mask, fills its holes, and writes
-<dataset>-<split>[-tta]-largest; metrics.json counts the lesions left in each mask
-("lesions").
+--tta (flip test-time augmentation) combines each prediction with the mirrored
+image's by predict.py's rule (a lesion only where the gate keeps it in both views;
+each view's probabilities calibrated, then averaged) and writes <dataset>-<split>-tta
+instead. --postprocess largest (segmentation, joint) keeps the largest lesion of each
+gated mask, fills its holes, and writes <dataset>-<split>[-tta]-largest; metrics.json
+counts the lesions left in each mask ("lesions").
 """
 
 from __future__ import annotations

@@ -139,11 +139,11 @@ def separability(run_dir: Path, data_dir: Path) -> dict:
     from sklearn.metrics import roc_auc_score
 
     from evaluation.gate import fit_gate, halves
-    from evaluation.seg import predict_seg
+    from evaluation.tta import predict_records
     from metrics.segmentation import per_image_scores
 
     cfg, val, model = _run_and_val(run_dir, data_dir)
-    _, truths, [probs] = predict_seg(model, val, cfg)
+    _, truths, [probs] = predict_records(model, val, cfg, "seg", tta=False)
     labels = [r.label for r in val]
     has = truths.reshape(len(truths), -1).max(axis=1) > 0.5
     stats = {}

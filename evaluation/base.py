@@ -55,3 +55,20 @@ class Evaluator(Protocol):
     """Scores a model on an :class:`EvalRequest`; returns the metrics that go to ``metrics.json``."""
 
     def __call__(self, model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> dict[str, Any]: ...
+
+
+def scored_with(ids: Sequence[str], crossed: set[str], rule: str, fold_rule: str) -> str:
+    """How a rule fitted with cross-fitted halves (the gate, the temperature, the cut) scored ``ids``.
+
+    Args:
+        ids: The cases scored.
+        crossed: The cases that have a cross-fitted rule (the fold's halves).
+        rule: The rule and how it was made, e.g. ``"gate fitted"``.
+        fold_rule: What scored the other cases, e.g. ``"the gate fitted on the run's validation fold"``.
+    """
+    n = sum(i in crossed for i in ids)
+    if n == len(ids):
+        return f"each half of the validation fold with the {rule} on the other half"
+    if n == 0:
+        return fold_rule
+    return f"{n} case(s) with the {rule} on the other half of the fold, the rest with {fold_rule}"

@@ -21,12 +21,12 @@ from core.classes import CLASS_NAMES
 from core.errors import MissingFileError
 from data.discover import Case
 from data.sources import breakdowns
-from evaluation.base import EvalRequest
+from evaluation.base import EvalRequest, scored_with
 from evaluation.calibrate import fit_fold_temperature
 from evaluation.cut import fit_fold_cut
 from evaluation.run_files import load_fitted_cut, load_fitted_temperature, save_cut, save_temperature
 from evaluation.shift import shift_report
-from evaluation.tta import combine_views, model_views
+from evaluation.tta import combine_views, predict_records
 from metrics.calibration import apply_temperature, calibration_figures
 from metrics.classification import classification_report, format_report, malignancy_report
 from models.classifier import LOGITS
@@ -62,17 +62,13 @@ SUMMARY_KEYS = (
 def predict_cls(
     model: keras.Model, records: Sequence[Case], cfg: TrainConfig, tta: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Images, integer labels and the predicted probabilities of ``records``, in record order.
+    """Images (uint8), integer labels and the predicted probabilities of ``records``, in record order.
 
     The probabilities are one array per view: the image's, and with ``tta`` the mirrored image's
     (:func:`evaluation.tta.model_views`).
     """
-    images, labels, views = [], [], []
-    for x, y in build_dataset(records, "cls", cfg.pipeline(augment="none"), training=False):
-        images.append(x.numpy().astype(np.uint8))
-        labels.append(np.argmax(y.numpy(), axis=-1))
-        views.append([v.astype(np.float64) for v in model_views(model, x, tta, spatial=False)])
-    return np.concatenate(images), np.concatenate(labels), [np.concatenate(v) for v in zip(*views, strict=True)]
+    images, onehot, views = predict_records(model, records, cfg, "cls", tta)
+    return images.astype(np.uint8), np.argmax(onehot, axis=-1), [v.astype(np.float64) for v in views]
 
 
 def run_images(run_dir: Path, ids: Sequence[str]) -> np.ndarray:
@@ -180,15 +176,7 @@ def malignancy_cut(
         return None, {"threshold": None, "scored_with": "no cut (the run has none)"}
     if not own_data:
         return np.full(len(ids), fitted.threshold), {"threshold": fitted.threshold, "scored_with": FOLD_CUT}
-    crossed = {i for half, t in fitted.halves if t is not None for i in half}
-    n = sum(i in crossed for i in ids)
-    how = (
-        "each half of the validation fold with the cut chosen on the other half"
-        if n == len(ids)
-        else FOLD_CUT
-        if n == 0
-        else f"{n} case(s) with the cut chosen on the other half of the fold, the rest with the fold's cut"
-    )
+    how = scored_with(ids, {i for half, t in fitted.halves if t is not None for i in half}, "cut chosen", FOLD_CUT)
     return fitted.for_cases(ids), {"threshold": fitted.threshold, "scored_with": how}
 
 
@@ -241,13 +229,8 @@ def calibrate(
     probs = raw.copy()
     for t in np.unique(temps):
         probs[temps == t] = apply_temperature(raw[temps == t], float(t))
-    members = {i for half, _ in fitted.halves for i in half}
-    crossed = own_data and any(i in members for i in ids)
-    how = (
-        "each half of the validation fold with the temperature fitted on the other half"
-        if crossed
-        else FOLD_TEMPERATURE
-    )
+    members = {i for half, _ in fitted.halves for i in half} if own_data else set()
+    how = scored_with(ids, members, "temperature fitted", FOLD_TEMPERATURE)
     return probs, {"temperature": fitted.temperature, "scored_with": how}
 
 

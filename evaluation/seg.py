@@ -18,14 +18,13 @@ from core.errors import DataError
 from data.discover import Case
 from data.scan import merge_masks
 from data.sources import breakdowns
-from evaluation.base import EvalRequest
+from evaluation.base import EvalRequest, scored_with
 from evaluation.gate import apply_gates, fit_fold_gate
 from evaluation.run_files import load_fitted_gate, save_gate
 from evaluation.shift import shift_report
-from evaluation.tta import combine_views, model_views
+from evaluation.tta import combine_views, predict_records
 from metrics.segmentation import per_image_scores
 from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate, count_lesions, postprocess_np, resize_to_native
-from pipeline.dataset import build_dataset
 from reports.plots import breakdown_plot, learning_curves, overlay_grid, score_histogram
 from reports.stats import BREAKDOWN_BOOT, group_bootstrap_ci, wilson_ci
 
@@ -41,22 +40,6 @@ SUMMARY_KEYS = (
     "lesion_left_empty",
 )
 """The segmentation figures of a run's summary line and cross-validation summary."""
-
-
-def predict_seg(
-    model: keras.Model, records: Sequence[Case], cfg: TrainConfig, tta: bool = False
-) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Images, true masks and the predicted probability maps of ``records``, in record order.
-
-    The maps are one array per view: the image's, and with ``tta`` the mirrored image's, mirrored back
-    (:func:`evaluation.tta.model_views`); :func:`evaluation.tta.combine_views` makes one answer of them.
-    """
-    images, truths, views = [], [], []
-    for x, y in build_dataset(records, "seg", cfg.pipeline(augment="none"), training=False):
-        images.append(x.numpy())
-        truths.append(y.numpy())
-        views.append(model_views(model, x, tta, spatial=True))
-    return np.concatenate(images), np.concatenate(truths), [np.concatenate(v) for v in zip(*views, strict=True)]
 
 
 def _empty(probs: np.ndarray) -> np.ndarray:
@@ -144,17 +127,8 @@ def scoring_gates(
         save_gate(fold_dir, fitted)
     if not own_data:
         return [fitted.gate] * len(ids), {"gate": fitted.gate.to_dict(), "scored_with": FOLD_GATE}
-    gates = fitted.for_cases(ids)
-    halves_ids = {i for members, _ in fitted.halves for i in members}
-    crossed = sum(i in halves_ids for i in ids)
-    how = (
-        "each half of the validation fold with the gate fitted on the other half"
-        if crossed == len(ids)
-        else FOLD_GATE
-        if crossed == 0
-        else f"{crossed} case(s) the gate was fitted on with cross-fitted gates, the rest with the fold's gate"
-    )
-    return gates, {"gate": fitted.gate.to_dict(), "scored_with": how}
+    how = scored_with(ids, {i for members, _ in fitted.halves for i in members}, "gate fitted", FOLD_GATE)
+    return fitted.for_cases(ids), {"gate": fitted.gate.to_dict(), "scored_with": how}
 
 
 def native_scores(records: Sequence[Case], probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -250,7 +224,7 @@ def evaluate_seg(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
     score the same maps at each image's own size, as ``predict.py`` writes them (:func:`native_scores`).
     """
     records, fit = list(request.records), request.fit and cfg.lesion_gate
-    images, truths, views = predict_seg(model, records, cfg, request.tta)
+    images, truths, views = predict_records(model, records, cfg, "seg", request.tta)  # a map per view
     raw = combine_views(views, spatial=True)
     labels, ids = [r.label for r in records], [r.case_id for r in records]
     groups = np.array([r.group or r.case_id for r in records], dtype=object)

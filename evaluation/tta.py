@@ -9,9 +9,16 @@ the run fitted (the lesion gate on a map, the temperature on class probabilities
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
+
+from pipeline.dataset import build_dataset
+
+if TYPE_CHECKING:
+    from config.train import TrainConfig
+    from data.discover import Case
 
 
 def model_views(model: keras.Model, x, tta: bool, spatial: bool) -> list[np.ndarray]:
@@ -50,3 +57,16 @@ def combine_views(views: Sequence[np.ndarray], spatial: bool) -> np.ndarray:
         empty = ~(stacked.reshape(len(views), stacked.shape[1], -1) != 0).any(axis=-1).all(axis=0)
         mean[empty] = 0
     return mean
+
+
+def predict_records(
+    model: keras.Model, records: Sequence[Case], cfg: TrainConfig, task: str, tta: bool
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Images, targets (``task``'s: masks or one-hot labels) and the model's outputs, one array per view
+    (:func:`model_views`), of ``records`` in record order, through the run's evaluation pipeline."""
+    images, targets, views = [], [], []
+    for x, y in build_dataset(records, task, cfg.pipeline(augment="none"), training=False):
+        images.append(x.numpy())
+        targets.append(y.numpy())
+        views.append(model_views(model, x, tta, spatial=task == "seg"))
+    return np.concatenate(images), np.concatenate(targets), [np.concatenate(v) for v in zip(*views, strict=True)]

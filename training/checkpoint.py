@@ -1,10 +1,12 @@
 """Checkpoints, history and early stopping that survive a killed process.
 
-After every epoch the callback writes, each atomically (temporary name, then
-rename): ``weights/last.keras`` (model and optimizer state), ``weights/best.keras``
-when the monitored metric improved, ``history.csv``, and last ``state.json``,
-which records the completed epoch and is what ``--resume`` trusts. A process
-killed at any moment leaves the previous epoch's files whole.
+After every epoch the callback commits the epoch: it writes, each atomically (temporary
+name, then rename), the staged ``weights/last.next.keras`` (model and optimizer state),
+``weights/best.next.keras`` when the monitored metric improved and ``history.next.csv``;
+then ``state.json``, which records the completed epoch and the staged files (the commit);
+then moves the staged files into place. :func:`read_state`, which ``--resume`` calls, finishes
+an interrupted commit or discards an uncommitted one, so a process killed at any moment
+resumes at exactly its last completed epoch.
 """
 
 from __future__ import annotations

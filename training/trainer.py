@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -237,16 +238,19 @@ def _compile_phase(
 
 
 def check_writable(folder: Path) -> None:
-    """Create ``folder`` and write a file in it, or raise.
+    """Raise unless ``folder`` can be made and written; creates nothing (a file is written and removed in its
+    nearest existing ancestor).
 
     Raises:
-        StorageError: If the folder cannot be created or written, naming it and why.
+        StorageError: If the nearest existing ancestor is a file, or cannot be written; naming why.
     """
-    probe = Path(folder) / ".write_check"
+    existing = Path(folder).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StorageError(f"cannot write in {folder} ({existing} is a file, not a folder): pass another --project")
     try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
+        tempfile.TemporaryFile(dir=existing).close()
     except OSError as e:
         raise StorageError(f"cannot write in {folder} ({e.strerror or e}): pass another --project") from e
 
@@ -280,7 +284,7 @@ def train(
     print(f"mixed precision {cfg.mixed_precision!r}: dtype policy {policy}")
     strategy = make_strategy(cfg.strategy, devices)
     if is_chief(strategy):
-        check_writable(run_dir if resume else run_dir.parent)  # the run folder itself only once the data are checked
+        check_writable(run_dir)  # before the data are read; nothing is written before they are checked
     own_splits = run_dir / "splits.json"
     kept = resume and own_splits.is_file()
     data = prepare_data(cfg, own_splits if kept else None)

@@ -43,7 +43,7 @@ def test_a_mask_of_another_size_among_the_training_data(data, tmp_path) -> None:
     assert str(err.value) == (
         f"1 problem in the dataset:\n  {mask}: mask is 12x10 (WxH) but its image benign (5).png is {width}x{height}"
     )
-    assert not (tmp_path / "runs" / "seg" / "exp").exists()
+    assert not (tmp_path / "runs" / "seg").exists()
 
 
 def test_a_file_that_disappears_between_inspection_and_training(data, tmp_path, monkeypatch) -> None:
@@ -73,7 +73,8 @@ def test_a_run_folder_that_cannot_be_written(data, tmp_path) -> None:
     blocker.write_text("a file where the project folder should be")
     with pytest.raises(StorageError) as err:
         train.run(epochs=1, data_dir=str(data), project=str(blocker), **TINY)
-    assert str(err.value) == f"cannot write in {blocker / 'seg'} (Not a directory): pass another --project"
+    run_dir = blocker / "seg" / "exp"
+    assert str(err.value) == f"cannot write in {run_dir} ({blocker} is a file, not a folder): pass another --project"
     assert blocker.read_text() == "a file where the project folder should be"
 
 

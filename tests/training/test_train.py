@@ -330,7 +330,7 @@ def test_a_lesion_image_without_its_mask_stops_training_unless_left_out(tiny_dat
     common = dict(epochs=1, data_dir=str(data), project=str(tmp_path / "runs"), export=False, **TINY)
     with pytest.raises(DataError, match=rf"{re.escape(gone)}\.png: benign image has no mask"):
         train.run(**common)
-    assert not (tmp_path / "runs" / "seg" / "exp").exists()  # no run folder before the data are checked
+    assert not (tmp_path / "runs" / "seg").exists()  # no run folder before the data are checked
     result = train.run(leave_out_unmasked=True, **common)
     run_dir = Path(result["run_dir"])
     assert json.loads((run_dir / "unmasked.json").read_text())["ids"] == [gone]

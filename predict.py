@@ -7,6 +7,7 @@ Usage:
     python predict.py --model runs/cls/exp --source scans/ --explain
     python predict.py --model runs/joint/exp --source scans/ --explain
     python predict.py --model runs/cls/exp --source "images/**/*.png" --out runs/predict/cls-site2
+    python predict.py --model runs/seg/exp --source archive/ --no-overlays
     python predict.py --server http://localhost:8501/v1/models/unet --source scan.png
 
 Writes <out>/predictions.csv and predictions.json (one row per file: class and
@@ -55,6 +56,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--pixel-spacing", type=float, default=None, help="millimetres per pixel; adds mm measurements")
     p.add_argument("--batch-size", type=int, default=8, help="images per model call")
+    p.add_argument(
+        "--overlays",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write overlays/ (--no-overlays: masks and the tables only, for archives)",
+    )
     p.add_argument("--weights", choices=["best", "last"], default="best", help="checkpoint of a run folder")
     return p.parse_args(argv)
 
@@ -88,7 +95,7 @@ def main(args: argparse.Namespace):
     )
     result = predict_files(
         backend, files, out, args.tta, args.pixel_spacing, args.batch_size, postprocess=args.postprocess,
-        explainer=explainer,
+        explainer=explainer, overlays=args.overlays,
     )  # fmt: skip
     for r in result.rows:
         if r["error"]:
@@ -96,7 +103,8 @@ def main(args: argparse.Namespace):
     print(f"{len(files) - result.failed} predicted, {result.failed} failed")
     if result.shift is not None:
         print(f"shift: {summary_line(result.shift)} (column `shift` of predictions.csv)")
-    extra = ("masks/, " if result.task != "cls" else "") + "overlays/" + (", explain/" if args.explain else "")
+    parts = ["masks/"] * (result.task != "cls") + ["overlays/"] * args.overlays + ["explain/"] * args.explain
+    extra = ", ".join(parts)
     print(f"Wrote {out}/predictions.csv, predictions.json, {extra}")
     return result
 

@@ -12,22 +12,24 @@ import csv
 import io
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from core.atomic import atomic_write, write_json, write_text
+from core.atomic import write_json, write_text
 from core.classes import CLASS_NAMES
 from core.errors import OptionError
 from data.imageio import read_image
 from data.shift import image_statistics, outside, summarize
 from evaluation.tta import combine_views
 from inference.backends import Backend
+from inference.drawing import encode_png, label_image, overlay, write_png
 from inference.explain import heat_overlay
 from inference.measure import measure_mask
 from models.postprocess import MASK_THRESHOLD, check_postprocess, postprocess_np, resize_to_native
@@ -52,17 +54,13 @@ class Item:
     cam: np.ndarray | None = None  # Grad-CAM map of the predicted class (--explain)
 
 
-def _png(image: np.ndarray) -> bytes:
-    return tf.io.encode_png(image).numpy()
-
-
 def load_item(path: Path) -> Item:
     """Read and decode ``path`` as the pipeline does; a failure fills ``error``."""
     item = Item(path)
     try:
         if path.suffix.lower() == ".bmp":  # TF cannot decode every BMP; send lossless PNG pixels instead
             item.image = read_image(path)
-            item.payload = _png(item.image)
+            item.payload = encode_png(item.image)
         else:
             item.payload = path.read_bytes()
             item.image = decode_image_bytes(tf.constant(item.payload)).numpy()
@@ -111,36 +109,6 @@ def _combine(outputs: list[dict[str, np.ndarray]], task: str) -> dict[str, np.nd
     return out
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
-    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image.copy()
-
-
-def _label(canvas: np.ndarray, text: str) -> None:
-    """Write ``text`` in the top-left corner on a dark box, scaled to the image."""
-    h, w = canvas.shape[:2]
-    scale = max(0.4, min(h, w) / 600)
-    thick = max(1, round(scale * 1.5))
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    pad = max(2, round(4 * scale))
-    cv2.rectangle(canvas, (0, 0), (tw + 2 * pad, th + base + 2 * pad), (0, 0, 0), -1)
-    cv2.putText(canvas, text, (pad, th + pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
-
-
-def overlay(image: np.ndarray, text: str, mask: np.ndarray | None = None) -> np.ndarray:
-    """RGB copy of ``image`` with the mask's outline (if any) and ``text`` in the corner."""
-    canvas = _rgb(image)
-    if mask is not None and mask.any():
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        thick = max(1, round(min(canvas.shape[:2]) / 250))
-        cv2.drawContours(canvas, contours, -1, (255, 220, 0), thick, cv2.LINE_AA)
-    _label(canvas, text)
-    return canvas
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    atomic_write(path, lambda p: p.write_bytes(_png(image if image.ndim == 3 else image[..., None])))
-
-
 def _unique_stems(paths: Sequence[Path]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
@@ -152,9 +120,16 @@ def _unique_stems(paths: Sequence[Path]) -> list[str]:
 
 
 def _finish(
-    item: Item, stem: str, task: str, out_dir: Path, pixel_spacing: float | None, postprocess: str = "none"
+    item: Item,
+    stem: str,
+    task: str,
+    out_dir: Path,
+    pixel_spacing: float | None,
+    postprocess: str = "none",
+    overlays: bool = True,
 ) -> dict[str, Any]:
-    """The row of one predicted item; writes its mask and overlay (a joint model's row has both parts).
+    """The row of one predicted item; writes its mask and (with ``overlays``) its overlay (a joint model's row
+    has both parts).
 
     Raises:
         ValueError: If ``postprocess`` is not ``none`` and the model classifies.
@@ -171,41 +146,47 @@ def _finish(
         label = f"{CLASS_NAMES[k]} {probs[k]:.2f}"
         row.update(class_name=CLASS_NAMES[k], class_id=k, probability=float(probs[k]))
         row.update({f"prob_{c}": float(p) for c, p in zip(CLASS_NAMES, probs, strict=True)})
-        if task == "cls":
-            _write_png(overlay_path, overlay(item.image, label))
+        if task == "cls" and overlays:
+            write_png(overlay_path, overlay(item.image, label))
         if item.cam is not None:
             explain_path = out_dir / "explain" / f"{stem}.png"
             canvas = heat_overlay(item.image, item.cam)
-            _label(canvas, f"{label} (Grad-CAM)")
-            _write_png(explain_path, canvas)
+            label_image(canvas, f"{label} (Grad-CAM)")
+            write_png(explain_path, canvas)
             row["explain"] = str(explain_path)
     if task != "cls":
-        h, w = item.image.shape[:2]
-        small = postprocess_np(pred["mask_probability"][None], postprocess)[0]  # at model resolution
-        prob = resize_to_native(small, h, w)
-        mask = prob >= MASK_THRESHOLD
-        mask_path = out_dir / "masks" / f"{stem}_mask.png"
-        _write_png(mask_path, (mask * 255).astype(np.uint8))
-        m = measure_mask(mask, pixel_spacing)
-        inside = float(prob[mask].mean()) if mask.any() else None
-        row.update(
-            mask=str(mask_path),
-            height=h,
-            width=w,
-            lesion_area_fraction=float(mask.mean()),
-            mean_lesion_probability=inside,
-            **m,
-        )
-        parts = ([label] if label else []) + [f"lesion {mask.mean():.1%} of image"]
-        if m["longest_diameter_px"] is not None:
-            mm = m.get("longest_diameter_mm")
-            parts.append(f"long axis {mm:.1f} mm" if mm is not None else f"long axis {m['longest_diameter_px']:.0f} px")
-        if inside is not None:
-            parts.append(f"p {inside:.2f}")
-        text = ", ".join(parts)
-        _write_png(overlay_path, overlay(item.image, text, mask))
-    row["overlay"] = str(overlay_path)
+        mask, text = _mask_part(item, pred, stem, out_dir, pixel_spacing, postprocess, label, row)
+        if overlays:
+            write_png(overlay_path, overlay(item.image, text, mask))
+    row["overlay"] = str(overlay_path) if overlays else ""
     return row
+
+
+def _mask_part(item, pred, stem, out_dir, pixel_spacing, postprocess, label, row) -> tuple[np.ndarray, str]:
+    """Write the mask at the image's size, add its measurements to ``row``; the mask and the overlay's text."""
+    h, w = item.image.shape[:2]
+    small = postprocess_np(pred["mask_probability"][None], postprocess)[0]  # at model resolution
+    prob = resize_to_native(small, h, w)
+    mask = prob >= MASK_THRESHOLD
+    mask_path = out_dir / "masks" / f"{stem}_mask.png"
+    write_png(mask_path, (mask * 255).astype(np.uint8))
+    m = measure_mask(mask, pixel_spacing)
+    inside = float(prob[mask].mean()) if mask.any() else None
+    row.update(
+        mask=str(mask_path),
+        height=h,
+        width=w,
+        lesion_area_fraction=float(mask.mean()),
+        mean_lesion_probability=inside,
+        **m,
+    )
+    parts = ([label] if label else []) + [f"lesion {mask.mean():.1%} of image"]
+    if m["longest_diameter_px"] is not None:
+        mm = m.get("longest_diameter_mm")
+        parts.append(f"long axis {mm:.1f} mm" if mm is not None else f"long axis {m['longest_diameter_px']:.0f} px")
+    if inside is not None:
+        parts.append(f"p {inside:.2f}")
+    return mask, ", ".join(parts)
 
 
 @dataclass
@@ -235,6 +216,8 @@ def predict_files(
     progress: bool = True,
     postprocess: str = "none",
     explainer: Callable[[Sequence[bytes], Sequence[int]], np.ndarray] | None = None,
+    overlays: bool = True,
+    workers: int = 2,
 ) -> PredictResult:
     """Predict ``files`` and write ``predictions.csv``/``.json``, ``masks/`` and ``overlays/`` to ``out_dir``.
 
@@ -251,6 +234,9 @@ def predict_files(
         explainer: Classification and joint models: Grad-CAM maps of images for given classes
             (:class:`inference.explain.Explainer`); each image's map of its predicted class
             goes to ``explain/<name>.png`` (column ``explain``).
+        overlays: Write ``overlays/`` (off: masks and the tables only, for archives).
+        workers: Threads that read the next batch and write the finished ones while the model runs
+            (1: one after the other). The outputs are the same either way.
 
     Raises:
         ValueError: On a bad ``batch_size`` or ``postprocess``, or ``postprocess`` for a classifier.
@@ -262,25 +248,66 @@ def predict_files(
         raise OptionError(f"`batch_size` must be at least 1. Received: batch_size={batch_size}")
     out_dir.mkdir(parents=True, exist_ok=True)
     stems = _unique_stems(files)
-    rows: list[dict[str, Any]] = []
-    described, seen = backend.training_images, []
+    described = backend.training_images
+    finish = partial(_row, task=backend.task, out_dir=out_dir, pixel_spacing=pixel_spacing,
+                     postprocess=postprocess, overlays=overlays, described=described)  # fmt: skip
     bar = tqdm(total=len(files), unit="img", disable=not progress or len(files) < 2)
-    for start in range(0, len(files), batch_size):
-        items = [load_item(Path(f)) for f in files[start : start + batch_size]]
-        _predict_batch(backend, [it for it in items if not it.error], tta, explainer)
-        for it, stem in zip(items, stems[start : start + batch_size], strict=True):
-            if it.error:
-                rows.append({"file": str(it.path), "error": it.error})
-                continue
-            rows.append(_finish(it, stem, backend.task, out_dir, pixel_spacing, postprocess))
-            if described is not None:  # how the image compares with the training images, beside the answer
-                seen.append(image_statistics(it.image))
-                rows[-1]["shift"] = ";".join(outside(seen[-1], described))
-        bar.update(len(items))
+    predict = partial(_predict_batch, backend, tta=tta, explainer=explainer)
+    done = _pipeline(files, stems, batch_size, workers, predict, finish, bar.update)
     bar.close()
+    rows = [row for row, _ in done]
+    seen = [stats for _, stats in done if stats is not None]
     shift = None if described is None else summarize(seen, described)
     write_predictions(rows, out_dir, backend, tta, pixel_spacing, postprocess, shift)
     return PredictResult(rows, out_dir, backend.task, shift)
+
+
+def _row(item: Item, stem: str, described: dict | None, **finish: Any) -> tuple[dict[str, Any], dict | None]:
+    """An item's row (:func:`_finish`; an unreadable file's error), with how it compares with the training
+    images when the model has their description (its statistics are returned for the summary)."""
+    if item.error:
+        return {"file": str(item.path), "error": item.error}, None
+    row = _finish(item, stem, **finish)
+    if described is None:
+        return row, None
+    stats = image_statistics(item.image)
+    row["shift"] = ";".join(outside(stats, described))
+    return row, stats
+
+
+def _pipeline(
+    files: Sequence[Path],
+    stems: Sequence[str],
+    batch_size: int,
+    workers: int,
+    predict: Callable[[list[Item]], None],
+    finish: Callable[[Item, str], Any],
+    advance: Callable[[int], object],
+) -> list[Any]:
+    """``finish(item, stem)`` of every file, in order: batches read ahead and finished behind ``predict``.
+
+    The model (``predict``, on the readable items of a batch) runs in this thread while a pool of ``workers``
+    threads reads the next batch and finishes the ones before (resizing, measuring, writing PNGs: NumPy,
+    OpenCV and TensorFlow's decoders release the GIL). At most two batches wait to be finished.
+    """
+    batches = [list(files[s : s + batch_size]) for s in range(0, len(files), batch_size)]
+    done: list[Any] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        loading = pool.submit(lambda b: [load_item(Path(f)) for f in b], batches[0]) if batches else None
+        writing: list[Future] = []
+        for k in range(len(batches)):
+            items = loading.result()
+            if k + 1 < len(batches):
+                loading = pool.submit(lambda b: [load_item(Path(f)) for f in b], batches[k + 1])
+            predict([it for it in items if not it.error])
+            writing += [pool.submit(finish, it, stem) for it, stem in zip(items, stems[k * batch_size :], strict=False)]
+            while len(writing) > 2 * batch_size:
+                done.append(writing.pop(0).result())
+                advance(1)
+        for f in writing:
+            done.append(f.result())
+            advance(1)
+    return done
 
 
 def _predict_batch(
@@ -293,7 +320,7 @@ def _predict_batch(
     outputs, or its error, and with ``explainer`` its Grad-CAM map of the predicted class."""
     payloads = [it.payload for it in good]
     if tta:
-        payloads += [_png(np.ascontiguousarray(it.image[:, ::-1])) for it in good]
+        payloads += [encode_png(np.ascontiguousarray(it.image[:, ::-1])) for it in good]
     results = call_backend(backend, payloads) if payloads else []
     views = 2 if tta else 1
     for i, it in enumerate(good):

@@ -297,3 +297,38 @@ def test_images_unlike_the_training_images_are_flagged_by_predict_and_data_check
     assert check.returncode == 1, check.stderr[-2000:]
     assert f"{len(cases)} of {len(cases)} image(s) look unlike the training images" in check.stdout
     assert "colour_fraction" in check.stdout.split("shifted: ")[1]
+
+
+def test_pngs_are_lossless_whatever_the_channels(tmp_path):
+    from inference.drawing import encode_png
+
+    rng = np.random.default_rng(0)
+    for shape in ((13, 17), (13, 17, 1), (13, 17, 3), (13, 17, 4)):
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        decoded = tf.io.decode_png(encode_png(image), channels=1 if len(shape) == 2 else shape[2]).numpy()
+        np.testing.assert_array_equal(decoded.reshape(image.shape), image)  # RGB order kept, every pixel
+
+
+@pytest.mark.slow
+def test_reading_ahead_and_writing_behind_gives_the_same_outputs_and_overlays_are_optional(trained_runs, tmp_path):
+    src = tmp_path / "src"
+    files = odd_images(src) + odd_images(tmp_path / "more", seed=1)
+    backend = open_backend_for(trained_runs["seg"])
+    one = predict_files(backend, files, tmp_path / "one", batch_size=3, progress=False, workers=1)
+    many = predict_files(backend, files, tmp_path / "many", batch_size=3, progress=False, workers=3)
+    bare = predict_files(backend, files, tmp_path / "bare", batch_size=3, progress=False, overlays=False)
+    for a, b, c in zip(one.rows, many.rows, bare.rows, strict=True):
+        assert {k: v for k, v in a.items() if k not in ("mask", "overlay")} == {
+            k: v for k, v in b.items() if k not in ("mask", "overlay")
+        }
+        for key in ("mask", "overlay"):
+            np.testing.assert_array_equal(np.array(Image.open(a[key])), np.array(Image.open(b[key])))
+        np.testing.assert_array_equal(np.array(Image.open(a["mask"])), np.array(Image.open(c["mask"])))
+        assert c["overlay"] == ""
+    assert not (tmp_path / "bare" / "overlays").exists()
+
+
+def open_backend_for(run: Path):
+    from inference.backends import open_backend
+
+    return open_backend(str(run), None)

@@ -210,12 +210,6 @@ def _cut_or_none(value: object) -> float | None:
     return None if value is None else float(value)
 
 
-def load_threshold(fold_dir: Path | None) -> float | None:
-    """The fold's cut on P(malignant) (chosen on all its lesion images), or None."""
-    fitted = load_fitted_cut(fold_dir)
-    return None if fitted is None else fitted.threshold
-
-
 def load_description(fold_dir: Path | None) -> dict | None:
     """The description of a run's (or fold's) training images (:func:`data.shift.describe`, saved as
     :data:`data.shift.DESCRIPTION_FILE`), or None (runs trained before it existed)."""

@@ -12,7 +12,7 @@ from core.classes import CLASS_NAMES
 from data.discover import Case
 from evaluation.cls import malignancy_cut
 from evaluation.cut import FittedCut, fit_fold_cut
-from evaluation.run_files import THRESHOLD_FILE, load_fitted_cut, load_threshold
+from evaluation.run_files import THRESHOLD_FILE, load_fitted_cut
 from metrics.classification import malignancy_report
 
 # Halves alternate within each class in order: b0, b2 | b1, b3 and m0, m2 | m1, m3.
@@ -47,7 +47,7 @@ def test_each_half_is_scored_with_the_cut_chosen_on_the_other_half(tmp_path) -> 
     assert (crossed["sensitivity"], crossed["specificity"]) == (0.75, 0.75)  # m0 (0.5 < 0.525) and b1 (0.45 >= 0.4)
 
     # Saved with both halves; evaluate.py on the fold reproduces the figures, another dataset gets the fold's cut.
-    assert load_fitted_cut(tmp_path) == fitted and load_threshold(tmp_path) == pytest.approx(0.475)
+    assert load_fitted_cut(tmp_path) == fitted and load_fitted_cut(tmp_path).threshold == pytest.approx(0.475)
     again, _ = malignancy_cut(records, probs, tmp_path, fit=False, own_data=True)
     assert np.array_equal(again, cuts)
     other, other_info = malignancy_cut(records, probs, tmp_path, fit=False, own_data=False)

@@ -135,3 +135,18 @@ def test_the_config_and_the_flags_read_without_tensorflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_no_library_function_over_60_lines_and_no_library_file_over_400() -> None:
+    """Long functions do several jobs; the scripts and ``__main__`` modules (argparse) are not library code."""
+    long_functions, long_files = [], []
+    for name, path in project_modules().items():
+        if floor(name) == SCRIPTS:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > 400:
+            long_files.append(name)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long_functions.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert long_functions == [] and long_files == []

@@ -111,8 +111,6 @@ def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict
 
 def run(devices: Sequence[str] | None = None, **overrides: Any) -> dict[str, Any]:
     """Train from Python, e.g. ``run(task="seg", epochs=1, max_samples=8)``; flags' defaults apply."""
-    if "fold" in overrides:
-        overrides["fold"] = str(overrides["fold"])
     return main(with_overrides(parse_args([]), overrides), devices=devices)
 
 

@@ -249,7 +249,7 @@ def predict_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     stems = _unique_stems(files)
     described = backend.training_images
-    finish = partial(_row, task=backend.task, out_dir=out_dir, pixel_spacing=pixel_spacing,
+    finish = partial(_row, backend=backend, out_dir=out_dir, pixel_spacing=pixel_spacing,
                      postprocess=postprocess, overlays=overlays, described=described)  # fmt: skip
     bar = tqdm(total=len(files), unit="img", disable=not progress or len(files) < 2)
     predict = partial(_predict_batch, backend, tta=tta, explainer=explainer)
@@ -262,12 +262,17 @@ def predict_files(
     return PredictResult(rows, out_dir, backend.task, shift)
 
 
-def _row(item: Item, stem: str, described: dict | None, **finish: Any) -> tuple[dict[str, Any], dict | None]:
+def _row(
+    item: Item, stem: str, backend: Backend, described: dict | None, **finish: Any
+) -> tuple[dict[str, Any], dict | None]:
     """An item's row (:func:`_finish`; an unreadable file's error), with how it compares with the training
-    images when the model has their description (its statistics are returned for the summary)."""
+    images when the model has their description (its statistics are returned for the summary).
+
+    The backend's task is read here, after its batch was predicted: a server's is known only from its answers.
+    """
     if item.error:
         return {"file": str(item.path), "error": item.error}, None
-    row = _finish(item, stem, **finish)
+    row = _finish(item, stem, backend.task, **finish)
     if described is None:
         return row, None
     stats = image_statistics(item.image)

@@ -39,6 +39,8 @@ class EvalRequest:
         tta: Average each prediction with the left-right mirrored image's (:mod:`evaluation.tta`).
         postprocess: Mask post-processing after the gate (:data:`models.options.POSTPROCESS`);
             segmentation and joint only.
+        shift: Flag the images unlike the run's training images (:mod:`evaluation.shift`; it reads every
+            image again). A joint evaluation flags them once, with its mask head.
     """
 
     records: Sequence[Case]
@@ -49,6 +51,7 @@ class EvalRequest:
     own_data: bool = True
     tta: bool = False
     postprocess: str = "none"
+    shift: bool = True
 
 
 class Evaluator(Protocol):

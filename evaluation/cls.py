@@ -274,7 +274,7 @@ def evaluate_cls(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
     history = list(request.history)
     result = report_cls(ids, labels, probs, out_dir, images, history, grad_cam_of(model, cfg, images))
     result["tta"] = request.tta
-    flags, result["shift"] = shift_report(records, fold_dir)
+    flags, result["shift"] = shift_report(records, fold_dir) if request.shift else ([], None)
     if result["shift"] is not None:
         result["shift"]["flagged_ids"] = {r.case_id: f for r, f in zip(records, flags, strict=True) if f}
     _calibration_report(result, labels, raw, probs, groups, calibration, out_dir)

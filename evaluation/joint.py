@@ -84,12 +84,15 @@ def evaluate_joint(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -
     ``seg`` holds :func:`evaluation.seg.evaluate_seg`'s result (its plots in ``out_dir/seg/plots``),
     ``cls`` :func:`evaluation.cls.evaluate_cls`'s (``out_dir/cls``: predictions, plots, Grad-CAM of
     the class head); their main figures are repeated at the top level beside ``agreement``
-    (:func:`agreement`). The request is the same for both heads (the classifier's without post-processing).
+    (:func:`agreement`). The request is the same for both heads (the classifier's without post-processing, and
+    the images flagged against the training images once, by the mask head).
     """
     out_dir, history, records = request.out_dir, request.history, list(request.records)
     seg_request = replace(request, out_dir=out_dir / SEG_DIR, history=head_history(history, MASK))
     seg = evaluate_seg(head_model(model, MASK), cfg, seg_request)
-    cls_request = replace(request, out_dir=out_dir / CLS_DIR, history=head_history(history, LABEL), postprocess="none")
+    cls_request = replace(
+        request, out_dir=out_dir / CLS_DIR, history=head_history(history, LABEL), postprocess="none", shift=False
+    )
     cls = evaluate_cls(head_model(model, LABEL), cfg, cls_request)
     ids, _, probs = read_predictions(out_dir / CLS_DIR / PREDICTIONS_NAME)
     empty = {r["id"]: r["empty"] for r in seg["per_image"]}

@@ -235,7 +235,7 @@ def evaluate_seg(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
     counts = count_lesions(probs)
     raw_dice, _ = per_image_scores(truths, raw)
     native = _native(records, probs, truths, groups)
-    flags, shift = shift_report(records, request.fold_dir)
+    flags, shift = shift_report(records, request.fold_dir if request.shift else None)
     result: dict[str, Any] = {
         **_scores(dice, iou, truths, probs, groups),
         **{k: v for k, v in native.items() if k != "per_image_native"},

@@ -7,7 +7,6 @@ import keras
 from config.train import TrainConfig
 from core.classes import CLASS_NAMES
 from core.errors import OptionError
-from evaluation.cls import SUMMARY_KEYS, evaluate_cls
 from losses.classification import get_cls_loss
 from metrics.classification import cls_metrics
 from models.hub import is_preset
@@ -54,7 +53,5 @@ CLS_SPEC = TaskSpec(
     build_model=build_cls_model,
     loss=lambda cfg, records: get_cls_loss(cfg.loss, [r.label for r in records], cfg.gamma, cfg.label_smoothing),
     metrics=lambda cfg: cls_metrics(len(CLASS_NAMES)),
-    evaluate=evaluate_cls,
-    summary_keys=SUMMARY_KEYS,
     phases=cls_phases,
 )

@@ -17,7 +17,6 @@ from config.train import TrainConfig
 from core.classes import CLASS_NAMES
 from core.errors import OptionError
 from data.discover import Case
-from evaluation.joint import SUMMARY_KEYS, evaluate_joint
 from losses.classification import get_cls_loss
 from losses.segmentation import get_seg_loss
 from metrics.classification import cls_metrics
@@ -108,8 +107,6 @@ JOINT_SPEC = TaskSpec(
     build_model=build_joint_model,
     loss=joint_loss,
     metrics=lambda cfg: {MASK: seg_metrics(), LABEL: cls_metrics(len(CLASS_NAMES))},
-    evaluate=evaluate_joint,
-    summary_keys=SUMMARY_KEYS,
     phases=cls_phases,
     loss_weights=lambda cfg: {MASK: 1.0, LABEL: cfg.cls_weight},
     epoch_score=combined_score,

@@ -8,7 +8,6 @@ import keras
 
 from config.train import TrainConfig
 from core.errors import OptionError
-from evaluation.seg import SUMMARY_KEYS, evaluate_seg
 from losses.segmentation import get_seg_loss
 from metrics.segmentation import seg_metrics
 from models.classifier import check_weights, load_weights_file
@@ -92,6 +91,4 @@ SEG_SPEC = TaskSpec(
     build_model=build_seg_model,
     loss=lambda cfg, _records: get_seg_loss(cfg.loss),
     metrics=lambda cfg: seg_metrics(),
-    evaluate=evaluate_seg,
-    summary_keys=SUMMARY_KEYS,
 )

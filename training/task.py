@@ -2,7 +2,7 @@
 
 The trainer (:mod:`training.trainer`) is the same code for every task; it reads a :class:`TaskSpec`
 from :func:`training.tasks.task_spec`. Each task module (:mod:`training.seg`, :mod:`training.cls`,
-:mod:`training.joint`) defines its spec; scoring is :mod:`evaluation`'s (:class:`evaluation.base.Evaluator`).
+:mod:`training.joint`) defines its spec; scoring is :mod:`evaluation`'s (:func:`evaluation.tasks.evaluator`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import keras
 
 from config.train import TrainConfig
 from data.discover import Case
-from evaluation.base import Evaluator
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,6 @@ class TaskSpec:
     build_model: Callable[[TrainConfig], keras.Model]
     loss: Callable[[TrainConfig, Sequence[Case]], keras.losses.Loss]
     metrics: Callable[[TrainConfig], list[keras.metrics.Metric]]
-    evaluate: Evaluator
-    """Scores the best weights (:mod:`evaluation`): on the validation fold with ``fit=True``, then on each
-    external dataset."""
-    summary_keys: tuple[str, ...]
     phases: Callable[[TrainConfig], list[Phase]] = _single_phase
     loss_weights: Callable[[TrainConfig], dict[str, float] | None] = lambda cfg: None
     """Weights of a multi-output model's losses (``compile(loss_weights=...)``)."""

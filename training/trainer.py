@@ -1,9 +1,10 @@
 """The training loop shared by every task.
 
 A task contributes a :class:`~training.task.TaskSpec` (how to build its model, loss and metrics,
-which metric picks the best epoch, how to evaluate); everything else (data and splits:
-:mod:`training.data`; strategy and precision; schedule, checkpoints, resume, cross-validation)
-is the same code for segmentation, classification and the joint model.
+which metric picks the best epoch, its phases) and its evaluator (:func:`evaluation.tasks.evaluator`);
+everything else (data and splits: :mod:`training.data`; strategy and precision; schedule,
+checkpoints, resume, cross-validation) is the same code for segmentation, classification and the
+joint model.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from evaluation.base import EvalRequest
 from evaluation.external import ExternalData, evaluate_external
 from evaluation.run_files import load_run_model
 from evaluation.summary import cv_summary
+from evaluation.tasks import evaluator, summary_keys
 from training.checkpoint import RunCheckpoint, read_history, read_state
 from training.data import FoldData, PreparedData, fold_datasets, prepare_data
 from training.loop import fit_distributed
@@ -113,7 +115,7 @@ def evaluate_best(
     t0 = time.perf_counter()
     best = load_run_model(fold_dir / "weights" / "best.keras")
     request = EvalRequest(fd.val_records, fold_dir, checkpoint.rows, fold_dir=fold_dir, fit=True)
-    result = spec.evaluate(best, cfg, request)
+    result = evaluator(cfg.task)(best, cfg, request)
     result.update(
         fold=fold,
         best_epoch=checkpoint.best_epoch,
@@ -125,7 +127,8 @@ def evaluate_best(
     seconds = {"evaluate": time.perf_counter() - t0}
     if externals:
         t0 = time.perf_counter()
-        result["external"] = evaluate_external(spec.evaluate, best, cfg, fold_dir, externals, spec.summary_keys)
+        keys = summary_keys(cfg.task)
+        result["external"] = evaluate_external(evaluator(cfg.task), best, cfg, fold_dir, externals, keys)
         seconds["external"] = time.perf_counter() - t0
     if on_best is not None:
         t0 = time.perf_counter()
@@ -305,7 +308,7 @@ def train(
         keras.backend.clear_session()
     if not chief:
         return {}
-    keys = task_spec(cfg.task).summary_keys
+    keys = summary_keys(cfg.task)
     summary = cv_summary(results, keys)
     if data.externals:
         summary["external"] = {

@@ -72,8 +72,8 @@ class TrainConfig:
     of replicas (Goyal et al., 2017), since the global batch grows with them. None
     resolves to :data:`HUB_CLASSIFIER_LR` for a keras-hub classifier and to :data:`LR` otherwise.
     An empty ``model`` or ``loss`` takes the task's default (:data:`TASK_DEFAULTS`).
-    ``weights``, ``freeze_epochs``, ``gamma`` and ``label_smoothing`` apply to
-    classification only. ``oversample`` None (the default) resolves to True for plain
+    ``weights`` (a file, ``imagenet`` or a keras-hub preset) and ``freeze_epochs`` (with ImageNet or
+    a preset) apply to every task; ``gamma`` and ``label_smoothing`` to classification. ``oversample`` None (the default) resolves to True for plain
     cross-entropy on ``cls`` (the imbalance is handled by sampling) and to False
     otherwise (the weighted losses handle it; segmentation samples as the data come
     unless asked), so a saved config always holds the choice made. ``export`` writes each fold's best
@@ -182,15 +182,16 @@ class TrainConfig:
     folds: int = option(5, "folds when the dataset's splits are made (first use of a dataset; ignored when they exist)")
     weights: str = option(
         "none",
-        "none (random init); cls and joint efficientnet_b0_unet: imagenet (downloads; frozen backbone for "
-        "--freeze-epochs, then all layers at lr/10); the keras-hub models (segformer_b0/b1, mit_b0_cls, deit_tiny): "
-        "a keras-hub preset name or directory for the encoder (e.g. segformer_b0_ade20k_512, "
-        "deit_tiny_distilled_patch16_224_imagenet; downloads a name; cls and joint freeze as for imagenet); "
-        "every task: a .keras / .weights.h5 file of the same model, e.g. another run's weights/best.keras to adapt "
-        "it to a new site",
+        "none (random init); imagenet: the encoder's ImageNet weights, frozen for --freeze-epochs, then all "
+        "layers at lr/10 (efficientnet_lite0 and efficientnet_lite0_unet: installed with the project, no download; "
+        "the other classifiers and joint efficientnet_b0_unet: keras.applications downloads them); the keras-hub "
+        "models (segformer_b0/b1, mit_b0_cls, deit_tiny): a keras-hub preset name or directory for the encoder (e.g. "
+        "segformer_b0_ade20k_512, deit_tiny_distilled_patch16_224_imagenet; downloads a name; cls and joint freeze "
+        "as for imagenet); every task: a .keras / .weights.h5 file of the same model, e.g. another run's "
+        "weights/best.keras to adapt it to a new site",
     )
     freeze_epochs: int = option(
-        3, "with --weights imagenet or a keras-hub preset: epochs with the backbone frozen", tasks=CLS_TASKS
+        3, "with --weights imagenet (or a keras-hub preset for cls and joint): epochs with the encoder frozen"
     )
     gamma: float = option(2.0, "focal loss gamma", tasks=CLS_TASKS)
     label_smoothing: float = option(0.0, "label smoothing", tasks=CLS_TASKS)

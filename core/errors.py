@@ -67,6 +67,10 @@ class RunFileError(UserError, ValueError):
     """A file of a run folder (its fitted gate, temperature or cut) cannot be read."""
 
 
+class WeightsError(UserError, ValueError):
+    """Pretrained weights cannot be found, read or trusted (a package missing, a file changed or unreadable)."""
+
+
 class DataError(UserError, ValueError):
     """The dataset cannot be used as it is; ``problems`` lists every reason found."""
 

@@ -23,6 +23,8 @@ class ModelEntry:
     says a segmenter's builder also makes a joint model (``joint_classes``, :mod:`models.joint`).
     ``hub`` marks a keras-hub transformer (:mod:`models.hub`): its builder takes ``weights``
     itself (none, a keras-hub preset or a file) and has no ``base_filters``, ``depth`` or ``norm``.
+    ``imagenet`` marks a segmenter whose builder takes ``weights`` itself (none, ``imagenet`` or a
+    file) because its encoder has ImageNet weights; it has no ``depth``.
     ``options`` names the architecture options of :data:`ARCHITECTURE_OPTIONS` the builder takes.
     """
 
@@ -33,6 +35,7 @@ class ModelEntry:
     joint: bool = False
     hub: bool = False
     options: tuple[str, ...] = ()
+    imagenet: bool = False
 
     def serves(self, task: str) -> bool:
         """Whether the builder makes a model for ``task``."""
@@ -60,6 +63,7 @@ def register(
     joint: bool = False,
     hub: bool = False,
     options: tuple[str, ...] = (),
+    imagenet: bool = False,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering a builder under ``name`` for ``task`` (one of :data:`TASKS`), see :class:`ModelEntry`."""
     if task not in TASKS:
@@ -71,7 +75,7 @@ def register(
     def deco(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelEntry(name, task, fn, cam_layer, joint, hub, tuple(options))
+        _REGISTRY[name] = ModelEntry(name, task, fn, cam_layer, joint, hub, tuple(options), imagenet)
         return fn
 
     return deco
@@ -124,6 +128,8 @@ def _import_builders() -> None:
         deit_tiny,
         efficientnet_b0,
         efficientnet_b0_unet,
+        efficientnet_lite0,
+        efficientnet_lite0_unet,
         mit_b0_cls,
         resnet50,
         resnet50_se,

@@ -25,7 +25,7 @@ from models.classifier import check_weights, load_weights_file
 from models.joint import LABEL, MASK
 from models.registry import architecture_options, build_model, get_model_entry, model_names
 from training.cls import cls_phases
-from training.seg import hub_options
+from training.seg import hub_options, reject_depth, with_weights_message
 from training.task import TaskSpec
 
 
@@ -58,14 +58,16 @@ def build_joint_model(cfg: TrainConfig) -> keras.Model:
         consistency=cfg.consistency,
         **architecture_options(cfg.model, cfg.architecture()),  # raises on an option the model lacks
     )
-    if entry.task == "joint":  # an ImageNet encoder with a decoder: takes --weights itself
+    if _takes_weights(entry):  # an ImageNet encoder with a decoder: takes --weights itself
         if cfg.presence_head:
             raise OptionError(f"`--presence-head` is for the U-Net and ResUNet; {cfg.model} has a class head already")
-        return build_model(cfg.model, weights=cfg.weights, **common)
+        if entry.imagenet:
+            reject_depth(cfg)
+        return with_weights_message(cfg, lambda: build_model(cfg.model, weights=cfg.weights, **common))
     if cfg.weights == "imagenet":
         raise OptionError(
             f"`--weights imagenet` needs an ImageNet encoder: --model {' or '.join(model_names('joint'))} "
-            f"has one only for {[n for n in model_names('joint') if get_model_entry(n).task == 'joint']}"
+            f"has one only for {[n for n in model_names('joint') if _takes_weights(get_model_entry(n))]}"
         )
     model = build_model(cfg.model, depth=cfg.depth, presence_head=cfg.presence_head, **common)
     if cfg.weights != "none":
@@ -78,6 +80,10 @@ def build_joint_model(cfg: TrainConfig) -> keras.Model:
             ) from e
         print(f"started from the weights of {cfg.weights}")
     return model
+
+
+def _takes_weights(entry) -> bool:
+    return entry.task == "joint" or entry.imagenet
 
 
 def joint_loss(cfg: TrainConfig, records: Sequence[Case]) -> dict[str, keras.losses.Loss]:

@@ -2,17 +2,65 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 
 import keras
 
 from config.train import TrainConfig
-from core.errors import OptionError
+from core.errors import OptionError, UserError
 from losses.segmentation import get_seg_loss
 from metrics.segmentation import seg_metrics
-from models.classifier import check_weights, load_weights_file
+from models.classifier import WEIGHTS_CHOICES, check_weights, load_weights_file
 from models.registry import architecture_options, build_model, get_model_entry, model_names
-from training.task import TaskSpec
+from training.cls import FINE_TUNE_LR_SCALE
+from training.task import Phase, TaskSpec
+
+
+def reject_depth(cfg: TrainConfig) -> None:
+    """An ImageNet-encoder segmenter has its encoder's depth: a changed ``--depth`` raises rather than being ignored."""
+    if cfg.depth != next(f.default for f in fields(TrainConfig) if f.name == "depth"):
+        raise OptionError(f"--depth sets the U-Net's levels; --model {cfg.model} has its encoder's (drop --depth)")
+
+
+def imagenet_options(cfg: TrainConfig) -> dict:
+    """Builder arguments of a segmenter with an ImageNet encoder (``ModelEntry.imagenet``), ``weights`` included.
+
+    Raises:
+        ValueError: On a changed ``--depth`` or an architecture option the model lacks.
+    """
+    reject_depth(cfg)
+    return dict(
+        **_model_options(cfg),
+        base_filters=cfg.base_filters,
+        norm=cfg.norm,
+        weights=cfg.weights,
+        **architecture_options(cfg.model, cfg.architecture()),
+    )
+
+
+def with_weights_message(cfg: TrainConfig, build: Callable[[], keras.Model]) -> keras.Model:
+    """Call ``build`` (a builder that loads ``cfg.weights`` itself) and say where the weights came from.
+
+    Raises:
+        ValueError: A weights file that does not fit the model, as an error naming the flag.
+    """
+    try:
+        model = build()
+    except UserError:
+        raise
+    except ValueError as e:
+        if cfg.weights in WEIGHTS_CHOICES:
+            raise
+        raise OptionError(
+            f"`--weights {cfg.weights}` does not fit --model {cfg.model} with these options: "
+            f"train with the options of the run that wrote it ({e})"
+        ) from e
+    if cfg.weights not in WEIGHTS_CHOICES:
+        print(f"started from the weights of {cfg.weights}")
+    elif cfg.weights == "imagenet":
+        print(f"encoder of --model {cfg.model} started from ImageNet")
+    return model
 
 
 def hub_options(cfg: TrainConfig) -> dict:
@@ -45,23 +93,28 @@ def build_seg_model(cfg: TrainConfig) -> keras.Model:
 
     A file (another run's ``weights/best.keras``, say) must hold the same architecture: model,
     ``base_filters``, ``depth``, ``norm`` and ``presence_head``; the input size may differ.
-    A keras-hub model (SegFormer) takes its weights itself, a keras-hub preset among them.
+    A keras-hub model (SegFormer) takes its weights itself, a keras-hub preset among them; so does a
+    model with an ImageNet encoder (``efficientnet_lite0_unet``), ``imagenet`` among them.
 
     Raises:
-        ValueError: On a classifier name, ``--weights imagenet`` (no segmentation model has ImageNet
-            weights), a weights file of another architecture, or U-Net options for a keras-hub model.
+        ValueError: On a classifier name, ``--weights imagenet`` for a model without an ImageNet encoder,
+            a weights file of another architecture, or U-Net options for a keras-hub model.
         FileNotFoundError: If the weights file does not exist.
     """
     if get_model_entry(cfg.model).task != "seg":
         raise OptionError(
             f"`--model` must be a segmentation model {model_names('seg')} for --task seg. Received: model={cfg.model!r}"
         )
-    if get_model_entry(cfg.model).hub:
+    entry = get_model_entry(cfg.model)
+    if entry.hub:
         return build_model(cfg.model, **hub_options(cfg))
+    if entry.imagenet:
+        return with_weights_message(cfg, lambda: build_model(cfg.model, **imagenet_options(cfg)))
     if cfg.weights == "imagenet":
         raise OptionError(
-            "`--weights imagenet` is for classifiers; a segmentation run takes none or a .keras / .weights.h5 "
-            "file of the same model (e.g. another run's weights/best.keras)"
+            f"`--weights imagenet` needs an ImageNet encoder: for segmentation --model "
+            f"{' or '.join(n for n in model_names('seg') if get_model_entry(n).imagenet)}; --model {cfg.model} "
+            "takes none or a .keras / .weights.h5 file of the same model (e.g. another run's weights/best.keras)"
         )
     check_weights(cfg.weights)
     model = build_model(
@@ -85,10 +138,19 @@ def build_seg_model(cfg: TrainConfig) -> keras.Model:
     return model
 
 
+def seg_phases(cfg: TrainConfig) -> list[Phase]:
+    """One phase, or with ``--weights imagenet``: the encoder frozen for ``--freeze-epochs``, then all layers
+    at :data:`training.cls.FINE_TUNE_LR_SCALE` of the rate (the encoder's batch norm stays in inference mode)."""
+    if cfg.weights == "imagenet" and 0 < cfg.freeze_epochs < cfg.epochs:
+        return [Phase(cfg.freeze_epochs, 1.0, False), Phase(cfg.epochs, FINE_TUNE_LR_SCALE, True)]
+    return [Phase(cfg.epochs)]
+
+
 SEG_SPEC = TaskSpec(
     monitor="val_dice",
     mode="max",
     build_model=build_seg_model,
     loss=lambda cfg, _records: get_seg_loss(cfg.loss),
     metrics=lambda cfg: seg_metrics(),
+    phases=seg_phases,
 )

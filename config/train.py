@@ -73,7 +73,8 @@ class TrainConfig:
     resolves to :data:`HUB_CLASSIFIER_LR` for a keras-hub classifier and to :data:`LR` otherwise.
     An empty ``model`` or ``loss`` takes the task's default (:data:`TASK_DEFAULTS`).
     ``weights`` (a file, ``imagenet`` or a keras-hub preset) and ``freeze_epochs`` (with ImageNet or
-    a preset) apply to every task; ``gamma`` and ``label_smoothing`` to classification. ``oversample`` None (the default) resolves to True for plain
+    a preset) apply to every task; ``gamma`` and ``label_smoothing`` to classification.
+    ``oversample`` None (the default) resolves to True for plain
     cross-entropy on ``cls`` (the imbalance is handled by sampling) and to False
     otherwise (the weighted losses handle it; segmentation samples as the data come
     unless asked), so a saved config always holds the choice made. ``export`` writes each fold's best

@@ -37,6 +37,49 @@ class CaffePreprocess(layers.Layer):
         return bgr - keras.ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=bgr.dtype)
 
 
+@keras.saving.register_keras_serializable(package="busi", name="FrozenBatchNormalization")
+class FrozenBatchNormalization(layers.BatchNormalization):
+    """Batch norm that always normalizes with its moving (pretrained) statistics and never updates them.
+
+    Its scale and offset still train when the layer is trainable. A nested backbone called with
+    ``training=False`` is not enough in Keras 3: a functional model passes its own ``training``
+    to every layer it replays, so ``fit`` would run the backbone's batch norm in training mode and
+    overwrite ImageNet's statistics with those of small batches.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs, training=False, mask=mask)
+
+
+# Keras files address a layer's weights by its class name: under batch norm's name, a run started from
+# ImageNet and one started from scratch store the same paths, so either's weights file starts the other.
+FrozenBatchNormalization.__name__ = "BatchNormalization"
+
+
+def freeze_batch_norm(backbone: keras.Model) -> keras.Model:
+    """A copy of ``backbone`` (same names and weights) with every batch norm a :class:`FrozenBatchNormalization`."""
+
+    def clone(layer: layers.Layer) -> layers.Layer:
+        if type(layer) is layers.BatchNormalization:
+            return FrozenBatchNormalization.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    frozen = keras.models.clone_model(backbone, clone_function=clone)
+    frozen.set_weights(backbone.get_weights())
+    return frozen
+
+
+def backbone_batch_norm(backbone: keras.Model, pretrained: bool) -> keras.Model:
+    """``backbone`` with its batch norm set for how it starts: pretrained, frozen statistics
+    (:func:`freeze_batch_norm`); from scratch, :data:`SCRATCH_BN_MOMENTUM` (changed in place)."""
+    if pretrained:
+        return freeze_batch_norm(backbone)
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = SCRATCH_BN_MOMENTUM
+    return backbone
+
+
 BACKBONE = "backbone"
 """Name of every classifier's nested backbone; its output is the last convolutional block's feature map."""
 LOGITS = "logits"
@@ -84,18 +127,15 @@ def assemble(
         preprocess: The backbone's ImageNet normalization, when the backbone has none inside.
         input_norm: ``"image"`` standardizes each image on its own before ``preprocess``
             (see :mod:`models.normalize`); ``"fixed"`` feeds the pixels as they are.
-        frozen_bn: Call the backbone in inference mode, so its batch norm keeps the
-            pretrained statistics also once it is unfrozen (fine-tuning from ImageNet).
+        frozen_bn: Make the backbone's batch norm keep the pretrained statistics, also once
+            it is unfrozen (fine-tuning from ImageNet; :func:`freeze_batch_norm`).
             Otherwise (training from scratch) batch norm uses :data:`SCRATCH_BN_MOMENTUM`.
     """
-    if not frozen_bn:
-        for layer in backbone.layers:
-            if isinstance(layer, layers.BatchNormalization):
-                layer.momentum = SCRATCH_BN_MOMENTUM
+    backbone = backbone_batch_norm(backbone, frozen_bn)
     inputs = keras.Input((img_size, img_size, 3), name="image")
     x = scale_for_classifier(inputs, input_norm)
     x = preprocess(x) if preprocess is not None else x
-    x = backbone(x, training=False) if frozen_bn else backbone(x)
+    x = backbone(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout > 0:
         x = layers.Dropout(dropout, name="head_dropout")(x)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.classifier import BACKBONE, SCRATCH_BN_MOMENTUM, check_channels, check_weights, load_weights_file
+from models.classifier import BACKBONE, backbone_batch_norm, check_channels, check_weights, load_weights_file
 from models.joint import joint_outputs
 from models.normalize import scale_for_classifier
 from models.registry import register
@@ -31,17 +31,14 @@ DEPTH = 5
 
 
 def _backbone(img_size: int, weights: str) -> keras.Model:
-    """EfficientNet-B0 without its top, giving its deepest features and the skips (:data:`SKIPS`); from
-    scratch, its batch norm uses :data:`SCRATCH_BN_MOMENTUM`."""
+    """EfficientNet-B0 without its top, giving its deepest features and the skips (:data:`SKIPS`), batch
+    norm frozen when pretrained (:func:`models.classifier.backbone_batch_norm`)."""
     encoder = keras.applications.EfficientNetB0(
         include_top=False,
         weights="imagenet" if weights == "imagenet" else None,
         input_shape=(img_size, img_size, 3),
     )
-    if weights != "imagenet":
-        for layer in encoder.layers:
-            if isinstance(layer, layers.BatchNormalization):
-                layer.momentum = SCRATCH_BN_MOMENTUM
+    encoder = backbone_batch_norm(encoder, weights == "imagenet")
     return keras.Model(encoder.inputs, [encoder.output, *(encoder.get_layer(n).output for n in SKIPS)], name=BACKBONE)
 
 
@@ -84,7 +81,7 @@ def build_efficientnet_b0_unet(
     backbone = _backbone(img_size, weights)
     inputs = keras.Input((img_size, img_size, 3), name="image")
     x = scale_for_classifier(inputs, input_norm)
-    deep, *skips = backbone(x, training=False) if weights == "imagenet" else backbone(x)
+    deep, *skips = backbone(x)
     x = deep
     for step in range(DEPTH):
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{step}_up")(x)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.classifier import BACKBONE, SCRATCH_BN_MOMENTUM, check_channels, check_weights, load_weights_file
+from models.classifier import BACKBONE, backbone_batch_norm, check_channels, check_weights, load_weights_file
 from models.efficientnet_lite0 import lite0_backbone
 from models.joint import joint_outputs
 from models.normalize import scale_for_classifier
@@ -32,13 +32,9 @@ DEPTH = 5
 
 
 def _encoder(img_size: int, weights: str) -> keras.Model:
-    """Lite0 giving its deepest features and the skips (:data:`SKIPS`); from scratch, its batch norm
-    uses :data:`SCRATCH_BN_MOMENTUM`."""
-    network = lite0_backbone(img_size, weights, name="efficientnet_lite0")
-    if weights != "imagenet":
-        for layer in network.layers:
-            if isinstance(layer, layers.BatchNormalization):
-                layer.momentum = SCRATCH_BN_MOMENTUM
+    """Lite0 giving its deepest features and the skips (:data:`SKIPS`), batch norm frozen when pretrained
+    (:func:`models.classifier.backbone_batch_norm`)."""
+    network = backbone_batch_norm(lite0_backbone(img_size, weights, name="efficientnet_lite0"), weights == "imagenet")
     return keras.Model(network.inputs, [network.output, *(network.get_layer(n).output for n in SKIPS)], name=BACKBONE)
 
 
@@ -91,7 +87,7 @@ def build_efficientnet_lite0_unet(
     backbone = _encoder(img_size, weights)
     inputs = keras.Input((img_size, img_size, 3), name="image")
     x = scale_for_classifier(inputs, input_norm)
-    deep, *skips = backbone(x, training=False) if weights == "imagenet" else backbone(x)
+    deep, *skips = backbone(x)
     x = layers.SpatialDropout2D(dropout, name="deep_drop")(deep) if dropout > 0 else deep
     for step in range(DEPTH):
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{step}_up")(x)

@@ -39,8 +39,8 @@ def build_cls_model(cfg: TrainConfig) -> keras.Model:
 def cls_phases(cfg: TrainConfig) -> list[Phase]:
     """One phase, or for ImageNet or keras-hub preset weights: a frozen backbone, then all layers at a lower rate.
 
-    The backbone's batch norm stays in inference mode in both phases (the model calls
-    it with ``training=False``), so small batches do not overwrite ImageNet statistics.
+    The backbone's batch norm keeps ImageNet's statistics in both phases
+    (:class:`models.classifier.FrozenBatchNormalization`), so small batches do not overwrite them.
     """
     if (cfg.weights == "imagenet" or is_preset(cfg.weights)) and 0 < cfg.freeze_epochs < cfg.epochs:
         return [Phase(cfg.freeze_epochs, 1.0, False), Phase(cfg.epochs, FINE_TUNE_LR_SCALE, True)]

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from models.classifier import CaffePreprocess, transfer_by_name
+from models.classifier import CaffePreprocess, FrozenBatchNormalization, assemble, transfer_by_name
 from models.registry import build_model, model_names
 from models.resnet50_se import se_resnet50_backbone
 
@@ -14,7 +14,8 @@ CLASSIFIERS = ["convnext_tiny", "efficientnet_b0", "resnet50", "resnet50_se"]
 
 
 def test_registry_lists_the_classifiers_for_cls() -> None:
-    assert model_names("cls") == sorted([*CLASSIFIERS, "deit_tiny", "mit_b0_cls"])  # and tests/models/test_hub.py
+    # and tests/models/test_hub.py, tests/models/test_efficientnet_lite0.py
+    assert model_names("cls") == sorted([*CLASSIFIERS, "deit_tiny", "efficientnet_lite0", "mit_b0_cls"])
     assert not set(CLASSIFIERS) & set(model_names("seg"))
 
 
@@ -112,3 +113,26 @@ def test_keras_round_trip_keeps_predictions(tmp_path) -> None:
         keras.ops.convert_to_numpy(model(x, training=False)),
         atol=1e-6,
     )
+
+
+def test_a_pretrained_backbone_keeps_its_batch_statistics_under_fit_and_a_round_trip(tmp_path) -> None:
+    # Keras 3 replays a nested backbone with the outer call's `training`: frozen_bn must not rely on training=False.
+    source = keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_shape=(32, 32, 3), name="backbone"
+    )
+    model = assemble(source, 32, 3, 0.0, "b0", frozen_bn=True)
+    bn = model.get_layer("backbone").get_layer("stem_bn")
+    assert isinstance(bn, FrozenBatchNormalization)
+    np.testing.assert_array_equal(bn.moving_variance.numpy(), source.get_layer("stem_bn").moving_variance.numpy())
+    before = bn.moving_mean.numpy().copy()
+    x = np.random.default_rng(2).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.fit(x, np.array([0, 1, 2, 0]), epochs=1, batch_size=2, verbose=0)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.get_layer("backbone").get_layer("stem_bn"), FrozenBatchNormalization)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    scratch = assemble(keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(32, 32, 3),
+                                                          name="backbone"), 32, 3, 0.0, "b0")  # fmt: skip
+    assert type(scratch.get_layer("backbone").get_layer("stem_bn")) is keras.layers.BatchNormalization

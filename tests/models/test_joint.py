@@ -22,7 +22,9 @@ SMALL = {
 
 
 def test_registry_lists_joint_models_and_their_grad_cam_layer() -> None:
-    assert model_names("joint") == ["efficientnet_b0_unet", "resunet", "segformer_b0", "segformer_b1", "unet"]
+    assert model_names("joint") == [
+        "efficientnet_b0_unet", "efficientnet_lite0_unet", "resunet", "segformer_b0", "segformer_b1", "unet"
+    ]  # fmt: skip
     assert "efficientnet_b0_unet" not in model_names("seg") + model_names("cls")
     assert get_model_entry("unet").cam_layer_for("joint") == DEEP_FEATURES
     assert get_model_entry("unet").cam_layer_for("seg") is None

@@ -31,7 +31,7 @@ def test_has_residual_additions_in_every_unit() -> None:
 
 
 def test_registered_and_round_trips(tmp_path) -> None:
-    assert model_names("seg") == ["resunet", "segformer_b0", "segformer_b1", "unet"]
+    assert model_names("seg") == ["efficientnet_lite0_unet", "resunet", "segformer_b0", "segformer_b1", "unet"]
     model = build_model("resunet", img_size=32, depth=2, base_filters=4)
     x = np.random.default_rng(1).random((2, 32, 32, 3)).astype("float32") * 255
     model.save(tmp_path / "r.keras")

@@ -192,7 +192,9 @@ class TrainConfig:
         "weights/best.keras to adapt it to a new site",
     )
     freeze_epochs: int = option(
-        3, "with --weights imagenet (or a keras-hub preset for cls and joint): epochs with the encoder frozen"
+        3,
+        "with --weights imagenet (or a keras-hub preset for cls and joint): epochs with the encoder frozen, then "
+        "all layers at lr/10; as many as --epochs: frozen throughout; 0: all layers train from the start",
     )
     gamma: float = option(2.0, "focal loss gamma", tasks=CLS_TASKS)
     label_smoothing: float = option(0.0, "label smoothing", tasks=CLS_TASKS)

@@ -38,6 +38,16 @@ def _encoder(img_size: int, weights: str) -> keras.Model:
     return keras.Model(network.inputs, [network.output, *(network.get_layer(n).output for n in SKIPS)], name=BACKBONE)
 
 
+def _decoder(x, skips: list, base_filters: int, norm: str):
+    """Up-sample :data:`DEPTH` times, joining the skips, two 3x3 convolutions per step."""
+    for step in range(DEPTH):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{step}_up")(x)
+        if step < len(skips):
+            x = layers.Concatenate(name=f"dec{step}_concat")([x, skips[step]])
+        x = conv_block(x, base_filters * 2 ** (DEPTH - 1 - step), 0.0, name=f"dec{step}", norm=norm)
+    return x
+
+
 @register("efficientnet_lite0_unet", task="seg", joint=True, imagenet=True)
 def build_efficientnet_lite0_unet(
     img_size: int,
@@ -89,12 +99,7 @@ def build_efficientnet_lite0_unet(
     x = scale_for_classifier(inputs, input_norm)
     deep, *skips = backbone(x)
     x = layers.SpatialDropout2D(dropout, name="deep_drop")(deep) if dropout > 0 else deep
-    for step in range(DEPTH):
-        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{step}_up")(x)
-        if step < len(skips):
-            x = layers.Concatenate(name=f"dec{step}_concat")([x, skips[step]])
-        x = conv_block(x, base_filters * 2 ** (DEPTH - 1 - step), 0.0, name=f"dec{step}", norm=norm)
-    mask = mask_output(x, deep, 1, presence_head)
+    mask = mask_output(_decoder(x, skips, base_filters, norm), deep, 1, presence_head)
     if joint_classes:
         outputs = joint_outputs(mask, deep, joint_classes, dropout, consistency)
         model = keras.Model(inputs, outputs, name="efficientnet_lite0_unet_joint")

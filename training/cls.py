@@ -11,10 +11,7 @@ from losses.classification import get_cls_loss
 from metrics.classification import cls_metrics
 from models.hub import is_preset
 from models.registry import architecture_options, build_model, get_model_entry, model_names
-from training.task import Phase, TaskSpec
-
-# Second phase of ImageNet fine-tuning: the unfrozen backbone trains at this fraction of --lr.
-FINE_TUNE_LR_SCALE = 0.1
+from training.task import Phase, TaskSpec, pretrained_phases
 
 
 def build_cls_model(cfg: TrainConfig) -> keras.Model:
@@ -37,14 +34,12 @@ def build_cls_model(cfg: TrainConfig) -> keras.Model:
 
 
 def cls_phases(cfg: TrainConfig) -> list[Phase]:
-    """One phase, or for ImageNet or keras-hub preset weights: a frozen backbone, then all layers at a lower rate.
+    """With ImageNet or keras-hub preset weights, :func:`training.task.pretrained_phases`; else one phase.
 
-    The backbone's batch norm keeps ImageNet's statistics in both phases
+    The backbone's batch norm keeps ImageNet's statistics in every phase
     (:class:`models.classifier.FrozenBatchNormalization`), so small batches do not overwrite them.
     """
-    if (cfg.weights == "imagenet" or is_preset(cfg.weights)) and 0 < cfg.freeze_epochs < cfg.epochs:
-        return [Phase(cfg.freeze_epochs, 1.0, False), Phase(cfg.epochs, FINE_TUNE_LR_SCALE, True)]
-    return [Phase(cfg.epochs)]
+    return pretrained_phases(cfg, cfg.weights == "imagenet" or is_preset(cfg.weights))
 
 
 CLS_SPEC = TaskSpec(

@@ -13,8 +13,7 @@ from losses.segmentation import get_seg_loss
 from metrics.segmentation import seg_metrics
 from models.classifier import WEIGHTS_CHOICES, check_weights, load_weights_file
 from models.registry import architecture_options, build_model, get_model_entry, model_names
-from training.cls import FINE_TUNE_LR_SCALE
-from training.task import Phase, TaskSpec
+from training.task import Phase, TaskSpec, pretrained_phases
 
 
 def reject_depth(cfg: TrainConfig) -> None:
@@ -139,11 +138,8 @@ def build_seg_model(cfg: TrainConfig) -> keras.Model:
 
 
 def seg_phases(cfg: TrainConfig) -> list[Phase]:
-    """One phase, or with ``--weights imagenet``: the encoder frozen for ``--freeze-epochs``, then all layers
-    at :data:`training.cls.FINE_TUNE_LR_SCALE` of the rate (the encoder's batch norm stays in inference mode)."""
-    if cfg.weights == "imagenet" and 0 < cfg.freeze_epochs < cfg.epochs:
-        return [Phase(cfg.freeze_epochs, 1.0, False), Phase(cfg.epochs, FINE_TUNE_LR_SCALE, True)]
-    return [Phase(cfg.epochs)]
+    """With ``--weights imagenet``, :func:`training.task.pretrained_phases`; else one phase."""
+    return pretrained_phases(cfg, cfg.weights == "imagenet")
 
 
 SEG_SPEC = TaskSpec(

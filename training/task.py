@@ -35,6 +35,24 @@ def _single_phase(cfg: TrainConfig) -> list[Phase]:
     return [Phase(cfg.epochs)]
 
 
+FINE_TUNE_LR_SCALE = 0.1
+"""Second phase of fine-tuning a pretrained encoder: the unfrozen backbone trains at this fraction of --lr."""
+
+
+def pretrained_phases(cfg: TrainConfig, pretrained: bool) -> list[Phase]:
+    """The phases of a run whose encoder starts pretrained (``pretrained``), else one phase.
+
+    The backbone is frozen for ``--freeze-epochs``, then every layer trains at
+    :data:`FINE_TUNE_LR_SCALE` of the rate; with ``--freeze-epochs`` at least ``--epochs`` it stays
+    frozen for the whole run (a linear probe and a trained head), with 0 it trains from the start.
+    """
+    if not pretrained or cfg.freeze_epochs <= 0:
+        return [Phase(cfg.epochs)]
+    if cfg.freeze_epochs >= cfg.epochs:
+        return [Phase(cfg.epochs, 1.0, False)]
+    return [Phase(cfg.freeze_epochs, 1.0, False), Phase(cfg.epochs, FINE_TUNE_LR_SCALE, True)]
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What differs between tasks."""

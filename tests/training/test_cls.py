@@ -27,6 +27,7 @@ from evaluation.cls import predictions_csv
 from evaluation.run_files import load_run_model
 from models.classifier import CaffePreprocess
 from training.cls import cls_phases
+from training.seg import seg_phases
 from training.task import Phase
 
 pytestmark = pytest.mark.slow
@@ -60,10 +61,16 @@ def test_defaults_pick_the_classification_model_and_loss() -> None:
     assert flags("--loss", "weighted_ce", "--oversample") == ("weighted_ce", True)
 
 
-def test_imagenet_weights_train_in_two_phases() -> None:
+def test_imagenet_weights_train_in_two_phases_or_frozen_throughout() -> None:
     phases = cls_phases(TrainConfig(task="cls", weights="imagenet", epochs=10, freeze_epochs=3))
     assert phases == [Phase(3, 1.0, False), Phase(10, 0.1, True)]
     assert cls_phases(TrainConfig(task="cls", epochs=10)) == [Phase(10)]
+    # --freeze-epochs as long as the run: the encoder stays frozen (a linear probe); 0: it trains from the start
+    assert cls_phases(TrainConfig(task="cls", weights="imagenet", epochs=3, freeze_epochs=3)) == [Phase(3, 1.0, False)]
+    assert cls_phases(TrainConfig(task="cls", weights="imagenet", epochs=3, freeze_epochs=0)) == [Phase(3)]
+    assert seg_phases(TrainConfig(task="seg", model="efficientnet_lite0_unet", weights="imagenet", epochs=4,
+                                  freeze_epochs=1)) == [Phase(1, 1.0, False), Phase(4, 0.1, True)]  # fmt: skip
+    assert seg_phases(TrainConfig(task="seg", epochs=4)) == [Phase(4)]
 
 
 def test_phases_freeze_then_unfreeze_the_backbone_at_a_lower_rate(classifier_run) -> None:

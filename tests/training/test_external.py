@@ -150,7 +150,9 @@ def test_segmentation_starts_from_another_runs_weights(trained_runs) -> None:
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(ValueError, match="does not fit --model unet with --base-filters 8"):
         build_seg_model(TrainConfig(task="seg", img_size=32, base_filters=8, weights=str(best)))
-    with pytest.raises(ValueError, match="imagenet.*classifiers"):
+    with pytest.raises(
+        ValueError, match="imagenet. needs an ImageNet encoder: for segmentation --model efficientnet_lite0"
+    ):
         build_seg_model(TrainConfig(task="seg", img_size=32, weights="imagenet"))
     with pytest.raises(FileNotFoundError, match="not found"):
         build_seg_model(TrainConfig(task="seg", img_size=32, weights=str(best.with_name("nope.keras"))))

@@ -100,7 +100,7 @@ def test_segmenter_exports_a_saved_model_that_serves_a_png(seg_run: Path, tmp_pa
 def test_classifier_fold_all_with_external_evaluate_and_explain(data, tmp_path: Path) -> None:
     result = train.run(
         task="cls", model="efficientnet_lite0", data_dir=str(data["own"]), project=str(data["runs"]), fold="all",
-        epochs=2, freeze_epochs=1, export=False, external=[str(data["other"])], **SMALL,
+        epochs=1, freeze_epochs=1, export=False, external=[str(data["other"])], **SMALL,
     )  # fmt: skip
     run = Path(result["run_dir"])
     summary = json.loads((run / "cv_summary.json").read_text())
@@ -120,7 +120,7 @@ def test_classifier_fold_all_with_external_evaluate_and_explain(data, tmp_path: 
 def test_joint_model_from_imagenet_predicts_mask_class_and_explanation(data, tmp_path: Path) -> None:
     result = train.run(
         task="joint", model="efficientnet_lite0_unet", data_dir=str(data["own"]), project=str(data["runs"]),
-        epochs=1, base_filters=4, export=False, **SMALL,
+        epochs=1, freeze_epochs=1, base_filters=4, export=False, **SMALL,
     )  # fmt: skip
     run = Path(result["run_dir"])
     assert "lesion_dice" in result and "macro_f1" in result

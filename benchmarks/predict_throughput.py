@@ -1,17 +1,20 @@
 """Images/s of predict.py on a folder of real images, today's code against an older checkout, beside the model.
 
-For each run folder: the wall time of ``python predict.py --model RUN --source SOURCES`` with this
-checkout, with and without overlays, and with ``--old-code`` (another checkout of the project, e.g. a
-git worktree of the commit before the change) with overlays; and the model's own forward pass at its
-input size on batches of 8 (compiled with ``tf.function``, in its own process), so the share of
-predict's time spent outside the model shows. Every figure is measured in its own process, once per
-malloc variant (glibc's defaults, and no trimming). The old code must be able to read the run (a run
-written by the older code can be read by both).
+For each model (a run folder, or a SavedModel export: ``--runs``) and each dataset (``--datasets``:
+BUSI's three class folders, BUS-BRA's ``Images``): the wall time of ``python predict.py --model MODEL
+--source SOURCES`` with this checkout, with and without overlays, and with ``--old-code`` (another
+checkout of the project, e.g. a git worktree of the commit before the change) with overlays; and, for a
+run folder, the model's own forward pass at its input size on batches of 8 (compiled with
+``tf.function``, in its own process), so the share of predict's time spent outside the model shows.
+Every figure is measured in its own process, once per malloc variant (glibc's defaults, and no
+trimming). The old code must be able to read the model (one written by the older code can be read by
+both). Results merge into ``--json`` by (model, dataset, malloc), so the matrix can be measured in pieces.
 
 Usage:
     git worktree add /tmp/old fd7c1ca
     python benchmarks/predict_throughput.py --runs runs/seg/exp --old-code /tmp/old
-    python benchmarks/predict_throughput.py --runs runs/seg/exp --old-code /tmp/old --variants default
+    python benchmarks/predict_throughput.py --runs runs/seg/exp runs/seg/exp/saved_model --old-code /tmp/old \
+        --datasets BUSI BUS-BRA --variants default
     python benchmarks/predict_throughput.py --from-json benchmarks/results/predict_throughput.json
 """
 
@@ -40,6 +43,9 @@ from _common import (
 
 SECTION = "predict_throughput"
 CLASS_FOLDERS = ("benign", "malignant", "normal")
+BUSBRA_IMAGES = BUSI.parent / "BUS-BRA" / "Images"
+DATASETS = {"BUSI": [str(BUSI / c) for c in CLASS_FOLDERS], "BUS-BRA": [str(BUSBRA_IMAGES)]}
+"""Dataset name -> predict.py's ``--source`` folders: BUSI's 780 images, BUS-BRA's 1,875."""
 FORWARD = """
 import sys, time, numpy as np
 sys.path.insert(0, {repo!r})
@@ -88,37 +94,64 @@ def time_forward(run: Path, variant: str) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def measure(args: argparse.Namespace) -> dict:
-    sources = [str(args.data_dir / c) for c in CLASS_FOLDERS]
-    rows = []
-    for run in args.runs:
-        for variant in args.variants:
-            row = {"run": str(run), "variant": variant, "forward_images_per_s": time_forward(run, variant)}
-            print(f"{run} [{variant}]: model forward {row['forward_images_per_s']:.1f} images/s", flush=True)
-            for name, code, extra in (
-                ("new", REPO, []),
-                ("new_no_overlays", REPO, ["--no-overlays"]),
-                ("old", args.old_code, []),
-            ):
-                row[name] = time_predict(code, run, sources, variant, extra)
-                print(f"  {name}: {row[name]['images_per_s']:.2f} images/s ({row[name]['seconds']:.1f} s)", flush=True)
-            rows.append(row)
-    return {"cpu": cpu_model(), "commit": head_commit(), "old_code": str(args.old_code), "rows": rows}
+def _kind(model: Path) -> str:
+    """``task`` of a run folder (its config), or ``saved_model`` for an export."""
+    config = model / "config.json"
+    if config.is_file():
+        import json
+
+        return json.loads(config.read_text())["task"]
+    return "saved_model"
+
+
+def measure_one(args: argparse.Namespace, model: Path, dataset: str, variant: str) -> dict:
+    """One row: the forward pass (run folders) and predict.py's three invocations."""
+    kind = _kind(model)
+    row = {"run": str(model), "kind": kind, "dataset": dataset, "variant": variant}
+    if kind != "saved_model":
+        row["forward_images_per_s"] = time_forward(model, variant)
+        print(f"{model} [{variant}]: model forward {row['forward_images_per_s']:.1f} images/s", flush=True)
+    for name, code, extra in (
+        ("new", REPO, []),
+        ("new_no_overlays", REPO, ["--no-overlays"]),
+        ("old", args.old_code, []),
+    ):
+        row[name] = time_predict(code, model, DATASETS[dataset], variant, extra)
+        print(
+            f"  {dataset} {name}: {row[name]['images_per_s']:.2f} images/s ({row[name]['seconds']:.1f} s)", flush=True
+        )
+    return {**row, "cpu": cpu_model(), "commit": head_commit(), "old_code": str(args.old_code)}
+
+
+def _merge(path: Path, rows: list[dict]) -> dict:
+    """Earlier rows of ``path`` that these do not replace, then these (by model, dataset, malloc)."""
+    import json
+
+    key = lambda r: (r["run"], r.get("dataset", "BUSI"), r["variant"])  # noqa: E731
+    old = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+    for r in old["rows"]:  # rows of the first version: one CPU, commit and old code for all
+        for k in ("cpu", "commit", "old_code"):
+            r.setdefault(k, old.get(k, ""))
+    new_keys = {key(r) for r in rows}
+    return {"rows": [r for r in old["rows"] if key(r) not in new_keys] + rows}
 
 
 def markdown(doc: dict) -> str:
     lines = [
-        f"CPU: {doc['cpu']}; code {doc['commit']} against the checkout {doc['old_code']}. predict.py on "
-        "BUSI's 780 images (the three class folders; masks left out), one process per figure.",
+        "predict.py on BUSI's 780 images (the three class folders; masks left out) and BUS-BRA's 1,875, one "
+        "process per figure; images/s. `old` is the checkout named in the row's `old code`.",
         "",
-        "| run | malloc | model forward (images/s) | old predict | new predict | new, --no-overlays | new / old |",
-        "|---|---|---|---|---|---|---|",
+        "| model | kind | dataset | malloc | model forward | old predict | new predict | new, --no-overlays "
+        "| new / old | CPU | code / old code |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["rows"]:
         old, new, bare = (r[k]["images_per_s"] for k in ("old", "new", "new_no_overlays"))
+        forward = f"{r['forward_images_per_s']:.1f}" if "forward_images_per_s" in r else "—"
         lines.append(
-            f"| {Path(r['run']).name} | {r['variant']} | {r['forward_images_per_s']:.1f} | {old:.2f} | {new:.2f} | "
-            f"{bare:.2f} | {new / old:.1f}x ({bare / old:.1f}x without overlays) |"
+            f"| {Path(r['run']).name} | {r.get('kind', 'seg')} | {r.get('dataset', 'BUSI')} | {r['variant']} | "
+            f"{forward} | {old:.2f} | {new:.2f} | {bare:.2f} | {new / old:.1f}x ({bare / old:.1f}x without overlays) "
+            f"| {r['cpu']} | {r['commit']} / {Path(r['old_code']).name} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -127,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", nargs="+", type=Path, default=[], help="run folders to predict with")
     p.add_argument("--old-code", type=Path, help="another checkout of the project to compare with")
-    p.add_argument("--data-dir", type=Path, default=BUSI, help="BUSI folder (default: ../shared BUSI)")
+    p.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=["BUSI"], help="images to predict")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="malloc settings")
     add_output_args(p, SECTION)
     args = p.parse_args(argv)
@@ -135,9 +168,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.runs or args.old_code is None:
         p.error("--runs and --old-code are needed to measure")
-    doc = measure(args)
-    write_json(args.json, doc)
-    write_section(args.markdown, SECTION, markdown(doc))
+    for model in args.runs:
+        for dataset in args.datasets:
+            for variant in args.variants:
+                doc = _merge(args.json, [measure_one(args, model, dataset, variant)])
+                write_json(args.json, doc)
+                write_section(args.markdown, SECTION, markdown(doc))
     print(f"Wrote {args.json} and the {SECTION} section of {args.markdown}")
 
 

@@ -8,17 +8,32 @@ the run fitted (the lesion gate on a map, the temperature on class probabilities
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from pipeline.dataset import build_dataset
 
 if TYPE_CHECKING:
     from config.train import TrainConfig
     from data.discover import Case
+
+
+_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def compiled_forward(model: keras.Model) -> Callable:
+    """``model(x, training=False)`` as a ``tf.function``, traced once per model (and batch shape family):
+    an eager Keras call re-runs Python for every layer of every batch."""
+    forward = _FORWARDS.get(model)
+    if forward is None:
+        forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        _FORWARDS[model] = forward
+    return forward
 
 
 def model_views(model: keras.Model, x, tta: bool, spatial: bool) -> list[np.ndarray]:
@@ -31,9 +46,10 @@ def model_views(model: keras.Model, x, tta: bool, spatial: bool) -> list[np.ndar
         spatial: The output is a map in the image's frame (segmentation): the mirrored view's map is
             mirrored back. Otherwise (class probabilities) it is kept as it is.
     """
-    out = [keras.ops.convert_to_numpy(model(x, training=False))]
+    forward = compiled_forward(model)
+    out = [keras.ops.convert_to_numpy(forward(x))]
     if tta:
-        flipped = keras.ops.convert_to_numpy(model(keras.ops.flip(x, axis=2), training=False))
+        flipped = keras.ops.convert_to_numpy(forward(tf.reverse(x, axis=[2])))
         out.append(flipped[:, :, ::-1] if spatial else flipped)
     return out
 

@@ -42,6 +42,17 @@ def _backbone(img_size: int, weights: str) -> keras.Model:
     return keras.Model(encoder.inputs, [encoder.output, *(encoder.get_layer(n).output for n in SKIPS)], name=BACKBONE)
 
 
+def efficientnet_decoder(x, skips: list, base_filters: int, norm: str):
+    """Up-sample :data:`DEPTH` times from the deepest features, joining the skips (:data:`SKIPS`'s order),
+    each step two 3x3 convolutions with ``norm``; ``base_filters * 16, * 8, * 4, * 2, * 1`` filters."""
+    for step in range(DEPTH):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{step}_up")(x)
+        if step < len(skips):
+            x = layers.Concatenate(name=f"dec{step}_concat")([x, skips[step]])
+        x = conv_block(x, base_filters * 2 ** (DEPTH - 1 - step), 0.0, name=f"dec{step}", norm=norm)
+    return x
+
+
 @register("efficientnet_b0_unet", task="joint")
 def build_efficientnet_b0_unet(
     img_size: int,
@@ -82,13 +93,7 @@ def build_efficientnet_b0_unet(
     inputs = keras.Input((img_size, img_size, 3), name="image")
     x = scale_for_classifier(inputs, input_norm)
     deep, *skips = backbone(x)
-    x = deep
-    for step in range(DEPTH):
-        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{step}_up")(x)
-        if step < len(skips):
-            x = layers.Concatenate(name=f"dec{step}_concat")([x, skips[step]])
-        x = conv_block(x, base_filters * 2 ** (DEPTH - 1 - step), 0.0, name=f"dec{step}", norm=norm)
-    mask = mask_output(x, deep, 1, False)
+    mask = mask_output(efficientnet_decoder(deep, skips, base_filters, norm), deep, 1, False)
     model = keras.Model(
         inputs, joint_outputs(mask, deep, joint_classes, dropout, consistency), name="efficientnet_b0_unet"
     )

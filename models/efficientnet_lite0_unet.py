@@ -3,9 +3,9 @@
 The encoder (:func:`models.efficientnet_lite0.lite0_backbone`, nested as ``"backbone"`` so
 ``--weights imagenet`` and the frozen-backbone phase work as for the classifiers) gives its
 deepest features (1/32) and four skips, the expansion activations of blocks 6a, 4a, 3a and
-2a (1/16, 1/8, 1/4 and 1/2 of the input), as :mod:`models.efficientnet_b0_unet` reads
-EfficientNet-B0's. The decoder up-samples five times, concatenating the skips, each step two
-3x3 convolutions with instance (or batch) norm, and ends in the U-Net's mask head.
+2a (1/16, 1/8, 1/4 and 1/2 of the input), the layers :mod:`models.efficientnet_b0_unet` reads
+of EfficientNet-B0, whose decoder it shares: five up-samplings, concatenating the skips, each step
+two 3x3 convolutions with instance (or batch) norm; then the U-Net's mask head.
 """
 
 from __future__ import annotations
@@ -14,21 +14,12 @@ import keras
 from keras import layers
 
 from models.classifier import BACKBONE, backbone_batch_norm, check_channels, check_weights, load_weights_file
+from models.efficientnet_b0_unet import DEPTH, SKIPS, efficientnet_decoder
 from models.efficientnet_lite0 import lite0_backbone
 from models.joint import joint_outputs
 from models.normalize import scale_for_classifier
 from models.registry import register
-from models.unet import check_input_size, conv_block, mask_output
-
-SKIPS = (
-    "block6a_expand_activation",
-    "block4a_expand_activation",
-    "block3a_expand_activation",
-    "block2a_expand_activation",
-)
-"""Encoder features the decoder concatenates, deepest first (1/16, 1/8, 1/4, 1/2 of the input)."""
-DEPTH = 5
-"""Halvings from the input to the encoder's deepest features."""
+from models.unet import check_input_size, mask_output
 
 
 def _encoder(img_size: int, weights: str) -> keras.Model:
@@ -36,16 +27,6 @@ def _encoder(img_size: int, weights: str) -> keras.Model:
     (:func:`models.classifier.backbone_batch_norm`)."""
     network = backbone_batch_norm(lite0_backbone(img_size, weights, name="efficientnet_lite0"), weights == "imagenet")
     return keras.Model(network.inputs, [network.output, *(network.get_layer(n).output for n in SKIPS)], name=BACKBONE)
-
-
-def _decoder(x, skips: list, base_filters: int, norm: str):
-    """Up-sample :data:`DEPTH` times, joining the skips, two 3x3 convolutions per step."""
-    for step in range(DEPTH):
-        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{step}_up")(x)
-        if step < len(skips):
-            x = layers.Concatenate(name=f"dec{step}_concat")([x, skips[step]])
-        x = conv_block(x, base_filters * 2 ** (DEPTH - 1 - step), 0.0, name=f"dec{step}", norm=norm)
-    return x
 
 
 @register("efficientnet_lite0_unet", task="seg", joint=True, imagenet=True)
@@ -99,7 +80,7 @@ def build_efficientnet_lite0_unet(
     x = scale_for_classifier(inputs, input_norm)
     deep, *skips = backbone(x)
     x = layers.SpatialDropout2D(dropout, name="deep_drop")(deep) if dropout > 0 else deep
-    mask = mask_output(_decoder(x, skips, base_filters, norm), deep, 1, presence_head)
+    mask = mask_output(efficientnet_decoder(x, skips, base_filters, norm), deep, 1, presence_head)
     if joint_classes:
         outputs = joint_outputs(mask, deep, joint_classes, dropout, consistency)
         model = keras.Model(inputs, outputs, name="efficientnet_lite0_unet_joint")

@@ -43,6 +43,7 @@ from cli import POSTPROCESS_HELP, exit_on_user_error
 from core.atomic import write_json
 from core.errors import DataError, MissingFileError, OptionError
 from models.options import POSTPROCESS
+from reports.html import write_report
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -136,7 +137,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         print(f"fold {k} on {data['data_dir']} ({split}, {len(records)} cases): {figures}")
         if result.get("shift"):
             print(f"shift: {result['shift']['line']}")
-        print(f"Wrote {out}/metrics.json and {out}/plots/")
+        print(f"Wrote {out}/metrics.json, {out}/plots/ and {write_report(out)}")
         results[f"fold{k}"] = result
         keras.backend.clear_session()
     return results

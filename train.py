@@ -104,7 +104,8 @@ def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict
             print(f"External {name}: {format_metrics(ext, keys)}")
         saved = ", saved_model/" if cfg.export else ""
         plots = "seg/, cls/" if cfg.task == "joint" else "plots/"
-        print(f"Wrote {run_dir}: config.json, splits.json, weights/, history.csv, metrics.json, {plots}{saved}")
+        files = "config.json, splits.json, provenance.json, weights/, history.csv, metrics.json, report.html"
+        print(f"Wrote {run_dir}: {files}, {plots}{saved}")
     result["run_dir"] = str(run_dir)
     return result
 

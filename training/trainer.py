@@ -29,6 +29,8 @@ from evaluation.external import ExternalData, evaluate_external
 from evaluation.run_files import load_run_model
 from evaluation.summary import cv_summary
 from evaluation.tasks import evaluator, summary_keys
+from reports.html import write_report
+from reports.provenance import PROVENANCE_FILE, provenance
 from training.checkpoint import RunCheckpoint, read_history, read_state
 from training.data import FoldData, PreparedData, fold_datasets, prepare_data
 from training.loop import fit_distributed
@@ -195,6 +197,7 @@ def train_fold(
     result["seconds"] = {"datasets_and_model": setup, **epoch_seconds(checkpoint.rows[initial_epoch:]), **seconds}
     print(f"fold {fold}: seconds " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
     write_json(metrics_path, result)
+    print(f"Wrote {write_report(fold_dir)}")
     return result
 
 
@@ -298,6 +301,7 @@ def train(
     if chief and not kept:  # a resumed run keeps the config and splits it was started with
         write_json(run_dir / "config.json", cfg.to_dict())
         write_json(run_dir / "splits.json", data.splits)
+        write_json(run_dir / PROVENANCE_FILE, provenance(list(strategy.extended.worker_devices)))
         if data.unmasked:
             write_json(run_dir / UNMASKED_FILE, {"n": len(data.unmasked), "ids": data.unmasked, "why": UNMASKED_WHY})
     if cfg.fold != -1:
@@ -315,4 +319,5 @@ def train(
             e.name: cv_summary([r["external"][e.name] for r in results], keys) for e in data.externals
         }
     write_json(run_dir / "cv_summary.json", summary)
+    print(f"Wrote {write_report(run_dir)}")
     return summary

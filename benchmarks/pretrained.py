@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -128,6 +129,7 @@ def run_one(args: argparse.Namespace, task: str, model: str, weights: str, size:
     row.update(model_cost(model, size, **options))
     if trained:
         row["wall_seconds"] = time.perf_counter() - t0
+        row["load_average"] = os.getloadavg()[1]  # over the last 5 minutes: above 2, the 2 cores were shared
     return {**row, "commit": head_commit(), "cpu": cpu_info()["model"]}
 
 
@@ -166,7 +168,7 @@ def _task_lines(runs: list[dict], task: str) -> list[str]:
                      "BUS-BRA sens / spec", "BUS-BRA lesions called normal"]  # fmt: skip
         if task != "cls":
             head += ["lesion Dice", "normal left empty", "lesions left empty", "BUS-BRA lesion Dice"]
-        head += ["params (M)", "GFLOPs", "train img/s", "wall (min)"]
+        head += ["params (M)", "GFLOPs", "train img/s", "wall (min)", "load"]
         lines += [f"**{task}, {size} px**", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         for r in rows:
             cells = [_arm(r), str(r["fold"])]
@@ -181,7 +183,14 @@ def _task_lines(runs: list[dict], task: str) -> list[str]:
                 cells += [_fmt(i, "lesion_dice"), _fmt(i, "normal_left_empty", pct=True),
                           _fmt(i, "lesion_left_empty", pct=True), _fmt(e, "lesion_dice")]  # fmt: skip
             wall = f"{r['wall_seconds'] / 60:.1f}" if "wall_seconds" in r else "—"
-            cells += [f"{r['params'] / 1e6:.2f}", f"{r['gflops']:.2f}", f"{r['train_images_per_second']:.1f}", wall]
+            load = f"{r['load_average']:.1f}" if "load_average" in r else "—"
+            cells += [
+                f"{r['params'] / 1e6:.2f}",
+                f"{r['gflops']:.2f}",
+                f"{r['train_images_per_second']:.1f}",
+                wall,
+                load,
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", *_paired_lines(runs, task, size), ""]
     return lines
@@ -221,7 +230,15 @@ def markdown(result: dict) -> str:
             lines += _task_lines(runs, task)
     cpus = sorted({r["cpu"] for r in runs})
     commits = sorted({r["commit"] for r in runs})
-    lines += [f"CPU: {', '.join(cpus)}; commits {', '.join(commits)}.", "", "Commands:", ""]
+    lines += [
+        f"CPU: {', '.join(cpus)}; commits {', '.join(commits)}. `load` is the machine's 5-minute load average "
+        "when the run ended: above 2, other work shared the 2 cores, and that run's images/s and wall time are "
+        "of a shared CPU (they order the arms roughly; they are not the speed of any of them alone); '—': not "
+        "recorded (the first runs, measured while the test suite and a second benchmark process ran).",
+        "",
+        "Commands:",
+        "",
+    ]
     lines += [f"    {c}" for c in result["commands"]]
     return "\n".join(lines)
 

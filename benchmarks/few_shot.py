@@ -8,7 +8,7 @@ defaults (96 px on a CPU-only machine, BCE + Dice, light augmentation, cosine
 schedule) for ``--epochs`` epochs, no early stopping, no lesion gate:
 
 - ``finetune`` starts from a BUSI run's ``weights/best.keras`` (``--weights``), the
-  README's way to adapt a model to one's own hospital;
+  documented way to adapt a model to one's own hospital (docs/other-hospitals.md);
 - ``scratch`` starts from random weights.
 
 Reported: Dice per image on the held-out patients after the last epoch (no model

@@ -146,6 +146,7 @@ def markdown(doc: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["rows"]:
+        r = {**{k: doc.get(k, "") for k in ("cpu", "commit", "old_code")}, **r}  # the first version's rows
         old, new, bare = (r[k]["images_per_s"] for k in ("old", "new", "new_no_overlays"))
         forward = f"{r['forward_images_per_s']:.1f}" if "forward_images_per_s" in r else "—"
         lines.append(

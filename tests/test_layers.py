@@ -67,7 +67,7 @@ def graph() -> dict[str, set[str]]:
 def test_every_package_is_on_a_floor() -> None:
     tops = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file() and p.name != "tests"}
     tops |= {p.stem for p in REPO.glob("*.py")}
-    assert tops == set(PACKAGES), "a new package or script needs its floor in LAYERS (and in the README's layout)"
+    assert tops == set(PACKAGES), "a new package or script needs its floor in LAYERS (and in docs/layout.md)"
 
 
 def test_no_module_imports_a_higher_floor() -> None:

@@ -1,4 +1,4 @@
-"""The README's gRPC example, run against a stand-in PredictionService (not TF Serving) serving an export."""
+"""docs/deployment.md's gRPC example, run against a stand-in PredictionService (not TF Serving) serving an export."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class _StandIn(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 def _readme_grpc_example() -> str:
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "deployment.md").read_text()
     block = text.split("gRPC (port 8500):", 1)[1]
     return re.search(r"```python\n(.*?)```", block, re.S).group(1)
 
@@ -51,7 +51,7 @@ def test_readme_grpc_example_gets_the_mask(exported, tmp_path):
         image = odd_images(tmp_path / "img")[0]
         code = _readme_grpc_example().replace("localhost:8500", f"127.0.0.1:{port}").replace("scan.png", str(image))
         scope: dict = {}
-        exec(compile(code, "README.md:gRPC example", "exec"), scope)
+        exec(compile(code, "docs/deployment.md:gRPC example", "exec"), scope)
     finally:
         server.stop(None)
     expected = tf.saved_model.load(str(version_dir)).signatures["serving_default"](

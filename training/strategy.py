@@ -12,6 +12,15 @@ import tensorflow as tf
 from core.errors import OptionError
 
 
+def strategy_devices(strategy: tf.distribute.Strategy) -> list[str]:
+    """The devices ``strategy`` trains on; for the default strategy, the one TensorFlow places on (a GPU if any)."""
+    try:
+        return [str(d) for d in strategy.extended.worker_devices]
+    except RuntimeError:  # the default strategy has no worker_devices
+        gpus = tf.config.list_logical_devices("GPU")
+        return [(gpus or tf.config.list_logical_devices("CPU"))[0].name]
+
+
 def make_strategy(kind: str, devices: Sequence[str] | None = None) -> tf.distribute.Strategy:
     """Create the run's strategy.
 

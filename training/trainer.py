@@ -34,7 +34,7 @@ from reports.provenance import PROVENANCE_FILE, provenance
 from training.checkpoint import RunCheckpoint, read_history, read_state
 from training.data import FoldData, PreparedData, fold_datasets, prepare_data
 from training.loop import fit_distributed
-from training.strategy import is_chief, make_strategy, resolve_precision, set_precision
+from training.strategy import is_chief, make_strategy, resolve_precision, set_precision, strategy_devices
 from training.task import EpochScore, Phase, TaskSpec
 from training.tasks import task_spec
 
@@ -301,7 +301,7 @@ def train(
     if chief and not kept:  # a resumed run keeps the config and splits it was started with
         write_json(run_dir / "config.json", cfg.to_dict())
         write_json(run_dir / "splits.json", data.splits)
-        write_json(run_dir / PROVENANCE_FILE, provenance(list(strategy.extended.worker_devices)))
+        write_json(run_dir / PROVENANCE_FILE, provenance(strategy_devices(strategy)))
         if data.unmasked:
             write_json(run_dir / UNMASKED_FILE, {"n": len(data.unmasked), "ids": data.unmasked, "why": UNMASKED_WHY})
     if cfg.fold != -1:

@@ -38,3 +38,14 @@ def test_precision_choices() -> None:
     assert resolve_precision("bf16") == "mixed_bfloat16" and resolve_precision("fp16") == "mixed_float16"
     with pytest.raises(ValueError, match="mixed_precision"):
         resolve_precision("fp8")
+
+
+def test_strategy_devices_names_the_default_strategys_device_and_each_replica() -> None:
+    import tensorflow as tf
+
+    from training.strategy import strategy_devices
+
+    (device,) = strategy_devices(tf.distribute.get_strategy())  # one device: what a CPU-only run records
+    assert "CPU:0" in device or "GPU:0" in device
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert [d.rsplit("/", 1)[-1] for d in strategy_devices(mirrored)] == ["device:CPU:0", "device:CPU:1"]

@@ -8,8 +8,7 @@ the run fitted (the lesion gate on a map, the temperature on class probabilities
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import keras
@@ -23,19 +22,6 @@ if TYPE_CHECKING:
     from data.discover import Case
 
 
-_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def compiled_forward(model: keras.Model) -> Callable:
-    """``model(x, training=False)`` as a ``tf.function``, traced once per model (and batch shape family):
-    an eager Keras call re-runs Python for every layer of every batch."""
-    forward = _FORWARDS.get(model)
-    if forward is None:
-        forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        _FORWARDS[model] = forward
-    return forward
-
-
 def model_views(model: keras.Model, x, tta: bool, spatial: bool) -> list[np.ndarray]:
     """``[model(x)]`` as NumPy, and with ``tta`` the output for the left-right mirrored batch too.
 
@@ -46,10 +32,11 @@ def model_views(model: keras.Model, x, tta: bool, spatial: bool) -> list[np.ndar
         spatial: The output is a map in the image's frame (segmentation): the mirrored view's map is
             mirrored back. Otherwise (class probabilities) it is kept as it is.
     """
-    forward = compiled_forward(model)
-    out = [keras.ops.convert_to_numpy(forward(x))]
+    # Keras's compiled predict step (traced once per model and batch shape family), not an eager call
+    # that re-runs Python for every layer of every batch.
+    out = [keras.ops.convert_to_numpy(model.predict_on_batch(x))]
     if tta:
-        flipped = keras.ops.convert_to_numpy(forward(tf.reverse(x, axis=[2])))
+        flipped = keras.ops.convert_to_numpy(model.predict_on_batch(tf.reverse(x, axis=[2])))
         out.append(flipped[:, :, ::-1] if spatial else flipped)
     return out
 

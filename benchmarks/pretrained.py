@@ -118,7 +118,7 @@ def run_one(args: argparse.Namespace, task: str, model: str, weights: str, size:
     folder = run_dir(args, task, model, weights, size, fold)
     t0 = time.perf_counter()
     trained = not (folder / "metrics.json").is_file()
-    commit = head_commit() if trained else _trained_at(args, folder, (task, model, weights, size, fold))
+    before = {} if trained else _previous_row(args, (task, model, weights, size, fold))
     if trained:
         cmd = train_cmd(args, task, model, weights, size, fold)
         print(f"== {task} {model} {weights} {size}px fold {fold}: {' '.join(cmd[1:])}", flush=True)
@@ -131,17 +131,20 @@ def run_one(args: argparse.Namespace, task: str, model: str, weights: str, size:
     if trained:
         row["wall_seconds"] = time.perf_counter() - t0
         row["load_average"] = os.getloadavg()[1]  # over the last 5 minutes: above 2, the 2 cores were shared
+    else:  # what only the training invocation could see
+        row.update({k: before[k] for k in ("wall_seconds", "load_average") if k in before})
+    provenance = folder / "provenance.json"
+    if provenance.is_file():
+        commit = json.loads(provenance.read_text())["commit"]
+    else:
+        commit = head_commit() if trained else before.get("commit", "unknown")
     return {**row, "commit": commit, "cpu": cpu_info()["model"]}
 
 
-def _trained_at(args: argparse.Namespace, folder: Path, key: tuple) -> str:
-    """The commit a finished run was trained at: its ``provenance.json``, else the row recorded for it before."""
-    provenance = folder / "provenance.json"
-    if provenance.is_file():
-        return json.loads(provenance.read_text())["commit"]
+def _previous_row(args: argparse.Namespace, key: tuple) -> dict:
+    """The row ``--json`` holds for ``key`` (task, model, weights, size, fold), or an empty one."""
     previous = json.loads(args.json.read_text())["runs"] if args.json.is_file() else []
-    rows = [r for r in previous if tuple(r.get(k) for k in KEY) == key]
-    return rows[0]["commit"] if rows else "unknown"
+    return next((r for r in previous if tuple(r.get(k) for k in KEY) == key), {})
 
 
 def _fmt(d: dict, key: str, pct: bool = False) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ from _common import (
     write_json,
     write_section,
 )
+
+from reports.provenance import cpu_model  # noqa: E402  (after _common puts the repo on the path)
 
 SECTION = "predict_throughput"
 CLASS_FOLDERS = ("benign", "malignant", "normal")
@@ -62,13 +63,6 @@ while time.perf_counter() - t0 < 10:
     n += 8
 print(n / (time.perf_counter() - t0))
 """
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def time_predict(code: Path, run: Path, sources: list[str], variant: str, extra: list[str]) -> dict:

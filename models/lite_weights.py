@@ -12,6 +12,7 @@ that file. A missing package, or a file whose SHA-256 is not the released one, r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -53,7 +54,13 @@ def source_path() -> Path:
 
 
 def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
+    """Hex SHA-256 of a file's bytes, read once per process for a file of the same size and time."""
+    stat = path.stat()
+    return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, _size: int, _mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

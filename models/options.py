@@ -12,6 +12,9 @@ INPUT_NORMS = ("fixed", "image")
 ARCHITECTURE_OPTIONS = ("patch_size", "num_layers", "drop_path")
 """Builder arguments that only some architectures have (``train.py --patch-size``, ``--num-layers``,
 ``--drop-path``): a ViT's patch side and number of blocks, an encoder's stochastic depth rate."""
+OFFLINE_IMAGENET = ("efficientnet_lite0", "efficientnet_lite0_unet")
+"""The models whose ImageNet weights install with the project (:mod:`models.lite_weights`): ``--weights``
+defaults to ``imagenet`` for them and to ``none`` for every other model."""
 POSTPROCESS = ("none", "largest")
 """Mask post-processing choices (:func:`models.postprocess.postprocess_np`): ``--postprocess`` of
 evaluate.py, predict.py and export.py."""

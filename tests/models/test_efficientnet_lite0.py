@@ -12,6 +12,7 @@ from models.efficientnet_lite import block_names, lite0_network
 from models.gradcam import cam_model, grad_cam
 from models.joint import LABEL, MASK
 from models.lite_weights import imagenet_lite0
+from models.options import OFFLINE_IMAGENET
 from models.registry import build_model, get_model_entry, model_names
 
 pytestmark = pytest.mark.slow
@@ -47,7 +48,11 @@ def test_lite0_has_sixteen_blocks_without_squeeze_excitation_and_relu6() -> None
     assert 3.3e6 < network.count_params() < 3.5e6  # Lite0 without its 1,000-class head: 3.4 M
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite0_unet"])
+def test_the_offline_imagenet_list_names_these_two_models() -> None:
+    assert OFFLINE_IMAGENET == ("efficientnet_lite0", "efficientnet_lite0_unet")  # the weights test below covers each
+
+
+@pytest.mark.parametrize("name", OFFLINE_IMAGENET)
 def test_imagenet_puts_every_encoder_weight_of_the_converted_network_in_place(name: str) -> None:
     reference = imagenet_lite0(64)
     model = build_model(name, img_size=64, weights="imagenet")

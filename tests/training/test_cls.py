@@ -45,9 +45,17 @@ def _rows(run_dir: Path) -> list[dict[str, float]]:
 
 def test_defaults_pick_the_classification_model_and_loss() -> None:
     cfg = TrainConfig(task="cls")
-    assert (cfg.model, cfg.loss, cfg.oversample) == ("efficientnet_b0", "ce", True)
-    assert (TrainConfig().model, TrainConfig().loss, TrainConfig().oversample) == ("unet", "bce_dice", False)
+    assert (cfg.model, cfg.weights, cfg.loss, cfg.oversample) == ("efficientnet_lite0", "imagenet", "ce", True)
+    seg = TrainConfig()
+    assert (seg.model, seg.weights, seg.loss, seg.oversample) == ("unet", "none", "bce_dice", False)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    # ImageNet by default only where the weights install with the project; an explicit choice stands
+    assert TrainConfig(task="cls", model="efficientnet_b0").weights == "none"
+    assert TrainConfig(task="cls", weights="none").weights == "none"
+    assert TrainConfig(task="seg", model="efficientnet_lite0_unet").weights == "imagenet"
+    assert TrainConfig(task="joint", model="efficientnet_b0_unet").weights == "none"
+    assert train.config_from_args(train.parse_args(["--task", "cls"])).weights == "imagenet"
+    assert train.config_from_args(train.parse_args(["--task", "cls", "--model", "resnet50"])).weights == "none"
 
     def flags(*argv: str) -> tuple[str, bool]:
         cfg = train.config_from_args(train.parse_args(["--task", "cls", *argv]))

@@ -23,7 +23,7 @@ STRATEGIES = ("auto", "mirrored", "multiworker")
 SCHEDULES = ("cosine", "constant")
 # Model and loss when --model / --loss are not given. The classifier is EfficientNet-Lite0 from ImageNet
 # (its weights install with the project): on BUSI's three grouped folds it beat EfficientNet-B0 from scratch
-# on every one (BENCHMARKS.md, 'ImageNet EfficientNet-Lite0 against scratch and today's defaults').
+# on every one (BENCHMARKS.md, 'ImageNet EfficientNet-Lite0 against scratch and the scratch defaults').
 TASK_DEFAULTS = {
     "seg": {"model": "unet", "loss": "bce_dice"},
     "cls": {"model": "efficientnet_lite0", "loss": "ce"},

@@ -114,7 +114,8 @@ def make_busi(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory) -> dict[str, Path]:
-    """One tiny trained run per task (1 epoch on 8 synthetic cases, 32 px): ``{"seg": dir, "cls": dir}``.
+    """One tiny trained run per task (1 epoch on 8 synthetic cases, 32 px): ``{"seg": dir, "cls": dir}``; the
+    classifier is the default, EfficientNet-Lite0 from ImageNet (its encoder frozen through the one epoch).
 
     The segmenter exports its SavedModel at the end of training; the classifier does not (the
     ``exported`` fixture exports it with export.py, and ``classifier_run`` covers a classifier's
@@ -178,8 +179,8 @@ def classifier_run(tmp_path_factory) -> ClassifierRun:
     triggers: the backbone frozen for epoch 1, then every layer at a tenth of the rate for
     epoch 2. MirroredStrategy with two replicas (the two logical CPUs above), validated on an
     external site (a manifest with patients and scanners, 8 images of 4 patients), exported.
-    Each ``keras.Model.fit`` call is recorded. The default classifier, EfficientNet-B0, runs
-    through the CLI in ``trained_runs``.
+    Each ``keras.Model.fit`` call is recorded. The default classifier, EfficientNet-Lite0 from
+    ImageNet, runs in ``trained_runs``.
     """
     import keras
 

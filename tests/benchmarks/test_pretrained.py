@@ -33,8 +33,8 @@ def test_the_table_and_the_paired_differences() -> None:
     text = pt.markdown({"protocol": "p", "runs": runs, "commands": ["python benchmarks/pretrained.py"]})
     assert "| efficientnet_lite0 (ImageNet) | 0 | 0.900 (0.850-0.950) |" in text
     assert "| 3.40 | 0.26 | 20.0 | 2.0 | 1.2 |" in text and "| 3.40 | 0.26 | 20.0 | — | — |" in text
-    assert "ImageNet minus today's default, macro AUC: mean +0.100 over folds [0, 1] (+0.100, +0.100)" in text
-    assert "ImageNet minus today's default, BUS-BRA AUC: mean +0.040 over folds [0, 1] (+0.050, +0.030)" in text
+    assert "ImageNet minus the scratch default, macro AUC: mean +0.100 over folds [0, 1] (+0.100, +0.100)" in text
+    assert "ImageNet minus the scratch default, BUS-BRA AUC: mean +0.040 over folds [0, 1] (+0.050, +0.030)" in text
     assert "its own scratch arm" not in text  # no scratch rows, no such pairs
 
 

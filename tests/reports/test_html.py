@@ -55,7 +55,8 @@ def test_training_writes_a_report_with_every_figure_plot_and_provenance(trained_
         text = " ".join(page.text)
         assert fmt(metrics[keys[0]], metrics[f"{keys[0]}_ci95"]) in text
         assert "Not validated for clinical use at any site it was not scored on" in text
-        assert "random initialization" in text and json.loads((run / "config.json").read_text())["model"] in text
+        origin = "random initialization" if task == "seg" else "ImageNet-trained encoder"  # cls: the default Lite0
+        assert origin in text and json.loads((run / "config.json").read_text())["model"] in text
         plots = [p.relative_to(run).as_posix() for p in figure_files(run)]
         assert plots and page.figures == plots  # every plot of the run, in order
         for src, path in zip(page.images, figure_files(run), strict=True):

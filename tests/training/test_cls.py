@@ -72,7 +72,8 @@ def test_defaults_pick_the_classification_model_and_loss() -> None:
 def test_imagenet_weights_train_in_two_phases_or_frozen_throughout() -> None:
     phases = cls_phases(TrainConfig(task="cls", weights="imagenet", epochs=10, freeze_epochs=3))
     assert phases == [Phase(3, 1.0, False), Phase(10, 0.1, True)]
-    assert cls_phases(TrainConfig(task="cls", epochs=10)) == [Phase(10)]
+    assert cls_phases(TrainConfig(task="cls", weights="none", epochs=10)) == [Phase(10)]
+    assert cls_phases(TrainConfig(task="cls", epochs=10)) == phases  # the default: Lite0 from ImageNet
     # --freeze-epochs as long as the run: the encoder stays frozen (a linear probe); 0: it trains from the start
     assert cls_phases(TrainConfig(task="cls", weights="imagenet", epochs=3, freeze_epochs=3)) == [Phase(3, 1.0, False)]
     assert cls_phases(TrainConfig(task="cls", weights="imagenet", epochs=3, freeze_epochs=0)) == [Phase(3)]

@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from inference.measure import measure_mask
+from inference.measure import _hull_points, measure_mask
 
 
 def _disc(r: int, n: int = 200) -> np.ndarray:
@@ -97,3 +98,15 @@ def test_empty_mask_has_no_lesion_and_bad_input_raises():
         measure_mask(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match="pixel_spacing"):
         measure_mask(np.ones((3, 3)), pixel_spacing=0)
+
+
+def test_hull_points_are_the_unique_boundary_corners_in_row_order() -> None:
+    """The integer-key deduplication gives exactly what ``np.unique(axis=0)`` of the corners gives."""
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        shape = tuple(int(v) for v in rng.integers(5, 80, size=2))
+        mask = ndimage.binary_dilation(rng.random(shape) > 0.97, iterations=int(rng.integers(1, 5)))
+        ys, xs = np.nonzero(mask & ~ndimage.binary_erosion(mask))
+        corners = np.array([(x + dx, y + dy) for x, y in zip(xs, ys, strict=True) for dx in (0, 1) for dy in (0, 1)])
+        expected = np.unique(corners.reshape(-1, 2).astype(np.float64), axis=0)
+        np.testing.assert_array_equal(_hull_points(mask), expected)

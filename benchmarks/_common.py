@@ -77,10 +77,10 @@ def render_from_json(args: argparse.Namespace, section: str, markdown: Callable[
     return True
 
 
-def head_commit() -> str:
-    """The short commit of the repository's HEAD, recorded with every run."""
+def head_commit(repo: Path = REPO) -> str:
+    """The short commit of ``repo``'s HEAD (this repository's by default), recorded with every run."""
     return subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.strip()
 
 

@@ -114,7 +114,21 @@ def measure_one(args: argparse.Namespace, model: Path, dataset: str, variant: st
         print(
             f"  {dataset} {name}: {row[name]['images_per_s']:.2f} images/s ({row[name]['seconds']:.1f} s)", flush=True
         )
-    return {**row, "cpu": cpu_model(), "commit": head_commit(), "old_code": str(args.old_code)}
+    return {**row, "cpu": cpu_model(), "commit": head_commit(), "old_code": str(args.old_code),
+            "old_commit": head_commit(args.old_code)}  # fmt: skip
+
+
+def _label(r: dict) -> str:
+    """The model's name: a run folder's, or ``model/version`` for an export's version folder."""
+    path = Path(r["run"])
+    return f"{path.parent.name}/{path.name}" if r.get("kind") == "saved_model" and path.name.isdigit() else path.name
+
+
+def _outside(r: dict) -> str:
+    """The share of predict's wall time spent outside the model's forward pass (run folders only)."""
+    if "forward_images_per_s" not in r:
+        return "—"
+    return f"{1 - r['new']['images_per_s'] / r['forward_images_per_s']:.0%}"
 
 
 def _merge(path: Path, rows: list[dict]) -> dict:
@@ -133,20 +147,23 @@ def _merge(path: Path, rows: list[dict]) -> dict:
 def markdown(doc: dict) -> str:
     lines = [
         "predict.py on BUSI's 780 images (the three class folders; masks left out) and BUS-BRA's 1,875, one "
-        "process per figure; images/s. `old` is the checkout named in the row's `old code`.",
+        "process per figure; images/s. `old` is the checkout named in the row's `old code`; the time outside the "
+        "model is 1 - (new predict / model forward), the model's own compiled forward pass on batches of 8 at its "
+        "input size.",
         "",
         "| model | kind | dataset | malloc | model forward | old predict | new predict | new, --no-overlays "
-        "| new / old | CPU | code / old code |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| new / old | time outside the model | CPU | code / old code |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["rows"]:
         r = {**{k: doc.get(k, "") for k in ("cpu", "commit", "old_code")}, **r}  # the first version's rows
         old, new, bare = (r[k]["images_per_s"] for k in ("old", "new", "new_no_overlays"))
         forward = f"{r['forward_images_per_s']:.1f}" if "forward_images_per_s" in r else "—"
+        old_code = r.get("old_commit") or Path(r["old_code"]).name
         lines.append(
-            f"| {Path(r['run']).name} | {r.get('kind', 'seg')} | {r.get('dataset', 'BUSI')} | {r['variant']} | "
+            f"| {_label(r)} | {r.get('kind', 'seg')} | {r.get('dataset', 'BUSI')} | {r['variant']} | "
             f"{forward} | {old:.2f} | {new:.2f} | {bare:.2f} | {new / old:.1f}x ({bare / old:.1f}x without overlays) "
-            f"| {r['cpu']} | {r['commit']} / {Path(r['old_code']).name} |"
+            f"| {_outside(r)} | {r['cpu']} | {r['commit']} / {old_code} |"
         )
     return "\n".join(lines) + "\n"
 

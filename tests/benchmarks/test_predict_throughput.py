@@ -23,10 +23,15 @@ def test_the_table_gives_each_rate_and_the_speed_up_over_the_old_code() -> None:
             _row("default", None, 4.0, 8.0, 12.0, run="/x/export/seg", kind="saved_model",
                  dataset="BUS-BRA")]  # fmt: skip
     text = pt.markdown({"rows": rows})
-    assert "| exp | seg | BUSI | default | 190.0 | 7.20 | 18.00 | 25.20 | 2.5x (3.5x without overlays) " in text
-    assert "| exp | seg | BUSI | no-trim | 200.0 | 8.00 | 20.00 | 28.00 | 2.5x (3.5x without overlays) " in text
-    assert "| seg | saved_model | BUS-BRA | default | — | 4.00 | 8.00 | 12.00 | 2.0x (3.0x without overlays) " in text
-    assert text.count("| Some CPU | abc1234 / old |") == 3
+    assert "| exp | seg | BUSI | default | 190.0 | 7.20 | 18.00 | 25.20 | 2.5x (3.5x without overlays) | 91% " in text
+    assert "| exp | seg | BUSI | no-trim | 200.0 | 8.00 | 20.00 | 28.00 | 2.5x (3.5x without overlays) | 90% " in text
+    assert "| seg | saved_model | BUS-BRA | default | — | 4.00 | 8.00 | 12.00 | 2.0x (3.0x without overlays) | — " in (
+        text
+    )
+    assert text.count("| Some CPU | abc1234 / old |") == 3  # rows without the old code's commit name its folder
+    export = _row("default", None, 4.0, 8.0, 12.0, run="/x/export/unet/1", kind="saved_model", old_commit="fd7c1ca")
+    assert "| unet/1 | saved_model | BUSI |" in pt.markdown({"rows": [export]})
+    assert "| Some CPU | abc1234 / fd7c1ca |" in pt.markdown({"rows": [export]})
 
 
 def test_rows_merge_by_model_dataset_and_malloc(tmp_path) -> None:

@@ -21,6 +21,7 @@ from data.discover import Case, check_lesion_masks
 from data.report import InspectOptions, analyze_dataset
 from data.sources import Source, parse_sources
 from evaluation.base import EvalRequest, Evaluator
+from reports.html import write_report
 
 if TYPE_CHECKING:
     import keras
@@ -91,7 +92,7 @@ def evaluate_external(
     externals: Sequence[ExternalData],
     keys: Sequence[str],
 ) -> dict[str, dict[str, Any]]:
-    """Score ``model`` on every external dataset and write each one's ``metrics.json``.
+    """Score ``model`` on every external dataset and write each one's ``metrics.json`` and ``report.html``.
 
     Args:
         evaluate: The task's evaluator (:func:`evaluation.tasks.evaluator`).
@@ -111,6 +112,7 @@ def evaluate_external(
         result = evaluate(model, cfg, EvalRequest(list(ext.records), where, fold_dir=fold_dir, own_data=False))
         result.update(data_dir=str(ext.path), excluded=ext.excluded, split="all")
         write_json(where / "metrics.json", result)
+        write_report(where)  # the site's own page, beside the run's (which has every site)
         summary = {k: result[k] for k in keys if k in result}
         summary.update({f"{k}_ci95": result[f"{k}_ci95"] for k in keys if f"{k}_ci95" in result})
         summary.update(n_images=result.get("n_images"), dir=str(where), shift=result.get("shift"))

@@ -79,6 +79,16 @@ def test_evaluate_writes_a_report_of_its_own_data(trained_runs) -> None:
     assert page.figures == [p.relative_to(out).as_posix() for p in figure_files(out)]
 
 
+@pytest.mark.slow
+def test_each_external_site_gets_a_page_of_its_own(classifier_run) -> None:
+    """conftest's classifier run, validated on the external manifest site ``bra`` during training."""
+    site = classifier_run.run_dir / "external" / "bra"
+    page, metrics = _page(site), json.loads((site / "metrics.json").read_text())
+    assert page.rows[("data/classification", "malignant_auc")] == metrics["malignant_auc"]
+    assert f"{metrics['data_dir']} (all)" in " ".join(page.text)  # named as the data it scored
+    assert page.figures == [p.relative_to(site).as_posix() for p in figure_files(site)] and page.figures
+
+
 def test_a_fold_all_summary_links_its_folds_and_the_cli_rewrites_every_page(tmp_path) -> None:
     run = tmp_path / "cv"
     for k, dice in enumerate((0.5, 0.7)):

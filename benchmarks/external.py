@@ -267,7 +267,7 @@ def add_internal_malignancy(run_dir: Path) -> None:
     cfg = TrainConfig.load(run_dir / "config.json")
     _, val = fold_records(prepare_data(cfg), cfg, cfg.fold)
     _, _, [probs] = predict_cls(load_run_model(run_dir / "weights" / "best.keras"), val, cfg)
-    cuts, cut_info = malignancy_cut(val, probs, run_dir, fit=True, own_data=True)
+    cuts, cut_info = malignancy_cut(val, probs, run_dir, fit=True, own_data=True, target_sensitivity=0)  # Youden
     metrics = json.loads((run_dir / "metrics.json").read_text())
     groups = [r.group or r.case_id for r in val]
     metrics.update(malignancy_report([r.label for r in val], probs, CLASS_NAMES, groups, cuts))

@@ -40,6 +40,9 @@ HUB_CLASSIFIER_LR = 1e-4
 """Their default learning rate: from scratch on BUSI at 1e-3, MiT-B0's training loss stayed at ln 3 and
 DeiT-Tiny's reached only 1.05 (BENCHMARKS.md, 'The learning rate, and what else moved the gap')."""
 SEG_TASKS, CLS_TASKS = ("seg", "joint"), ("cls", "joint")
+TARGET_SENSITIVITY = 0.9
+"""The malignancy cut's sensitivity on the validation fold when --target-sensitivity is not given: the cut is
+set as a biopsy threshold is, for the cancers it must not miss (:mod:`evaluation.cut`)."""
 
 
 def default_img_size(task: str, gpu: bool) -> int:
@@ -200,6 +203,12 @@ class TrainConfig:
         "with --weights imagenet (or a keras-hub preset for cls and joint): epochs with the encoder frozen, then "
         "all layers at lr/10; as many as --epochs: frozen throughout; 0: all layers train from the start",
     )
+    target_sensitivity: float = option(
+        TARGET_SENSITIVITY,
+        "the malignancy cut on P(malignant) is the highest that keeps this share of the validation fold's "
+        "malignant images (cross-fitted, saved with the run, applied by evaluate.py); 0: Youden's J instead",
+        tasks=CLS_TASKS,
+    )
     gamma: float = option(2.0, "focal loss gamma", tasks=CLS_TASKS)
     label_smoothing: float = option(0.0, "label smoothing", tasks=CLS_TASKS)
     oversample: bool | None = option(
@@ -322,6 +331,10 @@ class TrainConfig:
                 raise OptionError(f"`{name}` must be at least 1. Received: {name}={getattr(self, name)}")
         if self.lr <= 0:
             raise OptionError(f"`lr` must be positive. Received: lr={self.lr}")
+        if not 0 <= self.target_sensitivity <= 1:
+            raise OptionError(
+                f"`target_sensitivity` must be in [0, 1] (0: Youden's J). Received: {self.target_sensitivity}"
+            )
 
     def architecture(self) -> dict[str, Any]:
         """The architecture options (:data:`models.options.ARCHITECTURE_OPTIONS`), None where unset."""

@@ -23,7 +23,7 @@ from data.discover import Case
 from data.sources import breakdowns
 from evaluation.base import EvalRequest, scored_with
 from evaluation.calibrate import fit_fold_temperature
-from evaluation.cut import fit_fold_cut
+from evaluation.cut import TARGET_SENSITIVITY, fit_fold_cut
 from evaluation.run_files import load_fitted_cut, load_fitted_temperature, save_cut, save_temperature
 from evaluation.shift import shift_report
 from evaluation.tta import combine_views, predict_records
@@ -155,11 +155,16 @@ FOLD_CUT = "the cut chosen on the run's validation fold"
 
 
 def malignancy_cut(
-    records: Sequence[Case], probs: np.ndarray, fold_dir: Path | None, fit: bool, own_data: bool
+    records: Sequence[Case],
+    probs: np.ndarray,
+    fold_dir: Path | None,
+    fit: bool,
+    own_data: bool,
+    target_sensitivity: float = TARGET_SENSITIVITY,
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """The cut on P(malignant) that scores each record, and what to report about it.
+    """The cut on P(malignant) that scores each record, and what to report about it (its ``rule`` too).
 
-    ``fit`` (training's evaluation of the validation fold) chooses the fold's cuts
+    ``fit`` (training's evaluation of the validation fold) chooses the fold's cuts for ``target_sensitivity``
     (:mod:`evaluation.cut`) and saves them in ``fold_dir``; otherwise those saved there are used (none:
     no sensitivity or specificity). The fold's own cases are scored with their cross-fitted half's cut;
     ``own_data`` False (another dataset, whose ids may collide with the run's) scores every case with the
@@ -168,16 +173,18 @@ def malignancy_cut(
     ids = [r.case_id for r in records]
     groups = [r.group or r.case_id for r in records]
     p_malignant = probs[:, CLASS_NAMES.index("malignant")]
-    fitted = fit_fold_cut(ids, [r.label for r in records], p_malignant, groups) if fit else None
+    fitted = fit_fold_cut(ids, [r.label for r in records], p_malignant, groups, target_sensitivity) if fit else None
     if fitted is not None and fold_dir is not None:
         save_cut(fold_dir, fitted)
     fitted = fitted or load_fitted_cut(fold_dir)
     if fitted is None:
         return None, {"threshold": None, "scored_with": "no cut (the run has none)"}
     if not own_data:
-        return np.full(len(ids), fitted.threshold), {"threshold": fitted.threshold, "scored_with": FOLD_CUT}
+        return np.full(len(ids), fitted.threshold), {
+            "threshold": fitted.threshold, "rule": fitted.rule, "scored_with": FOLD_CUT
+        }  # fmt: skip
     how = scored_with(ids, {i for half, t in fitted.halves if t is not None for i in half}, "cut chosen", FOLD_CUT)
-    return fitted.for_cases(ids), {"threshold": fitted.threshold, "scored_with": how}
+    return fitted.for_cases(ids), {"threshold": fitted.threshold, "rule": fitted.rule, "scored_with": how}
 
 
 def cls_breakdowns(
@@ -278,7 +285,7 @@ def evaluate_cls(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
     if result["shift"] is not None:
         result["shift"]["flagged_ids"] = {r.case_id: f for r, f in zip(records, flags, strict=True) if f}
     _calibration_report(result, labels, raw, probs, groups, calibration, out_dir)
-    cuts, cut_info = malignancy_cut(records, probs, fold_dir, request.fit, request.own_data)
+    cuts, cut_info = malignancy_cut(records, probs, fold_dir, request.fit, request.own_data, cfg.target_sensitivity)
     result.update(malignancy_report(names, probs, CLASS_NAMES, groups, cuts))
     result.update(malignancy_threshold=cut_info["threshold"], malignancy_cut=cut_info)
     result.update(cls_breakdowns(records, labels, probs, cuts))

@@ -1,7 +1,10 @@
 """Choose the malignancy cut on P(malignant) on a validation fold, and score the fold with it honestly.
 
-The cut (Youden's J over the fold's benign and malignant images,
-:func:`metrics.classification.youden_threshold`) chosen on all the fold's lesion images is saved
+The cut is set for sensitivity, as a biopsy threshold is: the highest cut at which at least
+``--target-sensitivity`` (default :data:`TARGET_SENSITIVITY`) of the fold's malignant images score at or
+above it (:func:`metrics.classification.sensitivity_threshold`; 0 chooses Youden's J over the benign
+and malignant images instead, :func:`metrics.classification.youden_threshold`). Chosen on all the fold's
+lesion images, it is saved
 with the run (``malignancy_threshold.json``, :mod:`evaluation.run_files`) and used on any other
 data. Reporting the fold's sensitivity and specificity at a cut chosen on the same images would
 flatter them, so the fold's own figures are cross-fitted, exactly as the lesion gate's
@@ -19,10 +22,18 @@ from typing import Any
 
 import numpy as np
 
+from config.train import TARGET_SENSITIVITY
 from evaluation.calibrate import group_halves
-from metrics.classification import youden_threshold
+from metrics.classification import sensitivity_threshold, youden_threshold
 
-RULE = "Youden's J on the validation fold's lesion images"
+YOUDEN_RULE = "Youden's J on the validation fold's lesion images"
+
+
+def rule(target_sensitivity: float) -> str:
+    """How the cut is chosen, as saved with it: for ``target_sensitivity``, or Youden's J when it is 0."""
+    if target_sensitivity == 0:
+        return YOUDEN_RULE
+    return f"the highest cut with sensitivity >= {target_sensitivity:.2f} on the validation fold's malignant images"
 
 
 @dataclass(frozen=True)
@@ -34,10 +45,12 @@ class FittedCut:
         halves: ``(case ids, cut chosen on the other half)`` for the two halves of the fold; the cut is
             None where the other half lacks benign or malignant images (that half is then scored with
             ``threshold``, and the run says so).
+        rule: How the cuts were chosen (:func:`rule`; files saved before the rule was a choice: Youden's J).
     """
 
     threshold: float
     halves: tuple[tuple[tuple[str, ...], float | None], ...] = ()
+    rule: str = YOUDEN_RULE
 
     def for_cases(self, ids: Sequence[str]) -> np.ndarray:
         """The cut that scores each case: its half's cross-fitted one, else the fold's."""
@@ -49,20 +62,27 @@ class FittedCut:
         return {
             "threshold": self.threshold,
             "score": "P(malignant)",
-            "rule": RULE,
+            "rule": self.rule,
             "halves": [{"ids": list(ids), "threshold": t} for ids, t in self.halves],
         }
 
 
-def _youden(names: np.ndarray, p_malignant: np.ndarray, member: np.ndarray) -> float | None:
-    """Youden's cut on the benign and malignant images among ``member``; None without both."""
+def _choose(names: np.ndarray, p_malignant: np.ndarray, member: np.ndarray, target: float) -> float | None:
+    """The cut on the benign and malignant images among ``member`` (:func:`rule`); None without both."""
     keep = member & np.isin(names, ["benign", "malignant"])
     y = names[keep] == "malignant"
-    return youden_threshold(y, p_malignant[keep]) if y.any() and not y.all() else None
+    if not y.any() or y.all():
+        return None
+    scores = p_malignant[keep]
+    return youden_threshold(y, scores) if target == 0 else sensitivity_threshold(y, scores, target)
 
 
 def fit_fold_cut(
-    ids: Sequence[str], names: Sequence[str], p_malignant: np.ndarray, groups: Sequence[str]
+    ids: Sequence[str],
+    names: Sequence[str],
+    p_malignant: np.ndarray,
+    groups: Sequence[str],
+    target_sensitivity: float = TARGET_SENSITIVITY,
 ) -> FittedCut | None:
     """Choose the fold's cut on all its lesion images, and one per cross-fitting half on the other half.
 
@@ -71,17 +91,18 @@ def fit_fold_cut(
         names: Class name of each case (normal images take no part in the cut).
         p_malignant: P(malignant) of each case.
         groups: Patient (or duplicate group) of each case.
+        target_sensitivity: The sensitivity the cut keeps on the images it is chosen on (0: Youden's J).
 
     Returns:
         None when the fold lacks benign or malignant images.
     """
     names_arr = np.asarray(names)
-    fold_cut = _youden(names_arr, p_malignant, np.ones(len(names_arr), dtype=bool))
+    fold_cut = _choose(names_arr, p_malignant, np.ones(len(names_arr), dtype=bool), target_sensitivity)
     if fold_cut is None:
         return None
     side = group_halves(list(names), list(groups))
     parts = []
     for h in (0, 1):
         members = tuple(i for i, s in zip(ids, side, strict=True) if s == h)
-        parts.append((members, _youden(names_arr, p_malignant, side != h)))
-    return FittedCut(fold_cut, tuple(parts))
+        parts.append((members, _choose(names_arr, p_malignant, side != h, target_sensitivity)))
+    return FittedCut(fold_cut, tuple(parts), rule(target_sensitivity))

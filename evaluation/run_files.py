@@ -19,7 +19,7 @@ from core.atomic import write_json
 from core.errors import MissingFileError, OptionError, RunFileError
 from data.shift import read_description
 from evaluation.calibrate import FittedTemperature
-from evaluation.cut import FittedCut
+from evaluation.cut import YOUDEN_RULE, FittedCut
 from evaluation.gate import FittedGate
 from models.postprocess import GATE_FILE, read_gate_file
 
@@ -201,7 +201,7 @@ def load_fitted_cut(fold_dir: Path | None) -> FittedCut | None:
     doc = json.loads(path.read_text(encoding="utf-8"))
     try:
         halves = tuple((tuple(h["ids"]), _cut_or_none(h["threshold"])) for h in doc.get("halves", []))
-        return FittedCut(float(doc["threshold"]), halves)
+        return FittedCut(float(doc["threshold"]), halves, doc.get("rule", YOUDEN_RULE))
     except (KeyError, TypeError, ValueError) as e:
         raise RunFileError(f"{path} does not hold a malignancy cut ({e}); delete it or train again") from e
 

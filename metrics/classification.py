@@ -221,6 +221,27 @@ def youden_threshold(y: np.ndarray, score: np.ndarray) -> float:
     return float(cands[best] if best == 0 else (cands[best] + cands[best - 1]) / 2)
 
 
+def sensitivity_threshold(y: np.ndarray, score: np.ndarray, target: float) -> float:
+    """The highest score threshold (``score >= t`` is positive) whose sensitivity on ``y`` is at least ``target``.
+
+    Placed midway to the next lower score, as :func:`youden_threshold` places its cut, so it does not sit
+    on a case; the sensitivity there is the same.
+
+    Raises:
+        ValueError: Unless ``y`` holds a positive case, or if ``target`` is not in (0, 1].
+    """
+    y = np.asarray(y, dtype=bool)
+    score = np.asarray(score, dtype=float)
+    if not y.any():
+        raise ValueError("a sensitivity needs positive cases")
+    if not 0 < target <= 1:
+        raise ValueError(f"`target` must be in (0, 1]. Received: {target}")
+    cands = np.unique(score)
+    sens = np.array([(score[y] >= t).mean() for t in cands])  # falls as the threshold rises
+    best = int(np.flatnonzero(sens >= target - 1e-12).max())
+    return float(cands[best] if best == 0 else (cands[best] + cands[best - 1]) / 2)
+
+
 def _weighted_share(hit: np.ndarray, member: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Per row of ``w``: weighted share of ``member`` samples that are ``hit``."""
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -25,9 +25,12 @@ def test_config_round_trips_and_rejects_bad_values() -> None:
         {"epochs": 0},
         {"patch_size": 0},
         {"num_layers": -1},
+        {"target_sensitivity": 1.5},
+        {"target_sensitivity": -0.1},
     ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig(**bad)
+    assert TrainConfig().target_sensitivity == 0.9 and TrainConfig(target_sensitivity=0).target_sensitivity == 0
     with pytest.raises(ValueError, match="unknown config keys"):
         TrainConfig.from_dict({**cfg.to_dict(), "warmup": 3})
 

@@ -11,7 +11,7 @@ import pytest
 from core.classes import CLASS_NAMES
 from data.discover import Case
 from evaluation.cls import malignancy_cut
-from evaluation.cut import FittedCut, fit_fold_cut
+from evaluation.cut import YOUDEN_RULE, FittedCut, fit_fold_cut, rule
 from evaluation.run_files import THRESHOLD_FILE, load_fitted_cut
 from metrics.classification import malignancy_report
 
@@ -33,14 +33,14 @@ def _fold() -> tuple[list[Case], np.ndarray]:
 def test_each_half_is_scored_with_the_cut_chosen_on_the_other_half(tmp_path) -> None:
     records, probs = _fold()
     names, groups = [r.label for r in records], [r.case_id for r in records]
-    fitted = fit_fold_cut(list(SCORES), names, probs[:, 2], groups)
-    assert fitted.threshold == pytest.approx(0.475)
+    fitted = fit_fold_cut(list(SCORES), names, probs[:, 2], groups, target_sensitivity=0)  # Youden's J
+    assert fitted.threshold == pytest.approx(0.475) and fitted.rule == YOUDEN_RULE
     assert [set(ids) for ids, _ in fitted.halves] == [{"b0", "b2", "m0", "m2"}, {"b1", "b3", "m1", "m3"}]
     assert [t for _, t in fitted.halves] == pytest.approx([0.525, 0.4])  # each chosen on the other half
 
-    cuts, info = malignancy_cut(records, probs, tmp_path, fit=True, own_data=True)
-    assert info == {"threshold": pytest.approx(0.475), "scored_with": "each half of the validation fold with the "
-                    "cut chosen on the other half"}  # fmt: skip
+    cuts, info = malignancy_cut(records, probs, tmp_path, fit=True, own_data=True, target_sensitivity=0)
+    assert info == {"threshold": pytest.approx(0.475), "rule": YOUDEN_RULE, "scored_with": "each half of the "
+                    "validation fold with the cut chosen on the other half"}  # fmt: skip
     crossed = malignancy_report(names, probs, CLASS_NAMES, groups, cuts)
     self_scored = malignancy_report(names, probs, CLASS_NAMES, groups, fitted.threshold)
     assert (self_scored["sensitivity"], self_scored["specificity"]) == (1.0, 1.0)  # what the fold said of itself
@@ -57,9 +57,9 @@ def test_each_half_is_scored_with_the_cut_chosen_on_the_other_half(tmp_path) -> 
 
 
 def test_a_cut_saved_before_cross_fitting_still_loads_and_scores_with_the_folds_cut(tmp_path) -> None:
-    doc = {"threshold": 0.3, "score": "P(malignant)", "rule": "Youden's J on the validation fold's lesion images"}
+    doc = {"threshold": 0.3, "score": "P(malignant)"}  # no halves and no rule: the files of before
     (tmp_path / THRESHOLD_FILE).write_text(json.dumps(doc))
-    assert load_fitted_cut(tmp_path) == FittedCut(0.3)
+    assert load_fitted_cut(tmp_path) == FittedCut(0.3) and load_fitted_cut(tmp_path).rule == YOUDEN_RULE
     records, probs = _fold()
     cuts, info = malignancy_cut(records, probs, tmp_path, fit=False, own_data=True)
     assert np.all(cuts == 0.3) and info["scored_with"] == "the cut chosen on the run's validation fold"
@@ -75,3 +75,20 @@ def test_no_cut_without_benign_and_malignant_images() -> None:
     # halves: {a, b} | {c}; the half without a has no benign image, so that half keeps the fold's cut
     assert one_sided.halves[1][1] is not None and one_sided.halves[0][1] is None
     assert one_sided.for_cases(["a", "c"]).tolist() == [one_sided.threshold, one_sided.halves[1][1]]
+
+
+def test_the_default_cut_keeps_the_target_sensitivity_on_the_fold_and_says_so(tmp_path) -> None:
+    records, probs = _fold()
+    names, groups = [r.label for r in records], [r.case_id for r in records]
+    # 0.75 of the four cancers: the cut may rise to 0.6, midway to 0.5 (the next lower score)
+    fitted = fit_fold_cut(list(SCORES), names, probs[:, 2], groups, target_sensitivity=0.75)
+    assert fitted.threshold == pytest.approx(0.55)
+    # halves chosen on the other half's two cancers: 0.75 needs both (m1 0.9, m3 0.6; m0 0.5, m2 0.7)
+    assert [t for _, t in fitted.halves] == pytest.approx([0.525, 0.4])
+    cuts, info = malignancy_cut(records, probs, tmp_path, fit=True, own_data=True)  # the default, 0.90
+    assert info["rule"] == rule(0.9) and "sensitivity >= 0.90" in info["rule"]
+    assert info["threshold"] == pytest.approx(0.475)  # all four cancers at or above it
+    saved = json.loads((tmp_path / THRESHOLD_FILE).read_text())
+    assert saved["rule"] == rule(0.9) and load_fitted_cut(tmp_path).rule == rule(0.9)
+    report = malignancy_report(names, probs, CLASS_NAMES, groups, info["threshold"])
+    assert report["sensitivity"] >= 0.9

@@ -104,6 +104,25 @@ def test_youden_threshold_separates_separable_scores() -> None:
         youden_threshold(np.ones(3, bool), np.array([0.1, 0.2, 0.3]))
 
 
+def test_sensitivity_threshold_is_the_highest_cut_that_keeps_the_target() -> None:
+    from metrics.classification import sensitivity_threshold
+
+    # malignant 0.9, 0.8, 0.7, 0.6, 0.2; benign 0.5, 0.3, 0.1
+    y = np.array([1, 1, 1, 1, 1, 0, 0, 0], bool)
+    score = np.array([0.9, 0.8, 0.7, 0.6, 0.2, 0.5, 0.3, 0.1])
+    assert sensitivity_threshold(y, score, 0.8) == pytest.approx(0.55)  # 4 of 5 kept, all benign below
+    assert sensitivity_threshold(y, score, 0.9) == pytest.approx(0.15)  # every cancer: two benign above too
+    assert sensitivity_threshold(y, score, 0.6) == pytest.approx(0.65)
+    for target in (0.6, 0.8, 0.9, 1.0):
+        t = sensitivity_threshold(y, score, target)
+        assert (score[y] >= t).mean() >= target and not np.isin(t, score)  # kept, and not on a case
+    assert sensitivity_threshold(y, score, 1.0) == pytest.approx(0.15)
+    with pytest.raises(ValueError, match="positive cases"):
+        sensitivity_threshold(np.zeros(3, bool), np.array([0.1, 0.2, 0.3]), 0.9)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        sensitivity_threshold(y, score, 0.0)
+
+
 def test_malignancy_report_on_a_site_without_normals() -> None:
     from metrics.classification import malignancy_report
 

@@ -13,6 +13,7 @@ import pytest
 import train
 from config.train import TrainConfig
 from data.synthetic import SynthConfig, generate_synthetic
+from evaluation.cut import rule
 from tests.conftest import lesion_manifest
 
 pytestmark = pytest.mark.slow
@@ -50,8 +51,9 @@ def test_external_classification_reports_malignancy_by_patient_and_scanner(class
     assert 0 <= ext["malignant_auc"] <= 1 and len(ext["malignant_auc_ci95"]) == 2
     assert ext["lesion_groups"] == 4  # bootstrapped over the 4 patients, not the 8 images
     assert 0 <= ext["lesion_called_normal"] <= 1
-    threshold = json.loads((run / "malignancy_threshold.json").read_text())["threshold"]
-    assert ext["malignancy_threshold"] == pytest.approx(threshold)  # chosen on the internal validation fold
+    saved = json.loads((run / "malignancy_threshold.json").read_text())
+    assert ext["malignancy_threshold"] == pytest.approx(saved["threshold"])  # chosen on the internal validation fold
+    assert saved["rule"] == ext["malignancy_cut"]["rule"] == rule(0.9)  # for sensitivity 0.90, the default
     assert set(ext["per_device"]) == {"GE Logiq 7", "Toshiba"}
     assert sum(d["n"] for d in ext["per_device"].values()) == 8
     assert (run / "external" / "bra" / "plots" / "roc.png").is_file()

@@ -75,7 +75,7 @@ def train_cmd(args: argparse.Namespace, task: str, model: str, weights: str, siz
     return [
         sys.executable, "train.py", "--task", task, "--model", model, "--weights", weights,
         "--data-dir", str(args.busi), "--fold", str(fold), "--img-size", str(size), "--epochs", str(args.epochs),
-        "--mixed-precision", "off", "--no-export", "--seed", "0",
+        "--mixed-precision", "off", "--no-export", "--seed", "0", "--target-sensitivity", "0",
         "--external", f"{EXTERNAL}={args.busbra / 'manifest.csv'}",
         "--project", str(folder.parent.parent), "--name", folder.name, "--exist-ok",
     ]  # fmt: skip
@@ -235,7 +235,8 @@ def markdown(result: dict) -> str:
         "",
         f"Protocol: {result['protocol']}. Written by `benchmarks/pretrained.py`; intervals are 95% bootstrap "
         "intervals over patients (BUSI: duplicate groups). The cut is the malignancy cut fitted on the "
-        "validation fold. Datasets: BUSI (Al-Dhabyani et al., Data in Brief 2020), BUS-BRA (Gomez-Flores "
+        "validation fold by Youden's J (`--target-sensitivity 0`: every arm as the first rows were). "
+        "Datasets: BUSI (Al-Dhabyani et al., Data in Brief 2020), BUS-BRA (Gomez-Flores "
         "et al., Medical Physics 2024).",
         "",
     ]

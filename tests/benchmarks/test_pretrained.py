@@ -24,6 +24,7 @@ def test_the_command_is_train_py_with_the_arm_fold_size_and_external_site(tmp_pa
     assert flags["--model"] == "efficientnet_lite0_unet" and flags["--weights"] == "imagenet"
     assert flags["--fold"] == "2" and flags["--img-size"] == "96" and flags["--external"].startswith("BUS-BRA=")
     assert flags["--name"] == "efficientnet_lite0_unet-imagenet-96px-f2" and "--exist-ok" in cmd
+    assert flags["--target-sensitivity"] == "0"  # Youden's cut, as the benchmark's first rows had
 
 
 def test_the_table_and_the_paired_differences() -> None:

@@ -173,9 +173,11 @@ def _head_details(part: dict, name: str, where: str) -> list[str]:
             cells = "".join(f"<td class='num'>{fmt(d.get(k), d.get(f'{k}_ci95'))}</td>" for k in PER_CLASS)
             rows.append(f"<tr><td>{html.escape(c)}</td><td class='num'>{d.get('support', '')}</td>{cells}</tr>")
         out.append(_table(["class", "images", "precision", "recall", "F1", "AUC"], rows))
-    if name == "classification" and "malignancy_threshold" in part:
+    if name == "classification" and part.get("malignancy_threshold") is not None:
+        rule = (part.get("malignancy_cut") or {}).get("rule")
+        chosen = f" ({html.escape(rule)})" if rule else ""
         out.append(
-            f"<p>Operating point ({where}): P(malignant) cut {part['malignancy_threshold']:.3f}, sensitivity "
+            f"<p>Operating point ({where}): P(malignant) cut {part['malignancy_threshold']:.3f}{chosen}, sensitivity "
             f"{fmt(part.get('sensitivity'), part.get('sensitivity_ci95'))}, specificity "
             f"{fmt(part.get('specificity'), part.get('specificity_ci95'))}.</p>"
         )

@@ -57,6 +57,8 @@ def test_training_writes_a_report_with_every_figure_plot_and_provenance(trained_
         assert "Not validated for clinical use at any site it was not scored on" in text
         origin = "random initialization" if task == "seg" else "ImageNet-trained encoder"  # cls: the default Lite0
         assert origin in text and json.loads((run / "config.json").read_text())["model"] in text
+        if task == "cls":  # the operating point with the rule that chose it
+            assert metrics["malignancy_cut"]["rule"] in text and "sensitivity >= 0.90" in text
         plots = [p.relative_to(run).as_posix() for p in figure_files(run)]
         assert plots and page.figures == plots  # every plot of the run, in order
         for src, path in zip(page.images, figure_files(run), strict=True):

@@ -57,8 +57,6 @@ def test_training_writes_a_report_with_every_figure_plot_and_provenance(trained_
         assert "Not validated for clinical use at any site it was not scored on" in text
         origin = "random initialization" if task == "seg" else "ImageNet-trained encoder"  # cls: the default Lite0
         assert origin in text and json.loads((run / "config.json").read_text())["model"] in text
-        if task == "cls":  # the operating point with the rule that chose it
-            assert metrics["malignancy_cut"]["rule"] in text and "sensitivity >= 0.90" in text
         plots = [p.relative_to(run).as_posix() for p in figure_files(run)]
         assert plots and page.figures == plots  # every plot of the run, in order
         for src, path in zip(page.images, figure_files(run), strict=True):
@@ -105,6 +103,25 @@ def test_a_fold_all_summary_links_its_folds_and_the_cli_rewrites_every_page(tmp_
     assert page.rows[("", "dice")] == 0.6 and page.urls == [f"fold0/{REPORT_FILE}", f"fold1/{REPORT_FILE}"]
     assert _page(run / "fold1").rows[("internal/segmentation", "dice")] == 0.7
     assert reports_main(["html", str(tmp_path / "nothing")]) == 2
+
+
+def test_the_operating_point_names_the_rule_that_chose_it(tmp_path) -> None:
+    rule = "the highest cut with sensitivity >= 0.90 on the validation fold's malignant images"
+    metrics = {
+        "macro_f1": 0.8,
+        "malignancy_threshold": 0.25,
+        "sensitivity": 0.9,
+        "sensitivity_ci95": [0.8, 1.0],
+        "specificity": 0.6,
+        "specificity_ci95": [0.5, 0.7],
+        "malignancy_cut": {"threshold": 0.25, "rule": rule},
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "config.json").write_text(json.dumps({"task": "cls", "model": "efficientnet_lite0"}))
+    text = " ".join(Page(render(tmp_path)).text)
+    assert f"P(malignant) cut 0.250 ({rule}), sensitivity {fmt(0.9, [0.8, 1.0])}" in text
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "malignancy_threshold": None}))
+    assert "Operating point" not in " ".join(Page(render(tmp_path)).text)  # no cut: no operating point
 
 
 def test_a_folder_without_results_is_a_clear_error(tmp_path) -> None:

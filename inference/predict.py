@@ -146,6 +146,9 @@ def _finish(
         label = f"{CLASS_NAMES[k]} {probs[k]:.2f}"
         row.update(class_name=CLASS_NAMES[k], class_id=k, probability=float(probs[k]))
         row.update({f"prob_{c}": float(p) for c, p in zip(CLASS_NAMES, probs, strict=True)})
+        if "malignancy_cut" in item.outputs[0]:  # the run's operating point, on the (view-combined) probabilities
+            cut = float(item.outputs[0]["malignancy_cut"])
+            row.update(malignancy_cut=cut, malignant_at_cut=bool(probs[CLASS_NAMES.index("malignant")] >= cut))
         if task == "cls" and overlays:
             write_png(overlay_path, overlay(item.image, label))
         if item.cam is not None:

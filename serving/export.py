@@ -22,7 +22,7 @@ import keras
 
 from core.atomic import write_json
 from core.errors import MissingFileError, OptionError, OutputExistsError
-from evaluation.run_files import load_description, load_fitted_temperature
+from evaluation.run_files import load_description, load_fitted_cut, load_fitted_temperature
 from models.postprocess import NO_GATE, load_gate
 from serving.layout import check_name, next_version, versions, write_models_config
 from serving.signatures import BYTES_SIGNATURE, PIXELS_SIGNATURE, ServingSpec, serving_fns
@@ -47,13 +47,15 @@ class ExportResult:
 def spec_from_config(cfg: TrainConfig, fold_dir: str | Path | None = None, postprocess: str = "none") -> ServingSpec:
     """The :class:`ServingSpec` of a run's :class:`~config.train.TrainConfig`, with what the run fitted
     in ``fold_dir`` (the run's folder, or one fold's): the lesion gate for segmentation, the temperature
-    for classification (1: none), both for a joint model; and ``postprocess``.
+    (1: none) and the malignancy cut (None: none) for classification, all three for a joint model; and
+    ``postprocess``.
 
     Raises:
         ValueError: On an unknown ``postprocess``, or one other than ``none`` for a classifier.
     """
     gate = load_gate(fold_dir) if fold_dir is not None and cfg.task != "cls" else NO_GATE
     fitted = load_fitted_temperature(fold_dir) if cfg.task != "seg" else None
+    cut = load_fitted_cut(fold_dir) if cfg.task != "seg" else None
     return ServingSpec(
         task=cfg.task,
         img_size=cfg.img_size,
@@ -61,6 +63,7 @@ def spec_from_config(cfg: TrainConfig, fold_dir: str | Path | None = None, postp
         gate=gate,
         postprocess=postprocess,
         temperature=fitted.temperature if fitted is not None else 1.0,
+        malignancy_cut=cut.threshold if cut is not None else None,
     )
 
 

@@ -11,7 +11,9 @@ models themselves, so both feed the model the same values.
 Outputs:
     classification: ``probabilities`` float32 ``(N, 3)``, calibrated with the run's temperature
         (``softmax(log(p) / T)``, :mod:`evaluation.calibrate`; the spec's ``temperature``),
-        ``class_id`` int64 ``(N,)``, ``class_name`` string ``(N,)``.
+        ``class_id`` int64 ``(N,)``, ``class_name`` string ``(N,)``; when the run has a malignancy cut
+        (:mod:`evaluation.cut`, the spec's ``malignancy_cut``) also ``malignancy_cut`` float32 ``(N,)`` (the
+        cut, repeated) and ``malignant_at_cut`` bool ``(N,)`` (calibrated P(malignant) at or above it).
     segmentation: ``mask_probability`` float32 ``(N, S, S)`` at model resolution, all zeros
         where the run's lesion gate (:mod:`models.postprocess`) declares the image lesion-free,
         then post-processed as the spec says (``largest``: the largest lesion, holes filled),
@@ -52,10 +54,13 @@ class ServingSpec:
     gate: LesionGate = NO_GATE
     postprocess: str = "none"
     temperature: float = 1.0
+    malignancy_cut: float | None = None
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise ValueError(f"`temperature` must be positive. Received: {self.temperature}")
+        if self.malignancy_cut is not None and not 0 <= self.malignancy_cut <= 1:
+            raise ValueError(f"`malignancy_cut` must be a probability. Received: {self.malignancy_cut}")
         if self.task not in TASKS:
             raise ValueError(f"`task` must be one of {list(TASKS)}. Received: task={self.task!r}")
         if check_postprocess(self.postprocess) != "none" and self.task == "cls":
@@ -93,11 +98,16 @@ def _class_outputs(probs: tf.Tensor, spec: ServingSpec) -> dict[str, tf.Tensor]:
     if spec.temperature != 1.0:
         out = temperature_tf(out, spec.temperature)
     class_id = tf.argmax(out, axis=-1)
-    return {
+    named = {
         "probabilities": out,
         "class_id": class_id,
         "class_name": tf.gather(tf.constant(list(spec.class_names)), class_id),
     }
+    if spec.malignancy_cut is not None:
+        p_malignant = out[:, spec.class_names.index("malignant")]
+        named["malignancy_cut"] = tf.fill(tf.shape(p_malignant), tf.constant(spec.malignancy_cut, tf.float32))
+        named["malignant_at_cut"] = p_malignant >= spec.malignancy_cut
+    return named
 
 
 def _mask_outputs(mask: tf.Tensor, spec: ServingSpec) -> dict[str, tf.Tensor]:

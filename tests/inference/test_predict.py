@@ -332,3 +332,26 @@ def open_backend_for(run: Path):
     from inference.backends import open_backend
 
     return open_backend(str(run), None)
+
+
+@pytest.mark.slow
+def test_a_runs_malignancy_cut_gives_each_image_its_answer_at_the_cut(trained_runs, tmp_path):
+    import shutil
+
+    from evaluation.cut import FittedCut, rule
+    from evaluation.run_files import THRESHOLD_FILE, save_cut
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_runs["cls"], run)
+    files = odd_images(tmp_path / "src")
+    (run / THRESHOLD_FILE).unlink(missing_ok=True)
+    bare = predict_files(open_backend_for(run), files, tmp_path / "bare", progress=False)
+    assert all("malignant_at_cut" not in r for r in bare.rows)  # a run without a cut: no answer at one
+    cut = float(np.median([r["prob_malignant"] for r in bare.rows]))  # half the images on each side
+    save_cut(run, FittedCut(cut, (), rule(0.9)))
+    for tta in (False, True):
+        rows = predict_files(open_backend_for(run), files, tmp_path / f"cut{tta}", tta=tta, progress=False).rows
+        answers = [r["malignant_at_cut"] for r in rows]
+        assert all(r["malignancy_cut"] == pytest.approx(cut) for r in rows)
+        assert answers == [r["prob_malignant"] >= r["malignancy_cut"] for r in rows]  # the combined views' with TTA
+        assert tta or (any(answers) and not all(answers))  # the median cut: images on both sides

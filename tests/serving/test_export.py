@@ -208,3 +208,34 @@ def test_classifier_exports_serve_the_runs_calibrated_probabilities(trained_runs
     np.testing.assert_array_equal(out["class_id"].numpy(), raw.argmax(1))
     with pytest.raises(ValueError, match="`temperature` must be positive"):
         ServingSpec(task="cls", img_size=4, channels=3, temperature=0.0)
+
+
+def test_a_runs_malignancy_cut_is_served_with_the_answer_at_it(trained_runs, tmp_path):
+    """The cut saved in the run goes into the spec; the graph says, per image, whether P(malignant) reaches it."""
+    import shutil
+
+    from evaluation.cut import FittedCut, rule
+    from evaluation.run_files import save_cut
+    from serving.export import spec_from_config
+    from serving.signatures import compiled_serving_fns
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_runs["cls"], run)
+    cfg = TrainConfig.load(run / "config.json")
+    save_cut(run, FittedCut(0.3, (), rule(0.9)))
+    assert spec_from_config(cfg, run).malignancy_cut == 0.3
+    assert spec_from_config(TrainConfig(task="seg"), run).malignancy_cut is None  # a segmenter has none
+    toy = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Softmax()])
+    pixels = np.random.default_rng(1).uniform(0, 3, (16, 4, 4, 3)).astype(np.float32)
+    out = compiled_serving_fns(toy, ServingSpec(task="cls", img_size=4, channels=3, malignancy_cut=0.3))[
+        PIXELS_SIGNATURE
+    ](tf.constant(pixels))
+    p_malignant = out["probabilities"].numpy()[:, CLASS_NAMES.index("malignant")]
+    flags = out["malignant_at_cut"].numpy()
+    np.testing.assert_array_equal(flags, p_malignant >= np.float32(0.3))
+    assert flags.any() and not flags.all()  # the toy's scores fall on both sides of the cut
+    np.testing.assert_allclose(out["malignancy_cut"].numpy(), np.full(16, 0.3), rtol=1e-7)
+    plain = compiled_serving_fns(toy, ServingSpec(task="cls", img_size=4, channels=3))[PIXELS_SIGNATURE]
+    assert "malignant_at_cut" not in plain(tf.constant(pixels))  # no cut, no answer at it
+    with pytest.raises(ValueError, match="`malignancy_cut` must be a probability"):
+        ServingSpec(task="cls", img_size=4, channels=3, malignancy_cut=1.5)

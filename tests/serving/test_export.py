@@ -102,11 +102,14 @@ def test_saved_model_cli_lists_both_signatures_with_dtypes_and_shapes(exported):
         "outputs/lesion_area_fraction": ("DT_FLOAT", "(-1)"),
     }
     cls = _cli_show(exported["cls"])
+    assert read_export_info(exported["cls"])["malignancy_cut"] is not None  # the tiny run has a cut: served too
     assert _signature_io(cls, BYTES_SIGNATURE) == {
         "inputs/images": ("DT_STRING", "(-1)"),
         "outputs/probabilities": ("DT_FLOAT", "(-1, 3)"),
         "outputs/class_id": ("DT_INT64", "(-1)"),
         "outputs/class_name": ("DT_STRING", "(-1)"),
+        "outputs/malignancy_cut": ("DT_FLOAT", "(-1)"),
+        "outputs/malignant_at_cut": ("DT_BOOL", "(-1)"),
     }
     assert _signature_io(cls, PIXELS_SIGNATURE)["inputs/pixels"] == ("DT_FLOAT", "(-1, 32, 32, 3)")
     assert "tensorflow/serving/predict" in cls

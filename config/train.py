@@ -206,7 +206,8 @@ class TrainConfig:
     target_sensitivity: float = option(
         TARGET_SENSITIVITY,
         "the malignancy cut on P(malignant) is the highest that keeps this share of the validation fold's "
-        "malignant images (cross-fitted, saved with the run, applied by evaluate.py); 0: Youden's J instead",
+        "malignant images (cross-fitted, saved with the run, applied by evaluate.py, predict.py and the export); "
+        "0: Youden's J instead",
         tasks=CLS_TASKS,
     )
     gamma: float = option(2.0, "focal loss gamma", tasks=CLS_TASKS)

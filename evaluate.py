@@ -29,6 +29,15 @@ each view's probabilities calibrated, then averaged) and writes <dataset>-<split
 instead. --postprocess largest (segmentation, joint) keeps the largest lesion of each
 gated mask, fills its holes, and writes <dataset>-<split>[-tta]-largest; metrics.json
 counts the lesions left in each mask ("lesions").
+
+--segmenter SEG_RUN with a lesion classifier's run (--crop lesion) scores the diagnosis: the
+segmenter's own masks (gated, --postprocess) say where the lesions are and whether there is one,
+the classifier reads each lesion, and every image of every class is scored (evaluation/diagnosis.py).
+On the classifier's validation fold it fits the diagnosis' malignancy cut (cross-fitted); another
+dataset is scored at that cut, fitted first if it is not yet. Writes
+<run>/eval/diagnosis-<segmenter>-<dataset>-<split>[-tta]/, with diagnosis.json (each image's lesions).
+    python evaluate.py --run runs/cls/lesion --segmenter runs/seg/exp
+    python evaluate.py --run runs/cls/lesion --segmenter runs/seg/exp --data-dir ../shared/datasets/BUS-BRA/manifest.csv
 """
 
 from __future__ import annotations
@@ -65,6 +74,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="average each prediction with the left-right mirrored image's (writes <dataset>-<split>-tta)",
     )
     p.add_argument("--postprocess", choices=POSTPROCESS, default="none", help=POSTPROCESS_HELP)
+    p.add_argument(
+        "--segmenter",
+        default="",
+        help="with a lesion classifier's run (--crop lesion): a segmentation run (or one fold of it) whose masks "
+        "place the lesions; scores the diagnosis of every image",
+    )
     return p.parse_args(argv)
 
 
@@ -83,7 +98,7 @@ def dataset_cases(args: argparse.Namespace, cfg: Any, splits: dict[str, Any], sp
         data_dir = " ".join(str(s.path) for s in sources)
         return dict(name=f"own-{split}", data_dir=data_dir, cases=discover_sources(sources),
                     excluded=set(splits["excluded"]), external=None)  # fmt: skip
-    ext = load_external(parse_sources([args.data_dir])[0], cfg.classes, cfg.task, cfg.leave_out_unmasked)
+    ext = load_external(parse_sources([args.data_dir])[0], cfg.classes, cfg.task, cfg.leave_out_unmasked, cfg.crop)
     return dict(name=f"{ext.name}-{split}", data_dir=str(ext.path), cases={c.case_id: c for c in ext.records},
                 excluded=set(ext.excluded), external=ext.excluded)  # fmt: skip
 
@@ -104,6 +119,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if not (run_dir / "config.json").is_file():
         raise MissingFileError(f"`--run` must be a run folder with config.json. Received: {run_dir}")
     cfg = TrainConfig.load(run_dir / "config.json")
+    if args.segmenter:
+        return diagnose_main(args, cfg, run_dir)
     if cfg.task == "cls" and args.postprocess != "none":
         raise OptionError(f"`--postprocess {args.postprocess}` is for segmentation runs; {run_dir} is {cfg.task}")
     suffix = ("-tta" if args.tta else "") + ("" if args.postprocess == "none" else f"-{args.postprocess}")
@@ -120,7 +137,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         cases = data["cases"]
         ids = fold_ids(splits, k)[1] if split == "val" else [i for i in cases if i not in data["excluded"]]
         records = [cases[i] for i in ids if i in cases and cases[i].label in cfg.classes]
-        records, _ = check_lesion_masks(records, cfg.task, cfg.leave_out_unmasked, data["data_dir"])
+        records, _ = check_lesion_masks(records, cfg.task, cfg.leave_out_unmasked, data["data_dir"], cfg.crop)
         if own and split == "val" and cfg.max_samples:  # the same cases the run validated on
             records = records[: cfg.max_samples]
         if not records:
@@ -141,6 +158,55 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         results[f"fold{k}"] = result
         keras.backend.clear_session()
     return results
+
+
+def diagnose_main(args: argparse.Namespace, cfg: Any, run_dir: Path) -> dict[str, Any]:
+    """``--segmenter``: score the diagnosis of the segmenter and the lesion classifier ``run_dir`` on every image."""
+    import keras
+
+    from core.classes import CLASS_NAMES
+    from data.splits import fold_ids, load_splits
+    from evaluation.diagnosis import cut_file, evaluate_diagnosis
+    from evaluation.run_files import load_run_model, resolve_run
+    from evaluation.summary import format_metrics
+
+    if cfg.crop != "lesion":
+        raise OptionError(f"`--segmenter` needs a lesion classifier's run (--crop lesion); {run_dir} reads frames")
+    seg_cfg, seg_file = resolve_run(args.segmenter)
+    if seg_cfg.task != "seg":
+        raise OptionError(f"`--segmenter` must be a segmentation run. Received: {args.segmenter} ({seg_cfg.task})")
+    cls_cfg, cls_file = resolve_run(run_dir)
+    seg = (load_run_model(seg_file), seg_cfg, seg_file.parent.parent)
+    lesion = (load_run_model(cls_file), cls_cfg, cls_file.parent.parent)
+    splits, own = load_splits(run_dir / "splits.json"), not args.data_dir
+    if not own and not cut_file(lesion[2], seg[2]).is_file():
+        print("fitting the diagnosis' malignancy cut on the lesion classifier's validation fold first")
+        diagnose_main(argparse.Namespace(**{**vars(args), "data_dir": "", "split": "val"}), cfg, run_dir)
+    split = args.split or ("val" if own else "all")
+    full = replace_classes(cfg, CLASS_NAMES)  # the diagnosis answers for every class, normal too
+    data = dataset_cases(args, full, splits, split)
+    ids = fold_ids(splits, cfg.fold)[1] if split == "val" else [i for i in data["cases"] if i not in data["excluded"]]
+    records = [data["cases"][i] for i in ids if i in data["cases"]]
+    if own and split == "val" and cfg.max_samples:
+        records = records[: cfg.max_samples]
+    name = Path(args.segmenter).resolve().name
+    out = lesion[2] / "eval" / f"diagnosis-{name}-{data['name']}{'-tta' if args.tta else ''}"
+    fit = own and split == "val"
+    result = evaluate_diagnosis(seg, lesion, records, out, own, fit, args.tta, args.postprocess)
+    result.update(data_dir=data["data_dir"], split=split, excluded=data["external"])
+    write_json(out / "metrics.json", result)
+    keys = ("macro_f1", "malignant_auc", "sensitivity", "specificity", "normal_called_normal", "lesion_called_normal")
+    print(f"diagnosis on {data['data_dir']} ({split}, {len(records)} cases): {format_metrics(result, keys)}")
+    print(f"Wrote {out}/metrics.json, diagnosis.json, predictions.csv, plots/ and {write_report(out)}")
+    keras.backend.clear_session()
+    return {f"fold{cfg.fold}": result}
+
+
+def replace_classes(cfg: Any, classes: Sequence[str]) -> Any:
+    """``cfg`` with ``classes`` and whole frames (no mask needed): the cases a diagnosis scores."""
+    from dataclasses import replace
+
+    return replace(cfg, classes=tuple(classes), crop="frame")
 
 
 if __name__ == "__main__":

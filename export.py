@@ -13,6 +13,12 @@ PNG/JPEG/BMP bytes, decoded and resized in the graph) and serving_preprocessed
 (float32 pixels in [0, 255] at the model's input size). A segmentation export
 applies the run's lesion gate, and with --postprocess largest keeps only the
 largest lesion of each mask with its holes filled (recorded in export.json).
+
+With --segmenter SEG_RUN, a lesion classifier's run (--crop lesion) is exported with that segmenter
+as one diagnosis (serving/diagnosis.py): encoded bytes in; the gated mask, each lesion's box and
+P(malignant), and the image's class probabilities out, every step in the graph. The diagnosis' cut
+is included when evaluate.py --segmenter fitted one for the pair.
+    python export.py --run runs/cls/lesion --segmenter runs/seg/exp --name diagnosis
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--version", type=int, default=None, help="version number (default: the next free one)")
     p.add_argument("--weights", choices=["best", "last"], default="best", help="which checkpoint to export")
     p.add_argument("--postprocess", choices=POSTPROCESS, default="none", help=POSTPROCESS_HELP)
+    p.add_argument(
+        "--segmenter", default="", help="with a lesion classifier's run: the segmentation run of the diagnosis"
+    )
     return p.parse_args(argv)
 
 
@@ -48,6 +57,8 @@ def main(args: argparse.Namespace):
     from serving.export import export_model, spec_from_config
 
     cfg, weights = resolve_run(args.run, args.weights)
+    if args.segmenter:
+        return export_diagnosis_main(args, cfg, weights)
     if cfg.task == "cls" and args.postprocess != "none":
         raise OptionError(f"`--postprocess {args.postprocess}` is for segmentation runs; {args.run} is {cfg.task}")
     name = args.name or cfg.model
@@ -67,6 +78,26 @@ def main(args: argparse.Namespace):
         f'-v "{Path(args.out).resolve()}:/models" tensorflow/serving '
         "--model_config_file=/models/models.config"
     )
+    return result
+
+
+def export_diagnosis_main(args: argparse.Namespace, cfg, weights: Path):
+    """``--segmenter``: export the segmenter and the lesion classifier of ``args.run`` as one diagnosis."""
+    from evaluation.run_files import load_inference_model, resolve_run
+    from serving.diagnosis import diagnosis_spec, export_diagnosis
+
+    seg_cfg, seg_weights = resolve_run(args.segmenter, args.weights)
+    spec = diagnosis_spec(seg_cfg, seg_weights.parent.parent, cfg, weights.parent.parent, args.postprocess)
+    name = args.name or "diagnosis"
+    cut = (
+        "no cut (run evaluate.py --segmenter first)"
+        if spec.malignancy_cut is None
+        else f"cut {spec.malignancy_cut:.3f}"
+    )
+    print(f"Exporting the diagnosis of {seg_weights} and {weights} as {name!r} ({cut})")
+    models = load_inference_model(seg_weights), load_inference_model(weights)
+    result = export_diagnosis(*models, spec, args.out, name, args.version, source=f"{seg_weights} + {weights}")
+    print(f"Wrote {result.path} (version {result.version}) and {result.models_config}")
     return result
 
 

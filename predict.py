@@ -24,6 +24,11 @@ empty mask ("no lesion": lesion_area_fraction 0, no measurements).
 `export.py --postprocess largest` does so in its graph, to each view it returns.
 --explain (a classifier's or joint model's run folder) also writes explain/<name>.png: the
 Grad-CAM heat map of the predicted class over the image, with class and probability.
+--segmenter SEG_RUN with a lesion classifier's run (--crop lesion) as --model diagnoses each image
+(serving/diagnosis.py): the segmenter's mask, each lesion's box and P(malignant) (column `lesions`,
+boxes drawn on the overlay), and the class: normal without a lesion, else by the most suspicious
+one. An export of the diagnosis (export.py --segmenter) gives the same from --model EXPORT_DIR.
+    python predict.py --model runs/cls/lesion --segmenter runs/seg/exp --source scans/
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="write overlays/ (--no-overlays: masks and the tables only, for archives)",
     )
     p.add_argument("--weights", choices=["best", "last"], default="best", help="checkpoint of a run folder")
+    p.add_argument(
+        "--segmenter", default="", help="with a lesion classifier's run as --model: the segmentation run that diagnoses"
+    )
     return p.parse_args(argv)
 
 
@@ -77,7 +85,9 @@ def main(args: argparse.Namespace):
     if args.pixel_spacing is not None and not args.pixel_spacing > 0:
         raise OptionError(f"`--pixel-spacing` must be positive millimetres. Received: {args.pixel_spacing}")
     files, skipped = collect_sources(args.source)
-    backend = open_backend(args.model, args.server, args.weights)
+    backend = open_backend(args.model, args.server, args.weights, args.segmenter)
+    if backend.task == "diagnosis" and (args.tta or args.explain or args.postprocess != "none"):
+        raise OptionError("`--tta`, `--explain` and `--postprocess` are not available for the diagnosis yet")
     explainer = None
     if args.explain:
         from inference.backends import RunBackend

@@ -92,7 +92,9 @@ def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict
     if cfg.task == "cls" and cfg.oversample and cfg.loss != "ce":
         print(f"note: --oversample with --loss {cfg.loss} corrects the class imbalance twice", file=sys.stderr)
     on_best = None
-    if cfg.export:
+    if cfg.export and cfg.crop == "lesion":
+        print("note: a lesion classifier (--crop lesion) reads crops, not images: no saved_model/ is written")
+    elif cfg.export:
         from serving.export import save_run_servable
 
         on_best = save_run_servable
@@ -102,7 +104,7 @@ def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict
         print(f"Results: {format_metrics(result, keys)}")
         for name, ext in result.get("external", {}).items():
             print(f"External {name}: {format_metrics(ext, keys)}")
-        saved = ", saved_model/" if cfg.export else ""
+        saved = ", saved_model/" if on_best else ""
         plots = "seg/, cls/" if cfg.task == "joint" else "plots/"
         files = "config.json, splits.json, provenance.json, weights/, history.csv, metrics.json, report.html"
         print(f"Wrote {run_dir}: {files}, {plots}{saved}")

@@ -15,7 +15,7 @@ from typing import Any
 from core.classes import CLASS_NAMES
 from core.errors import OptionError
 from models.options import ARCHITECTURE_OPTIONS, INPUT_NORMS, NORMS, OFFLINE_IMAGENET
-from pipeline.config import IMG_SIZE, PipelineConfig
+from pipeline.config import CROPS, IMG_SIZE, MAX_JITTER, PipelineConfig, check_crop
 
 TASKS = ("seg", "cls", "joint")
 MIXED_PRECISION = ("auto", "off", "fp16", "bf16")
@@ -203,6 +203,21 @@ class TrainConfig:
         "with --weights imagenet (or a keras-hub preset for cls and joint): epochs with the encoder frozen, then "
         "all layers at lr/10; as many as --epochs: frozen throughout; 0: all layers train from the start",
     )
+    crop: str = option(
+        "frame",
+        "frame: the model reads the whole image; lesion: a square around the lesion's mask (its bounding box "
+        "squared, widened by --crop-margin), jittered by --crop-jitter when training, so the classifier learns "
+        "benign against malignant from the lesion (normal images, which have none, are left out; every lesion "
+        "image needs its mask)",
+        tasks=("cls",),
+        choices=CROPS,
+    )
+    crop_margin: float = option(0.1, "the lesion crop's margin on each side, as a share of its side", tasks=("cls",))
+    crop_jitter: float = option(
+        0.1,
+        f"training: the lesion crop's largest shift (share of its side) and scale change (at most {MAX_JITTER:.3f})",
+        tasks=("cls",),
+    )
     target_sensitivity: float = option(
         TARGET_SENSITIVITY,
         "the malignancy cut on P(malignant) is the highest that keeps this share of the validation fold's "
@@ -292,6 +307,8 @@ class TrainConfig:
             value = getattr(self, key)
             items = (value,) if isinstance(value, (str, Path)) else value
             object.__setattr__(self, key, tuple(str(d) for d in items if str(d)))
+        if self.crop == "lesion":  # a lesion crop needs a lesion: normal images have none
+            object.__setattr__(self, "classes", tuple(c for c in self.classes if c != "normal"))
         if self.oversample is None:
             ce = self.loss == "ce" if self.task == "cls" else self.task == "joint" and self.cls_loss == "ce"
             object.__setattr__(self, "oversample", ce)
@@ -302,6 +319,11 @@ class TrainConfig:
             raise OptionError(
                 f"`--fold site:{self.holdout_site}` is one fold; it cannot be combined with fold={self.fold}"
             )
+        check_crop(self.crop, self.crop_margin, self.crop_jitter)
+        if self.crop != "frame" and self.task != "cls":
+            raise OptionError(f"`--crop {self.crop}` is for --task cls. Received: task={self.task!r}")
+        if self.crop == "lesion" and not self.classes:
+            raise OptionError("`--crop lesion` classifies lesions: --classes must hold benign or malignant")
         if self.consistency and self.task != "joint":
             raise OptionError(f"`consistency` is for --task joint. Received: task={self.task!r}")
         for name, allowed in (
@@ -343,7 +365,8 @@ class TrainConfig:
 
     def pipeline(self, **changes: Any) -> PipelineConfig:
         """The input pipeline's options for this run (the one place they are assembled), with ``changes``."""
-        shared = ("img_size", "channels", "batch_size", "augment", "seed", "oversample")
+        shared = ("img_size", "channels", "batch_size", "augment", "seed", "oversample", "crop", "crop_margin")
+        shared += ("crop_jitter",)
         return PipelineConfig(**{**{k: getattr(self, k) for k in shared}, **changes})
 
     def to_dict(self) -> dict[str, Any]:

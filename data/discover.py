@@ -286,34 +286,41 @@ MASKED_TASKS = ("seg", "joint")
 """Tasks that learn (and score) a lesion mask: every lesion image needs its mask file."""
 
 
-def check_lesion_masks(cases: Sequence[Case], task: str, leave_out: bool, where: str) -> tuple[list[Case], list[str]]:
+def check_lesion_masks(
+    cases: Sequence[Case], task: str, leave_out: bool, where: str, crop: str = "frame"
+) -> tuple[list[Case], list[str]]:
     """The cases a ``task`` run may use, and the ids of lesion images left out for having no mask.
 
-    A benign or malignant image without a mask file would otherwise train (and score) as "no lesion".
-    For ``cls`` every case is kept.
+    A benign or malignant image without a mask file would otherwise train (and score) as "no lesion",
+    and a lesion classifier (``crop="lesion"``) could not place its crop. For ``cls`` on whole frames
+    every case is kept.
 
     Args:
         cases: The cases to train or score.
         task: ``seg``, ``cls`` or ``joint``.
         leave_out: Leave lesion images without a mask out (their ids are returned) instead of raising.
         where: The dataset, for the messages.
+        crop: The run's ``--crop``; ``lesion`` needs the masks as ``seg`` does.
 
     Raises:
         ValueError: If no case has a mask file at all (one line: the dataset is for classification).
         DataError: If lesion images lack their mask and ``leave_out`` is off, naming every file.
     """
-    if task not in MASKED_TASKS:
+    if task not in MASKED_TASKS and crop != "lesion":
         return list(cases), []
+    run = f"--task {task}" + (" --crop lesion" if crop == "lesion" else "")
     if not any(c.masks for c in cases):
-        raise OptionError(f"--task {task} needs lesion masks and {where} has no mask file: it can train --task cls")
+        frame = "--task cls" if crop == "frame" else "--task cls on whole frames"
+        raise OptionError(f"{run} needs lesion masks and {where} has no mask file: it can train {frame}")
     missing = [c for c in cases if c.label in LESION_CLASSES and not c.masks]
     if missing and not leave_out:
         raise DataError(
             [
                 Problem(
                     "missing_mask",
-                    f"{c.label} image has no mask: --task {task} would learn it as 'no lesion'; add its mask, "
-                    "or pass --leave-out-unmasked to leave such images out",
+                    f"{c.label} image has no mask: {run} "
+                    + ("cannot place its crop" if crop == "lesion" else "would learn it as 'no lesion'")
+                    + "; add its mask, or pass --leave-out-unmasked to leave such images out",
                     path=c.image,
                     case_id=c.case_id,
                 )

@@ -50,11 +50,12 @@ class ExternalData:
 
 
 def load_external(
-    source: Source, classes: Sequence[str], task: str = "cls", leave_out_unmasked: bool = False
+    source: Source, classes: Sequence[str], task: str = "cls", leave_out_unmasked: bool = False, crop: str = "frame"
 ) -> ExternalData:
     """Inspect one external dataset and pick its cases of ``classes``.
 
-    For a ``seg`` or ``joint`` run every lesion image needs its mask (:func:`data.discover.check_lesion_masks`);
+    For a ``seg`` or ``joint`` run, and a lesion classifier (``crop="lesion"``), every lesion image needs its
+    mask (:func:`data.discover.check_lesion_masks`);
     with ``leave_out_unmasked`` those without one are left out and listed in ``excluded``.
 
     Raises:
@@ -65,7 +66,7 @@ def load_external(
     analysis = analyze_dataset([source], InspectOptions(folds=2))
     excluded = dict(analysis.excluded)
     records = [c for i, c in analysis.cases.items() if i not in excluded and c.label in classes]
-    records, unmasked = check_lesion_masks(records, task, leave_out_unmasked, f"external dataset {source.path}")
+    records, unmasked = check_lesion_masks(records, task, leave_out_unmasked, f"external dataset {source.path}", crop)
     excluded.update(dict.fromkeys(unmasked, "lesion image without a mask (--leave-out-unmasked)"))
     if not records:
         raise DataError(f"external dataset {source.path} has no case of the run's classes {list(classes)}")
@@ -73,10 +74,15 @@ def load_external(
 
 
 def load_externals(
-    specs: Sequence[str], classes: Sequence[str], task: str = "cls", leave_out_unmasked: bool = False
+    specs: Sequence[str],
+    classes: Sequence[str],
+    task: str = "cls",
+    leave_out_unmasked: bool = False,
+    crop: str = "frame",
 ) -> list[ExternalData]:
     """:func:`load_external` of every ``--external`` value (``PATH`` or ``NAME=PATH``)."""
-    return [load_external(s, classes, task, leave_out_unmasked) for s in parse_sources(specs)] if specs else []
+    sources = parse_sources(specs) if specs else []
+    return [load_external(s, classes, task, leave_out_unmasked, crop) for s in sources]
 
 
 def external_dir(fold_dir: Path, name: str) -> Path:

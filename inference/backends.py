@@ -54,6 +54,26 @@ class RunBackend(Backend):
         return {k: v.numpy() for k, v in self._fn(tf.constant(list(images), tf.string)).items()}
 
 
+class DiagnosisBackend(Backend):
+    """A segmentation run and a lesion classifier's run as one diagnosis (:mod:`serving.diagnosis`), in process."""
+
+    def __init__(self, lesion_run: str | Path, seg_run: str | Path, weights: str = "best") -> None:
+        from evaluation.run_files import load_description, load_inference_model, resolve_run
+        from serving.diagnosis import diagnosis_fns, diagnosis_spec
+
+        cfg, file = resolve_run(lesion_run, weights)
+        seg_cfg, seg_file = resolve_run(seg_run, weights)
+        spec = diagnosis_spec(seg_cfg, seg_file.parent.parent, cfg, file.parent.parent, "none")
+        self.task = "diagnosis"
+        self.description = f"{seg_file} ({seg_cfg.model}) and {file} ({cfg.model} on lesion crops)"
+        self.training_images = load_description(seg_file.parent.parent)
+        fn, signature = diagnosis_fns(load_inference_model(seg_file), load_inference_model(file), spec)[BYTES_SIGNATURE]
+        self._fn = tf.function(fn, input_signature=signature, reduce_retracing=True)
+
+    def __call__(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in self._fn(tf.constant(list(images), tf.string)).items()}
+
+
 class SavedModelBackend(Backend):
     """An exported version (``export/<name>/<version>``; a model folder means its latest version)."""
 
@@ -99,8 +119,9 @@ class ServerBackend(Backend):
         return out
 
 
-def open_backend(model: str | None, server: str | None, weights: str = "best") -> Backend:
-    """The backend for ``--model`` (run or export folder) or ``--server`` (exactly one of them).
+def open_backend(model: str | None, server: str | None, weights: str = "best", segmenter: str = "") -> Backend:
+    """The backend for ``--model`` (run or export folder) or ``--server`` (exactly one of them); with
+    ``segmenter``, ``model`` is a lesion classifier's run and the two diagnose together.
 
     Raises:
         ValueError: If both or neither are given.
@@ -110,6 +131,8 @@ def open_backend(model: str | None, server: str | None, weights: str = "best") -
         raise OptionError("pass exactly one of `--model RUN_DIR|EXPORT_DIR` and `--server URL`")
     if server:
         return ServerBackend(server)
+    if segmenter:
+        return DiagnosisBackend(model, segmenter, weights)
     path = Path(model)
     if (path / "saved_model.pb").is_file():  # an export version, or a run's own saved_model/
         return SavedModelBackend(path)

@@ -51,5 +51,16 @@ def overlay(image: np.ndarray, text: str, mask: np.ndarray | None = None) -> np.
     return canvas
 
 
+def draw_boxes(canvas: np.ndarray, boxes: np.ndarray, texts: list[str]) -> np.ndarray:
+    """Draw each box ``[y0, x0, y1, x1]`` (image pixels) on RGB ``canvas`` (in place) with its text above it."""
+    thick = max(1, round(min(canvas.shape[:2]) / 250))
+    scale = max(0.4, min(canvas.shape[:2]) / 800)
+    for (y0, x0, y1, x1), text in zip(np.asarray(boxes).round().astype(int), texts, strict=True):
+        cv2.rectangle(canvas, (int(x0), int(y0)), (int(x1) - 1, int(y1) - 1), (255, 80, 80), thick, cv2.LINE_AA)
+        cv2.putText(canvas, text, (int(x0), max(12, int(y0) - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 80, 80), 1,
+                    cv2.LINE_AA)  # fmt: skip
+    return canvas
+
+
 def write_png(path: Path, image: np.ndarray) -> None:
     atomic_write(path, lambda p: p.write_bytes(encode_png(image)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,7 +30,7 @@ from data.imageio import read_image
 from data.shift import image_statistics, outside, summarize
 from evaluation.tta import combine_views
 from inference.backends import Backend
-from inference.drawing import encode_png, label_image, overlay, write_png
+from inference.drawing import draw_boxes, encode_png, label_image, overlay, write_png
 from inference.explain import heat_overlay
 from inference.measure import measure_mask
 from models.postprocess import MASK_THRESHOLD, check_postprocess, postprocess_np, resize_to_native
@@ -160,9 +161,25 @@ def _finish(
     if task != "cls":
         mask, text = _mask_part(item, pred, stem, out_dir, pixel_spacing, postprocess, label, row)
         if overlays:
-            write_png(overlay_path, overlay(item.image, text, mask))
+            canvas = overlay(item.image, text, mask)
+            if task == "diagnosis":
+                boxes, texts = _lesions(item.outputs[0], row)
+                draw_boxes(canvas, boxes, texts)
+            write_png(overlay_path, canvas)
+        elif task == "diagnosis":
+            _lesions(item.outputs[0], row)
     row["overlay"] = str(overlay_path) if overlays else ""
     return row
+
+
+def _lesions(out: dict[str, np.ndarray], row: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """A diagnosis' lesions: their boxes and labels, and ``row``'s ``lesions`` (JSON: box and P(malignant) each)."""
+    found = out["lesion_found"].astype(bool)
+    boxes, p = out["lesion_boxes"][found], out["lesion_p_malignant"][found]
+    row["lesions"] = json.dumps(
+        [{"box": [round(float(v), 1) for v in b], "p_malignant": float(q)} for b, q in zip(boxes, p, strict=True)]
+    )
+    return boxes, [f"P(malignant) {q:.2f}" for q in p]
 
 
 def _mask_part(item, pred, stem, out_dir, pixel_spacing, postprocess, label, row) -> tuple[np.ndarray, str]:

@@ -194,7 +194,7 @@ def _run_max(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tf.gather(best, runs), tf.shape(values))
 
 
-def _spread_max(values: tf.Tensor, mask: tf.Tensor, diagonal: bool) -> tf.Tensor:
+def spread_max(values: tf.Tensor, mask: tf.Tensor, diagonal: bool) -> tf.Tensor:
     """Spread the largest of ``values`` ``(N, H, W)`` (>= 0, 0 outside ``mask``) over each connected part of ``mask``.
 
     Parts are 8-connected with ``diagonal``, else 4-connected. Each round takes the maximum along every
@@ -229,14 +229,14 @@ def postprocess_tf(probs: tf.Tensor, name: str) -> tf.Tensor:
     n, h, w = shape[0], shape[1], shape[2]
     fg = probs >= MASK_THRESHOLD
     ids = tf.broadcast_to(tf.reshape(tf.range(1, h * w + 1, dtype=tf.int32), tf.stack([1, h, w])), shape)
-    labels = _spread_max(ids, fg, diagonal=True)  # each lesion named by its last pixel's index + 1; 0: background
+    labels = spread_max(ids, fg, diagonal=True)  # each lesion named by its last pixel's index + 1; 0: background
     segments = labels + tf.range(n)[:, None, None] * (h * w + 1)
     sizes = tf.math.unsorted_segment_sum(tf.ones_like(labels), segments, n * (h * w + 1))
     sizes = tf.reshape(sizes, tf.stack([n, h * w + 1])) * tf.concat([[0], tf.ones([h * w], tf.int32)], 0)
     best = tf.argmax(sizes, axis=1, output_type=tf.int32)  # ties: the smallest label, the earliest last pixel
     kept = (labels == best[:, None, None]) & fg
     border = tf.pad(tf.zeros_like(ids[:, 1:-1, 1:-1]), [[0, 0], [1, 1], [1, 1]], constant_values=1)
-    outside = _spread_max(border, ~kept, diagonal=False)  # background joined to the border
+    outside = spread_max(border, ~kept, diagonal=False)  # background joined to the border
     keep = kept | (outside == 0)
     floor = tf.constant(MASK_THRESHOLD, probs.dtype)
     return tf.where(kept, probs, tf.where(keep, tf.maximum(probs, floor), tf.zeros_like(probs)))

@@ -22,7 +22,8 @@ from data.discover import Case
 from data.scan import merge_masks
 from pipeline.augment import Augmenter, augment_tf
 from pipeline.config import TASKS, PipelineConfig
-from pipeline.decode import decode_image_file, merge_mask_files, preprocess, resize_mask
+from pipeline.crop import context_patch, crop_patch, jitter_crop, lesion_box, square_box
+from pipeline.decode import decode_image_file, merge_mask_files, preprocess, resize_mask, to_channels
 
 AUTOTUNE = tf.data.AUTOTUNE
 NUM_CLASSES = len(CLASS_NAMES)
@@ -65,7 +66,8 @@ def check_present(records: Sequence[Case]) -> None:
 
 def _cache_fingerprint(records: Sequence[Case], task: str, config: PipelineConfig) -> str:
     h = hashlib.sha1()
-    h.update(repr((task, config.img_size, config.channels, config.resize)).encode())
+    crop = (config.crop, config.crop_margin) if config.crop == "lesion" else ()
+    h.update(repr((task, config.img_size, config.channels, config.resize, *crop)).encode())
     for r in records:
         for p in (r.image, *r.masks):
             st = os.stat(p)
@@ -74,8 +76,13 @@ def _cache_fingerprint(records: Sequence[Case], task: str, config: PipelineConfi
 
 
 def _load(records: Sequence[Case], task: str, config: PipelineConfig) -> tf.data.Dataset:
-    """Decoded, converted and resized elements ``{"image", "mask"?, "label"}``."""
-    needs_mask = task in ("seg", "joint")
+    """Decoded, converted and resized elements ``{"image", "mask"?, "label"}``.
+
+    With ``config.crop == "lesion"`` the image is the lesion's context patch (:func:`pipeline.crop.context_patch`)
+    and the mask only places it.
+    """
+    lesion_crop = config.crop == "lesion"
+    needs_mask = task in ("seg", "joint") or lesion_crop
     columns = {
         "index": np.arange(len(records), dtype=np.int64),
         "path": [str(r.image) for r in records],
@@ -94,12 +101,11 @@ def _load(records: Sequence[Case], task: str, config: PipelineConfig) -> tf.data
 
     def load(e):
         raw = decode_image_file(e["path"])
-        out = {
-            "image": tf.ensure_shape(
+        out = {"label": e["label"]}
+        if not lesion_crop:
+            out["image"] = tf.ensure_shape(
                 preprocess(raw, size, config.channels, config.resize), [size, size, config.channels]
-            ),
-            "label": e["label"],
-        }
+            )
         if needs_mask:
             shape = tf.shape(raw)
             mask = tf.cond(
@@ -110,7 +116,11 @@ def _load(records: Sequence[Case], task: str, config: PipelineConfig) -> tf.data
                     [None, None, 1],
                 ),
             )
-            out["mask"] = tf.ensure_shape(resize_mask(mask, size), [size, size, 1])
+            if lesion_crop:
+                box = lesion_box(mask, config.crop_margin)
+                out["image"] = context_patch(to_channels(raw, config.channels), box, size, config.resize)
+            else:
+                out["mask"] = tf.ensure_shape(resize_mask(mask, size), [size, size, 1])
         return out
 
     return base.map(load, num_parallel_calls=AUTOTUNE)
@@ -176,11 +186,27 @@ def _format(task: str):
     return fmt
 
 
+def _lesion_crops(ds: tf.data.Dataset, config: PipelineConfig, training: bool) -> tf.data.Dataset:
+    """The model's input read from each cached context patch: jittered with a fresh seed when training, else
+    its centre (:mod:`pipeline.crop`)."""
+    size = config.img_size
+    if not training:
+        return ds.map(lambda e: dict(e, image=crop_patch(e["image"], size)), num_parallel_calls=AUTOTUNE)
+    seeds = tf.data.Dataset.random(seed=config.seed + 1, rerandomize_each_iteration=True).batch(2)
+
+    def crop(e, seed):
+        return dict(e, image=jitter_crop(e["image"], size, config.crop_jitter, seed))
+
+    return tf.data.Dataset.zip(ds, seeds).map(crop, num_parallel_calls=AUTOTUNE)
+
+
 def _training_stream(ds: tf.data.Dataset, records: list[Case], config: PipelineConfig) -> tf.data.Dataset:
     """Oversampled (if configured), shuffled every epoch, and augmented with a fresh seed per example."""
     if config.oversample:
         ds = _oversampled(ds, records, config)
     ds = ds.shuffle(min(len(records), config.shuffle_buffer), seed=config.seed, reshuffle_each_iteration=True)
+    if config.crop == "lesion":
+        ds = _lesion_crops(ds, config, training=True)
     if config.augment == "none":
         return ds
     augmenter = Augmenter(config.augment)
@@ -241,9 +267,35 @@ def build_dataset(
     ds = _cache(_load(records, task, config), records, task, config, "train" if training else "eval")
     if training:
         ds = _training_stream(ds, records, config)
+    elif config.crop == "lesion":
+        ds = _lesion_crops(ds, config, training=False)
     ds = ds.map(_format(task), num_parallel_calls=AUTOTUNE)
     batch = global_batch_size(config, strategy)
     if drop_remainder is None:
         drop_remainder = training and n >= batch
     ds = ds.batch(batch, drop_remainder=drop_remainder)
     return ds.prefetch(AUTOTUNE)
+
+
+def build_crop_dataset(images: Sequence[str | Path], bounds: np.ndarray, config: PipelineConfig) -> tf.data.Dataset:
+    """The lesion crops a classifier reads of lesions found elsewhere (a segmenter's): batches of float32
+    ``(B, S, S, C)``, in order.
+
+    Args:
+        images: The image file of each lesion.
+        bounds: ``(n, 4)``: each lesion's bounding box ``[y0, x0, y1, x1]`` in its image's pixels; the crop is
+            :func:`pipeline.crop.square_box` of it with ``config.crop_margin``, cut as training cut it.
+        config: The lesion classifier's pipeline options.
+    """
+    if len(images) != len(bounds):
+        raise ValueError(f"{len(images)} images but {len(bounds)} boxes")
+    columns = {"path": [str(p) for p in images], "bounds": np.asarray(bounds, np.float32).reshape(-1, 4)}
+    size = config.img_size
+
+    def crop(e):
+        image = to_channels(decode_image_file(e["path"]), config.channels)
+        patch = context_patch(image, square_box(e["bounds"], config.crop_margin), size, config.resize)
+        return crop_patch(patch, size)
+
+    ds = tf.data.Dataset.from_tensor_slices(columns).map(crop, num_parallel_calls=AUTOTUNE)
+    return ds.batch(config.batch_size).prefetch(AUTOTUNE)

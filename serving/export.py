@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ from core.errors import MissingFileError, OptionError, OutputExistsError
 from evaluation.run_files import load_description, load_fitted_cut, load_fitted_temperature
 from models.postprocess import NO_GATE, load_gate
 from serving.layout import check_name, next_version, versions, write_models_config
-from serving.signatures import BYTES_SIGNATURE, PIXELS_SIGNATURE, ServingSpec, serving_fns
+from serving.signatures import ServingSpec, serving_fns
 from serving.warmup import WARMUP_FILE, write_warmup
 
 if TYPE_CHECKING:
@@ -52,7 +53,14 @@ def spec_from_config(cfg: TrainConfig, fold_dir: str | Path | None = None, postp
 
     Raises:
         ValueError: On an unknown ``postprocess``, or one other than ``none`` for a classifier.
+        OptionError: For a lesion classifier (``--crop lesion``), which reads crops, not whole images.
     """
+    if cfg.crop == "lesion":
+        raise OptionError(
+            f"{fold_dir or 'the run'} is a lesion classifier (--crop lesion): it reads a crop around a lesion, "
+            "not a whole image, so it is not exported or run on images alone; evaluate.py scores it on a "
+            "dataset's lesion masks"
+        )
     gate = load_gate(fold_dir) if fold_dir is not None and cfg.task != "cls" else NO_GATE
     fitted = load_fitted_temperature(fold_dir) if cfg.task != "seg" else None
     cut = load_fitted_cut(fold_dir) if cfg.task != "seg" else None
@@ -67,29 +75,40 @@ def spec_from_config(cfg: TrainConfig, fold_dir: str | Path | None = None, postp
     )
 
 
-def write_servable(model: keras.Model, spec: ServingSpec, path: Path, name: str, info: dict | None = None) -> Path:
-    """Write a SavedModel with both signatures, warmup requests and ``export.json`` to ``path``.
+def write_endpoints(
+    models: Sequence[keras.Model],
+    endpoints: dict[str, tuple[Callable, list]],
+    path: Path,
+    name: str,
+    spec: dict,
+    info: dict | None = None,
+) -> Path:
+    """Write a SavedModel of ``endpoints`` (``{name: (fn, input_signature)}``) over ``models``, its warmup
+    requests and ``export.json`` (``spec``, the name, the signatures, Keras' version, ``info``) to ``path``.
 
-    ``path`` must not exist. Callers make it appear atomically (see :func:`export_model`).
+    ``path`` must not exist. Callers make it appear atomically (see :func:`export_servable`).
     """
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    for endpoint, (fn, signature) in serving_fns(model, spec).items():
+    for model in models:
+        archive.track(model)
+    for endpoint, (fn, signature) in endpoints.items():
         archive.add_endpoint(name=endpoint, fn=fn, input_signature=signature)
     archive.write_out(str(path), verbose=False)
     extra = path / "assets.extra"
     write_warmup(extra / WARMUP_FILE, name)
     write_json(
         extra / EXPORT_INFO,
-        {
-            **asdict(spec),
-            "name": name,
-            "signatures": [BYTES_SIGNATURE, PIXELS_SIGNATURE],
-            "keras_version": keras.__version__,
-            **(info or {}),
-        },
+        {**spec, "name": name, "signatures": list(endpoints), "keras_version": keras.__version__, **(info or {})},
     )
     return path
+
+
+def write_servable(model: keras.Model, spec: ServingSpec, path: Path, name: str, info: dict | None = None) -> Path:
+    """Write a SavedModel with both signatures, warmup requests and ``export.json`` to ``path``.
+
+    ``path`` must not exist. Callers make it appear atomically (see :func:`export_model`).
+    """
+    return write_endpoints([model], serving_fns(model, spec), path, name, asdict(spec), info)
 
 
 def export_model(
@@ -117,6 +136,23 @@ def export_model(
         FileExistsError: If ``version`` already exists.
         ValueError: On a bad name or version.
     """
+
+    def write(path: Path, info: dict) -> Path:
+        return write_servable(model, spec, path, name, info)
+
+    return export_servable(write, root, name, version, source, image_description)
+
+
+def export_servable(
+    write: Callable[[Path, dict], Path],
+    root: str | Path,
+    name: str,
+    version: int | None = None,
+    source: str = "",
+    image_description: dict | None = None,
+) -> ExportResult:
+    """Write a version with ``write(path, info)`` (:func:`write_servable`'s, or another servable's) as
+    ``root/name/version``, atomically, and list it in ``root``'s ``models.config`` (see :func:`export_model`)."""
     root = Path(root)
     model_dir = root / check_name(name)
     if version is None:
@@ -131,12 +167,12 @@ def export_model(
         )
     model_dir.mkdir(parents=True, exist_ok=True)
     info = {"version": version, "source": source, "image_description": image_description}
-    _write_atomically(model, spec, final, name, info, replace=False)
+    _write_atomically(lambda tmp: write(tmp, info), final, replace=False)
     return ExportResult(name, version, final, write_models_config(root))
 
 
-def _write_atomically(model: keras.Model, spec: ServingSpec, final: Path, name: str, info: dict, replace: bool) -> None:
-    """:func:`write_servable` into a hidden temporary folder beside ``final``, then rename it onto ``final``.
+def _write_atomically(write: Callable[[Path], Path], final: Path, replace: bool) -> None:
+    """``write`` into a hidden temporary folder beside ``final``, then rename it onto ``final``.
 
     The temporary name is not numeric, so TF Serving ignores it. ``replace=False`` fails rather than
     replace a folder created meanwhile; ``replace=True`` swaps out an existing ``final``.
@@ -144,7 +180,7 @@ def _write_atomically(model: keras.Model, spec: ServingSpec, final: Path, name: 
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     try:
         shutil.rmtree(tmp)
-        write_servable(model, spec, tmp, name, info)
+        write(tmp)
         if replace and final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
@@ -160,7 +196,8 @@ def save_run_servable(model: keras.Model, cfg: TrainConfig, fold_dir: Path) -> P
     """
     path = Path(fold_dir) / "saved_model"
     info = {"source": str(path.parent / "weights"), "image_description": load_description(fold_dir)}
-    _write_atomically(model, spec_from_config(cfg, fold_dir), path, cfg.model, info, True)
+    spec = spec_from_config(cfg, fold_dir)
+    _write_atomically(lambda tmp: write_servable(model, spec, tmp, cfg.model, info), path, replace=True)
     return path
 
 

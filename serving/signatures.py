@@ -89,8 +89,8 @@ def model_outputs(model: keras.Model, pixels: tf.Tensor, spec: ServingSpec) -> d
     """Run ``model`` on preprocessed pixels and name its outputs for serving."""
     out = model(pixels, training=False)
     if spec.task == "joint":
-        return {**_class_outputs(out["label"], spec), **_mask_outputs(out["mask"], spec)}
-    return _class_outputs(out, spec) if spec.task == "cls" else _mask_outputs(out, spec)
+        return {**_class_outputs(out["label"], spec), **mask_outputs(out["mask"], spec)}
+    return _class_outputs(out, spec) if spec.task == "cls" else mask_outputs(out, spec)
 
 
 def _class_outputs(probs: tf.Tensor, spec: ServingSpec) -> dict[str, tf.Tensor]:
@@ -110,7 +110,7 @@ def _class_outputs(probs: tf.Tensor, spec: ServingSpec) -> dict[str, tf.Tensor]:
     return named
 
 
-def _mask_outputs(mask: tf.Tensor, spec: ServingSpec) -> dict[str, tf.Tensor]:
+def mask_outputs(mask: tf.Tensor, spec: ServingSpec) -> dict[str, tf.Tensor]:
     prob = postprocess_tf(spec.gate.apply_tf(tf.cast(mask, tf.float32)[..., 0]), spec.postprocess)
     return {
         "mask_probability": prob,

@@ -39,7 +39,13 @@ BUSI_DIR = REPO.parent / "shared" / "datasets" / "Dataset_BUSI_with_GT"
 SHARED_RUNS_GROUP = "trained_runs"
 # The xdist group of each session fixture that trains: its users share one worker, so it is trained once.
 # The classifier run shares the keras-hub group with tests/training/test_hub_runs.py's SegFormer run.
-RUN_GROUPS = {"trained_runs": SHARED_RUNS_GROUP, "exported": SHARED_RUNS_GROUP, "classifier_run": "hub_runs"}
+# The lesion classifier of tests/training/test_lesion_crop.py diagnoses with the shared segmenter, so it joins them.
+RUN_GROUPS = {
+    "trained_runs": SHARED_RUNS_GROUP,
+    "exported": SHARED_RUNS_GROUP,
+    "lesion_run": SHARED_RUNS_GROUP,
+    "classifier_run": "hub_runs",
+}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups

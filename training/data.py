@@ -61,10 +61,10 @@ def prepare_data(cfg: TrainConfig, run_splits: Path | None = None) -> PreparedDa
             )
     in_classes = [c for c in analysis.cases.values() if c.label in cfg.classes]
     where = " ".join(str(s.path) for s in sources)
-    _, unmasked = check_lesion_masks(in_classes, cfg.task, cfg.leave_out_unmasked, where)
+    _, unmasked = check_lesion_masks(in_classes, cfg.task, cfg.leave_out_unmasked, where, cfg.crop)
     if unmasked:
         print(f"left out {len(unmasked)} lesion image(s) without a mask (--leave-out-unmasked), e.g. {unmasked[:3]}")
-    externals = load_externals(cfg.external, cfg.classes, cfg.task, cfg.leave_out_unmasked)
+    externals = load_externals(cfg.external, cfg.classes, cfg.task, cfg.leave_out_unmasked, cfg.crop)
     stats = analysis.scan.stats.to_dict("records")
     return PreparedData(analysis.cases, splits, externals, unmasked, stats)
 

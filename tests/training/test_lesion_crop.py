@@ -1,0 +1,198 @@
+"""`train.py --task cls --crop lesion`: a lesion classifier trained, scored and refused where it cannot work."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+import evaluate
+import export
+import predict
+import train
+from core.errors import DataError, OptionError
+from data.discover import check_lesion_masks, discover
+from data.synthetic import SynthConfig, generate_synthetic
+from evaluation.cls import run_images
+from tests.conftest import lesion_manifest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lesion_run(tmp_path_factory) -> tuple[dict, Path]:
+    """The default classifier (EfficientNet-Lite0 from ImageNet) trained on lesion crops for one epoch, with an
+    external site."""
+    root = tmp_path_factory.mktemp("lesion")
+    data = generate_synthetic(root / "synth", SynthConfig(per_class=8, size=64, seed=1))
+    site = lesion_manifest(generate_synthetic(root / "site", SynthConfig(per_class=4, size=64, seed=3)), root / "bra")
+    result = train.run(
+        task="cls",
+        crop="lesion",
+        epochs=1,
+        max_samples=8,
+        img_size=32,
+        batch_size=4,
+        data_dir=str(data),
+        external=[str(site)],
+        project=str(root / "runs"),
+    )
+    return result, data
+
+
+def test_a_lesion_classifier_trains_on_benign_and_malignant_crops(lesion_run, capsys) -> None:
+    result, data = lesion_run
+    run_dir = Path(result["run_dir"])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["crop"], config["classes"], config["weights"]) == ("lesion", ["benign", "malignant"], "imagenet")
+    with open(run_dir / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    fold0 = json.loads((run_dir / "splits.json").read_text())["folds"][0]["val"]
+    cases = discover(data)
+    lesions = [i for i in fold0 if cases[i].label != "normal"][:8]
+    assert [r["case_id"] for r in rows] == lesions and {r["label"] for r in rows} <= {"benign", "malignant"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["val_cases"] == len(lesions) and "malignant_auc" in metrics
+    assert metrics["malignancy_cut"]["rule"].startswith("the highest cut with sensitivity >= 0.90")
+    external = json.loads(next((run_dir / "external").glob("*/metrics.json")).read_text())
+    assert external["n_images"] == 8 and "malignant_auc" in external  # the site's 4 benign and 4 malignant
+    # the images it reads are the crops: the lesion's context, not the 64-px frame squeezed to 32 px
+    crops = run_images(run_dir, lesions[:2])
+    assert crops.shape == (2, 32, 32, 3)
+    assert not (run_dir / "saved_model").exists()
+    # evaluate.py scores the same crops of the same cases
+    own = evaluate.main(evaluate.parse_args(["--run", str(run_dir)]))
+    assert own["fold0"]["malignant_auc"] == pytest.approx(metrics["malignant_auc"], abs=1e-6)
+
+
+def test_a_lesion_classifier_is_not_run_on_whole_images(lesion_run, tmp_path) -> None:
+    run_dir = Path(lesion_run[0]["run_dir"])
+    image = next(lesion_run[1].glob("benign/*).png"))
+    with pytest.raises(OptionError, match="lesion classifier"):
+        predict.main(predict.parse_args(["--model", str(run_dir), "--source", str(image), "--out", str(tmp_path)]))
+    with pytest.raises(OptionError, match="lesion classifier"):
+        export.run(str(run_dir), out=str(tmp_path / "export"))
+
+
+def test_a_lesion_image_without_its_mask_cannot_be_cropped(tmp_path) -> None:
+    data = generate_synthetic(tmp_path / "synth", SynthConfig(per_class=2, size=64, seed=1))
+    cases = list(discover(data).values())
+    gone = next(c for c in cases if c.label == "malignant")
+    for m in gone.masks:
+        m.unlink()
+    cases = list(discover(data).values())
+    with pytest.raises(DataError, match="cannot place its crop"):
+        check_lesion_masks(cases, "cls", False, str(data), crop="lesion")
+    kept, left = check_lesion_masks(cases, "cls", True, str(data), crop="lesion")
+    assert left == [gone.case_id] and len(kept) == len(cases) - 1
+    assert check_lesion_masks(cases, "cls", False, str(data)) == (cases, [])  # whole frames need no mask
+
+
+def _threshold_segmenter(seg_run: Path, root: Path) -> Path:
+    """A copy of a segmentation run whose model marks the bright pixels (no gate): masks known in advance."""
+    import keras
+
+    run = Path(shutil.copytree(seg_run, root / "bright", ignore=shutil.ignore_patterns("saved_model", "eval")))
+    (run / "lesion_gate.json").unlink(missing_ok=True)
+    inputs = keras.Input((32, 32, 3))
+    conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
+    model = keras.Model(inputs, conv(inputs))
+    conv.set_weights([np.full((1, 1, 3, 1), 1 / 24, np.float32), np.array([-190 / 8], np.float32)])
+    model.save(run / "weights" / "best.keras")
+    return run
+
+
+def test_the_diagnosis_reads_the_lesions_its_segmenter_found(lesion_run, trained_runs, tmp_path) -> None:
+    run_dir = Path(lesion_run[0]["run_dir"])
+    seg = _threshold_segmenter(trained_runs["seg"], tmp_path)
+    other = generate_synthetic(tmp_path / "other", SynthConfig(per_class=2, size=64, seed=4))
+    args = ["--run", str(run_dir), "--segmenter", str(seg)]
+    # another dataset first: the diagnosis' cut is fitted on the classifier's validation fold on the way
+    ext = evaluate.main(evaluate.parse_args([*args, "--data-dir", str(other)]))["fold0"]
+    own = json.loads((run_dir / "eval" / "diagnosis-bright-own-val" / "metrics.json").read_text())
+    assert own["malignancy_cut"]["scored_with"] in (
+        "each half of the validation fold with the other half's cut",
+        "no cut (evaluate the diagnosis on the lesion classifier's validation fold first)",
+    )
+    fold0 = json.loads((run_dir / "splits.json").read_text())["folds"][0]["val"]
+    assert own["n_images"] == len(fold0) and own["per_class"]["normal"]["support"] > 0  # normal images too
+    assert own["normal_called_normal"] is not None
+    assert ext["n_images"] == 6 and ext["lesions_found"] > 0
+    out = run_dir / "eval" / "diagnosis-bright-other-all"
+    rows = json.loads((out / "diagnosis.json").read_text())
+    assert len(rows) == 6
+    predicted = tmp_path / "predicted"
+    folders = [str(other / c) for c in ("normal", "benign", "malignant")]
+    predict.main(predict.parse_args(["--model", str(seg), "--source", *folders, "--out", str(predicted)]))
+    for row in rows:
+        assert (row["answer"] == "normal") == (not row["lesions"])
+        if row["lesions"]:
+            assert row["p_malignant"] == pytest.approx(max(q["p_malignant"] for q in row["lesions"]))
+        # the lesions are those of the segmenter's own mask, as predict.py writes it at the image's size: its
+        # largest lesion lies inside the boxes (up to a pixel of the 32-px map; a lesion of a pixel or two there
+        # may vanish in the resized mask, so a box need not hold any of it)
+        written = np.array(Image.open(predicted / "masks" / f"{row['case_id']}_mask.png")) > 0
+        assert row["lesions"] or not written.any()
+        step = written.shape[0] / 32, written.shape[1] / 32
+        boxed = np.zeros_like(written)
+        for lesion in row["lesions"]:
+            y0, x0, y1, x1 = lesion["box"]
+            box = np.s_[
+                max(0, int(y0 - step[0])) : int(y1 + step[0]) + 1, max(0, int(x0 - step[1])) : int(x1 + step[1]) + 1
+            ]
+            boxed[box] = True
+        if row["lesions"]:
+            labels, _ = ndimage.label(written, np.ones((3, 3), bool))
+            largest = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+            assert not (largest & ~boxed).any()
+    assert any(row["lesions"] for row in rows)
+    with pytest.raises(OptionError, match="segmentation run"):
+        evaluate.main(evaluate.parse_args(["--run", str(run_dir), "--segmenter", str(run_dir)]))
+    _export_and_predict_diagnose_as_evaluate_did(run_dir, seg, other, rows, tmp_path)
+
+
+def _export_and_predict_diagnose_as_evaluate_did(run_dir: Path, seg: Path, other: Path, rows: list, tmp_path) -> None:
+    """The exported diagnosis and predict.py (from the runs and from the export) give evaluate.py's answers."""
+    import tensorflow as tf
+
+    from evaluation.diagnosis import load_diagnosis_cut
+
+    folders = [str(other / c) for c in ("normal", "benign", "malignant")]
+    exported = export.run(str(run_dir), segmenter=str(seg), out=str(tmp_path / "export"))
+    info = json.loads((exported.path / "assets.extra" / "export.json").read_text())
+    assert info["task"] == "diagnosis" and info["signatures"] == ["serving_default"]
+    assert info["malignancy_cut"] == load_diagnosis_cut(run_dir, seg).threshold
+    assert (exported.path / "assets.extra" / "tf_serving_warmup_requests").is_file()
+    serve = tf.saved_model.load(str(exported.path)).signatures["serving_default"]
+    images = [next(other.rglob(f"{row['case_id']}.png")).read_bytes() for row in rows]
+    out = {k: v.numpy() for k, v in serve(images=tf.constant(images)).items()}
+    for k, row in enumerate(rows):
+        found = out["lesion_found"][k]
+        assert found.sum() == len(row["lesions"])
+        np.testing.assert_allclose(
+            out["lesion_boxes"][k][found], [q["box"] for q in row["lesions"]] or np.zeros((0, 4))
+        )
+        np.testing.assert_allclose(
+            out["lesion_p_malignant"][k][found], [q["p_malignant"] for q in row["lesions"]], atol=1e-4
+        )
+        assert out["class_name"][k].decode() == row["answer"]
+    for model, extra in ((str(run_dir), ["--segmenter", str(seg)]), (str(exported.path), [])):
+        dest = tmp_path / f"predict-{len(extra)}"
+        result = predict.main(predict.parse_args(["--model", model, *extra, "--source", *folders, "--out", str(dest)]))
+        assert result.failed == 0 and (dest / "overlays").is_dir()
+        by_file = {Path(r["file"]).stem: r for r in result.rows}
+        for row in rows:
+            mine = by_file[row["case_id"]]
+            assert mine["class_name"] == row["answer"]
+            assert mine["prob_malignant"] == pytest.approx(row["p_malignant"], abs=1e-4)
+            assert len(json.loads(mine["lesions"])) == len(row["lesions"])
+    with pytest.raises(OptionError, match="not available for the diagnosis"):
+        predict.main(
+            predict.parse_args(["--model", str(run_dir), "--segmenter", str(seg), "--source", *folders, "--tta"])
+        )

@@ -39,11 +39,10 @@ BUSI_DIR = REPO.parent / "shared" / "datasets" / "Dataset_BUSI_with_GT"
 SHARED_RUNS_GROUP = "trained_runs"
 # The xdist group of each session fixture that trains: its users share one worker, so it is trained once.
 # The classifier run shares the keras-hub group with tests/training/test_hub_runs.py's SegFormer run.
-# The lesion classifier of tests/training/test_lesion_crop.py diagnoses with the shared segmenter, so it joins them.
 RUN_GROUPS = {
     "trained_runs": SHARED_RUNS_GROUP,
     "exported": SHARED_RUNS_GROUP,
-    "lesion_run": SHARED_RUNS_GROUP,
+    "lesion_run": "lesion_run",  # tests/training/test_lesion_crop.py's lesion classifier, trained once
     "classifier_run": "hub_runs",
 }
 

@@ -94,23 +94,39 @@ def test_a_lesion_image_without_its_mask_cannot_be_cropped(tmp_path) -> None:
     assert check_lesion_masks(cases, "cls", False, str(data)) == (cases, [])  # whole frames need no mask
 
 
-def _threshold_segmenter(seg_run: Path, root: Path) -> Path:
-    """A copy of a segmentation run whose model marks the bright pixels (no gate): masks known in advance."""
+def _threshold_segmenter(data: Path, root: Path) -> Path:
+    """A segmentation run folder whose 32-px model marks the bright pixels (no gate): masks known in advance."""
     import keras
 
-    run = Path(shutil.copytree(seg_run, root / "bright", ignore=shutil.ignore_patterns("saved_model", "eval")))
-    (run / "lesion_gate.json").unlink(missing_ok=True)
+    from config.train import TrainConfig
+    from core.atomic import write_json
+
+    run = root / "bright"
+    write_json(run / "config.json", TrainConfig(task="seg", img_size=32, data_dir=(str(data),)).to_dict())
     inputs = keras.Input((32, 32, 3))
     conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
     model = keras.Model(inputs, conv(inputs))
     conv.set_weights([np.full((1, 1, 3, 1), 1 / 24, np.float32), np.array([-190 / 8], np.float32)])
+    (run / "weights").mkdir(parents=True)
     model.save(run / "weights" / "best.keras")
     return run
 
 
-def test_the_diagnosis_reads_the_lesions_its_segmenter_found(lesion_run, trained_runs, tmp_path) -> None:
-    run_dir = Path(lesion_run[0]["run_dir"])
-    seg = _threshold_segmenter(trained_runs["seg"], tmp_path)
+def _small_lesion_classifier(lesion_run: Path, root: Path) -> Path:
+    """A copy of the lesion classifier's run with a small model of the same input in place of Lite0 (the
+    diagnosis does not depend on the classifier's architecture; the copy keeps the shared run as it is)."""
+    import keras
+
+    run = Path(shutil.copytree(lesion_run, root / "lesion", ignore=shutil.ignore_patterns("eval")))
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x)).save(run / "weights" / "best.keras")
+    return run
+
+
+def test_the_diagnosis_reads_the_lesions_its_segmenter_found(lesion_run, tmp_path) -> None:
+    run_dir = _small_lesion_classifier(Path(lesion_run[0]["run_dir"]), tmp_path)
+    seg = _threshold_segmenter(lesion_run[1], tmp_path)
     other = generate_synthetic(tmp_path / "other", SynthConfig(per_class=2, size=64, seed=4))
     args = ["--run", str(run_dir), "--segmenter", str(seg)]
     # another dataset first: the diagnosis' cut is fitted on the classifier's validation fold on the way

@@ -64,8 +64,19 @@ TARGETS = {"internal AUC": 0.92, "BUS-BRA AUC": 0.82, "BUS-BRA sensitivity": 0.8
 
 
 def run_dir(args: argparse.Namespace, arm: str, size: int, fold: int) -> Path:
-    """Where one run lives."""
-    return Path(args.project) / f"{arm}-{size}px-f{fold}"
+    """Where one run lives (train.py puts it under its task's folder)."""
+    return Path(args.project) / "cls" / f"{arm}-{size}px-f{fold}"
+
+
+def train_cmd(args: argparse.Namespace, arm: str, size: int, fold: int) -> list[str]:
+    """The ``train.py`` command of one run: the defaults, with the arm's flags, the size, fold and external site."""
+    folder = run_dir(args, arm, size, fold)
+    return [
+        sys.executable, "train.py", "--task", "cls", *ARMS[arm], "--data-dir", str(args.busi),
+        "--fold", str(fold), "--img-size", str(size), "--epochs", str(args.epochs), "--mixed-precision", "off",
+        "--no-export", "--seed", "0", "--external", f"{EXTERNAL}={args.busbra / 'manifest.csv'}",
+        "--project", str(folder.parent.parent), "--name", folder.name, "--exist-ok",
+    ]  # fmt: skip
 
 
 def diagnosis_row(args: argparse.Namespace, size: int, fold: int) -> dict:
@@ -97,12 +108,7 @@ def run_one(args: argparse.Namespace, arm: str, size: int, fold: int) -> dict:
     t0 = time.perf_counter()
     trained = not (folder / "metrics.json").is_file()
     if trained:
-        cmd = [
-            sys.executable, "train.py", "--task", "cls", *ARMS[arm], "--data-dir", str(args.busi),
-            "--fold", str(fold), "--img-size", str(size), "--epochs", str(args.epochs), "--mixed-precision", "off",
-            "--no-export", "--seed", "0", "--external", f"{EXTERNAL}={args.busbra / 'manifest.csv'}",
-            "--project", str(folder.parent), "--name", folder.name, "--exist-ok",
-        ]  # fmt: skip
+        cmd = train_cmd(args, arm, size, fold)
         print(f"== {arm} {size}px fold {fold}: {' '.join(cmd[1:])}", flush=True)
         subprocess.run(cmd, cwd=REPO, check=True)
     row = {"arm": arm, "img_size": size, "fold": fold, **read_row("cls", folder)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import lesion_centred as lc
@@ -31,7 +32,17 @@ def test_the_diagnosis_arm_needs_its_lesion_run_and_segmenter(tmp_path) -> None:
     args = SimpleNamespace(project=tmp_path, segmenters=str(tmp_path / "seg-f{fold}"), busbra=tmp_path)
     with pytest.raises(FileNotFoundError, match="the lesion arm's run of fold 2 is not finished"):
         lc.run_one(args, "diagnosis", 128, 2)
-    (tmp_path / "lesion-128px-f2").mkdir()
-    (tmp_path / "lesion-128px-f2" / "metrics.json").write_text("{}")
+    (tmp_path / "cls" / "lesion-128px-f2").mkdir(parents=True)
+    (tmp_path / "cls" / "lesion-128px-f2" / "metrics.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="the segmenter of fold 2 is not finished: .*seg-f2"):
         lc.run_one(args, "diagnosis", 128, 2)
+
+
+def test_the_command_trains_into_the_folder_the_benchmark_reads(tmp_path) -> None:
+    args = SimpleNamespace(project=tmp_path, busi=tmp_path / "busi", busbra=tmp_path / "bra", epochs=20)
+    cmd = lc.train_cmd(args, "lesion", 128, 1)
+    flag = {f: cmd[i + 1] for i, f in enumerate(cmd[:-1]) if f.startswith("--")}
+    # train.py writes <project>/<task>/<name>
+    assert Path(flag["--project"]) / "cls" / flag["--name"] == lc.run_dir(args, "lesion", 128, 1)
+    assert flag["--crop"] == "lesion" and flag["--weights"] == "imagenet" and flag["--fold"] == "1"
+    assert "--target-sensitivity" not in cmd  # the default, 0.90

@@ -114,7 +114,8 @@ def run_one(args: argparse.Namespace, arm: str, size: int, fold: int) -> dict:
     row = {"arm": arm, "img_size": size, "fold": fold, **read_row("cls", folder)}
     if trained:
         row.update(wall_seconds=time.perf_counter() - t0, load_average=os.getloadavg()[1])
-    commit = json.loads((folder / "provenance.json").read_text())["commit"] if trained else head_commit()
+    provenance = folder / "provenance.json"  # the code that trained the run, whenever it was read
+    commit = json.loads(provenance.read_text())["commit"] if provenance.is_file() else head_commit()
     return {**row, "commit": commit, "cpu": cpu_info()["model"]}
 
 

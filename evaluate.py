@@ -35,7 +35,8 @@ segmenter's own masks (gated, --postprocess) say where the lesions are and wheth
 the classifier reads each lesion, and every image of every class is scored (evaluation/diagnosis.py).
 On the classifier's validation fold it fits the diagnosis' malignancy cut (cross-fitted); another
 dataset is scored at that cut, fitted first if it is not yet. Writes
-<run>/eval/diagnosis-<segmenter>-<dataset>-<split>[-tta]/, with diagnosis.json (each image's lesions).
+<run>/eval/diagnosis-<segmenter>-<dataset>-<split>[-tta][-largest]/, with diagnosis.json (each
+image's lesions); each --postprocess has its own cut.
     python evaluate.py --run runs/cls/lesion --segmenter runs/seg/exp
     python evaluate.py --run runs/cls/lesion --segmenter runs/seg/exp --data-dir ../shared/datasets/BUS-BRA/manifest.csv
 """
@@ -179,7 +180,7 @@ def diagnose_main(args: argparse.Namespace, cfg: Any, run_dir: Path) -> dict[str
     seg = (load_run_model(seg_file), seg_cfg, seg_file.parent.parent)
     lesion = (load_run_model(cls_file), cls_cfg, cls_file.parent.parent)
     splits, own = load_splits(run_dir / "splits.json"), not args.data_dir
-    if not own and not cut_file(lesion[2], seg[2]).is_file():
+    if not own and not cut_file(lesion[2], seg[2], args.postprocess).is_file():
         print("fitting the diagnosis' malignancy cut on the lesion classifier's validation fold first")
         diagnose_main(argparse.Namespace(**{**vars(args), "data_dir": "", "split": "val"}), cfg, run_dir)
     split = args.split or ("val" if own else "all")
@@ -190,7 +191,8 @@ def diagnose_main(args: argparse.Namespace, cfg: Any, run_dir: Path) -> dict[str
     if own and split == "val" and cfg.max_samples:
         records = records[: cfg.max_samples]
     name = Path(args.segmenter).resolve().name
-    out = lesion[2] / "eval" / f"diagnosis-{name}-{data['name']}{'-tta' if args.tta else ''}"
+    suffix = ("-tta" if args.tta else "") + ("" if args.postprocess == "none" else f"-{args.postprocess}")
+    out = lesion[2] / "eval" / f"diagnosis-{name}-{data['name']}{suffix}"
     fit = own and split == "val"
     result = evaluate_diagnosis(seg, lesion, records, out, own, fit, args.tta, args.postprocess)
     result.update(data_dir=data["data_dir"], split=split, excluded=data["external"])

@@ -114,6 +114,10 @@ def run_one(args: argparse.Namespace, arm: str, size: int, fold: int) -> dict:
     row = {"arm": arm, "img_size": size, "fold": fold, **read_row("cls", folder)}
     if trained:
         row.update(wall_seconds=time.perf_counter() - t0, load_average=os.getloadavg()[1])
+    else:  # what only the training invocation could see
+        previous = json.loads(args.json.read_text())["runs"] if args.json.is_file() else []
+        before = next((r for r in previous if tuple(r.get(k) for k in KEY) == (arm, size, fold)), {})
+        row.update({k: before[k] for k in ("wall_seconds", "load_average") if k in before})
     provenance = folder / "provenance.json"  # the code that trained the run, whenever it was read
     commit = json.loads(provenance.read_text())["commit"] if provenance.is_file() else head_commit()
     return {**row, "commit": commit, "cpu": cpu_info()["model"]}

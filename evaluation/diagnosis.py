@@ -127,17 +127,25 @@ def run_diagnosis(seg: Run, lesion: Run, records: Sequence[Case], own_data: bool
     return diagnose(records, bounds, lesion_p_malignant(lesion, images, flat, tta))
 
 
-def cut_file(cls_dir: Path, seg_dir: Path) -> Path:
-    """Where the diagnosis' cut through ``seg_dir``'s segmenter is saved, in the classifier's fold folder."""
-    return Path(cls_dir) / "diagnosis" / (Path(seg_dir).resolve().as_posix().strip("/").replace("/", "__") + ".json")
+def cut_file(cls_dir: Path, seg_dir: Path, postprocess: str = "none") -> Path:
+    """Where the diagnosis' cut through ``seg_dir``'s segmenter (and its ``postprocess``) is saved, in the
+    classifier's fold folder."""
+    name = Path(seg_dir).resolve().as_posix().strip("/").replace("/", "__")
+    return Path(cls_dir) / "diagnosis" / (name + ("" if postprocess == "none" else f"-{postprocess}") + ".json")
 
 
 def diagnosis_cut(
-    records: Sequence[Case], probs: np.ndarray, cls_dir: Path, seg_dir: Path, fit: bool, target_sensitivity: float
+    records: Sequence[Case],
+    probs: np.ndarray,
+    cls_dir: Path,
+    seg_dir: Path,
+    fit: bool,
+    target_sensitivity: float,
+    postprocess: str = "none",
 ) -> FittedCut | None:
     """The diagnosis' malignancy cut: fitted on ``records`` (the classifier's validation fold) and saved when
-    ``fit``, else the one saved for this segmenter (None if none was)."""
-    path = cut_file(cls_dir, seg_dir)
+    ``fit``, else the one saved for this segmenter and ``postprocess`` (None if none was)."""
+    path = cut_file(cls_dir, seg_dir, postprocess)
     if fit:
         ids, names = [r.case_id for r in records], [r.label for r in records]
         groups = [r.group or r.case_id for r in records]
@@ -146,12 +154,12 @@ def diagnosis_cut(
         if fitted is not None:
             write_json(path, {"segmenter": str(Path(seg_dir).resolve()), **fitted.to_dict()})
         return fitted
-    return load_diagnosis_cut(cls_dir, seg_dir)
+    return load_diagnosis_cut(cls_dir, seg_dir, postprocess)
 
 
-def load_diagnosis_cut(cls_dir: Path, seg_dir: Path) -> FittedCut | None:
-    """The diagnosis' cut saved for this segmenter in the classifier's fold folder, or None."""
-    path = cut_file(cls_dir, seg_dir)
+def load_diagnosis_cut(cls_dir: Path, seg_dir: Path, postprocess: str = "none") -> FittedCut | None:
+    """The diagnosis' cut saved for this segmenter and ``postprocess`` in the classifier's fold folder, or None."""
+    path = cut_file(cls_dir, seg_dir, postprocess)
     if not path.is_file():
         return None
     d = json.loads(path.read_text())
@@ -200,7 +208,8 @@ def evaluate_diagnosis(
     ids, names = [r.case_id for r in records], [r.label for r in records]
     labels = np.array([CLASS_NAMES.index(n) for n in names])
     result = report_cls(ids, labels, diagnosis.probs, out_dir)
-    fitted = diagnosis_cut(records, diagnosis.probs, lesion[2], seg[2], fit_cut, lesion[1].target_sensitivity)
+    target = lesion[1].target_sensitivity
+    fitted = diagnosis_cut(records, diagnosis.probs, lesion[2], seg[2], fit_cut, target, postprocess)
     cuts, how = None, "no cut (evaluate the diagnosis on the lesion classifier's validation fold first)"
     if fitted is not None:
         cuts = fitted.for_cases(ids) if fit_cut else np.full(len(ids), fitted.threshold)

@@ -135,7 +135,7 @@ def diagnosis_spec(seg_cfg: TrainConfig, seg_dir: Path, lesion_cfg: TrainConfig,
         channels=lesion_cfg.channels,
         temperature=fitted.temperature if fitted is not None else 1.0,
     )
-    cut = load_diagnosis_cut(lesion_dir, seg_dir)
+    cut = load_diagnosis_cut(lesion_dir, seg_dir, postprocess)
     seg = spec_from_config(seg_cfg, seg_dir, postprocess)
     return DiagnosisSpec(seg, lesion, lesion_cfg.crop_margin, cut.threshold if cut is not None else None)
 

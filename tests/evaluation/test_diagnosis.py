@@ -36,6 +36,7 @@ def test_an_image_is_normal_without_a_lesion_and_else_as_suspicious_as_its_worst
         diagnose(records, bounds, np.array([0.2, 0.7]))
 
 
-def test_the_cut_is_kept_per_segmenter(tmp_path) -> None:
+def test_the_cut_is_kept_per_segmenter_and_post_processing(tmp_path) -> None:
     a, b = cut_file(tmp_path / "cls", tmp_path / "seg" / "a"), cut_file(tmp_path / "cls", tmp_path / "seg" / "b")
     assert a != b and a.parent == b.parent == tmp_path / "cls" / "diagnosis"
+    assert cut_file(tmp_path / "cls", tmp_path / "seg" / "a", "largest").name == a.stem + "-largest.json"

@@ -11,11 +11,14 @@ benign and malignant). Arms (``--arms``):
 - ``frame``: the default classifier, EfficientNet-Lite0 from ImageNet, on whole images, three classes.
 - ``lesion``: the same on square crops around the lesion (``--crop lesion``), benign against malignant.
 - ``lesion-scratch``: the lesion arm from random weights.
+- ``lesion-jitter``: the lesion arm with the largest crop jitter (``--crop-jitter 0.16``: shifts and scale
+  changes of up to 16% of the side), for a segmenter's boxes, which are not the true ones.
 - ``diagnosis``: the lesion arm's classifier behind a segmenter (``evaluate.py --segmenter``): the
   segmenter's own masks decide normal and place the crops, on every BUSI validation image (normal ones
   too) and on BUS-BRA. The segmenter of fold F is ``--segmenters``' run of that fold (default: the
   U-Net of ``benchmarks/pretrained.py``, ``seg/unet-none-96px-fF``, trained by
   ``python benchmarks/pretrained.py --tasks seg --arms default --folds F``).
+- ``diagnosis-jitter``: the same with the ``lesion-jitter`` arm's classifier.
 
 The lesion arms are cropped from the datasets' true masks, internally and on BUS-BRA: they measure the
 classifier given the lesion; the diagnosis arm measures what a user gets. Reported per run, with 95%
@@ -51,9 +54,22 @@ ARMS: dict[str, list[str]] = {
     "frame": ["--model", "efficientnet_lite0", "--weights", "imagenet"],
     "lesion": ["--model", "efficientnet_lite0", "--weights", "imagenet", "--crop", "lesion"],
     "lesion-scratch": ["--model", "efficientnet_lite0", "--weights", "none", "--crop", "lesion"],
+    "lesion-jitter": [
+        "--model",
+        "efficientnet_lite0",
+        "--weights",
+        "imagenet",
+        "--crop",
+        "lesion",
+        "--crop-jitter",
+        "0.16",
+    ],
     "diagnosis": [],
+    "diagnosis-jitter": [],
 }
 """Arm -> its train.py flags."""
+DIAGNOSES = {"diagnosis": "lesion", "diagnosis-jitter": "lesion-jitter"}
+"""A diagnosis arm -> the lesion arm whose classifier it puts behind the segmenter."""
 KEY = ("arm", "img_size", "fold")
 PROTOCOL = (
     "train.py defaults (20 epochs, batch 8, Adam 1e-3 cosine, light augmentation, patience 10, ce with "
@@ -79,9 +95,9 @@ def train_cmd(args: argparse.Namespace, arm: str, size: int, fold: int) -> list[
     ]  # fmt: skip
 
 
-def diagnosis_row(args: argparse.Namespace, size: int, fold: int) -> dict:
+def diagnosis_row(args: argparse.Namespace, arm: str, size: int, fold: int) -> dict:
     """Score the lesion arm's run of ``fold`` behind its segmenter, on its validation fold and on BUS-BRA."""
-    lesion = run_dir(args, "lesion", size, fold)
+    lesion = run_dir(args, DIAGNOSES[arm], size, fold)
     seg = Path(str(args.segmenters).replace("{fold}", str(fold)))
     for path, what in ((lesion, "the lesion arm's run"), (seg, "the segmenter")):
         if not (path / "metrics.json").is_file():
@@ -95,15 +111,15 @@ def diagnosis_row(args: argparse.Namespace, size: int, fold: int) -> dict:
         subprocess.run(cmd, cwd=REPO, check=True)
     keys = (*CLS_KEYS, "normal_called_normal")
     own, ext = (json.loads((d / "metrics.json").read_text()) for d in out.values())
-    row = {"arm": "diagnosis", "img_size": size, "fold": fold, "segmenter": str(seg)}
+    row = {"arm": arm, "img_size": size, "fold": fold, "segmenter": str(seg)}
     row.update(internal_cls=_pick(own, keys), external_cls=_pick(ext, keys), wall_seconds=time.perf_counter() - t0)
     return {**row, "load_average": os.getloadavg()[1], "commit": head_commit(), "cpu": cpu_info()["model"]}
 
 
 def run_one(args: argparse.Namespace, arm: str, size: int, fold: int) -> dict:
     """Train one run unless it has finished, and read its row."""
-    if arm == "diagnosis":
-        return diagnosis_row(args, size, fold)
+    if arm in DIAGNOSES:
+        return diagnosis_row(args, arm, size, fold)
     folder = run_dir(args, arm, size, fold)
     t0 = time.perf_counter()
     trained = not (folder / "metrics.json").is_file()

@@ -31,11 +31,12 @@ from config.train import TrainConfig
 from core.atomic import write_json
 from core.classes import CLASS_NAMES
 from data.discover import Case
-from evaluation.cls import calibrate
 from evaluation.cut import FittedCut, fit_fold_cut
 from evaluation.gate import apply_gates
+from evaluation.run_files import load_fitted_temperature
 from evaluation.seg import scoring_gates
 from evaluation.tta import combine_views, model_views, predict_records
+from metrics.calibration import apply_temperature
 from models.lesions import lesion_bounds_np, to_image
 from models.postprocess import postprocess_np
 from pipeline.dataset import build_crop_dataset
@@ -90,9 +91,8 @@ def lesion_p_malignant(lesion: Run, images: Sequence[Path], bounds: np.ndarray, 
         return np.zeros(0)
     views = [model_views(model, x, tta, spatial=False) for x in build_crop_dataset(images, bounds, cfg.pipeline())]
     raw = [np.concatenate(v).astype(np.float64) for v in zip(*views, strict=True)]
-    n = len(images)
-    ids, names, labels = [f"lesion{i}" for i in range(n)], ["benign"] * n, np.ones(n, int)
-    calibrated = [calibrate(ids, labels, v, names, ids, fold_dir, False, False)[0] for v in raw]
+    fitted = load_fitted_temperature(fold_dir)
+    calibrated = [apply_temperature(v, fitted.temperature) if fitted is not None else v for v in raw]
     probs = combine_views(calibrated, spatial=False)
     benign, malignant = probs[:, CLASS_NAMES.index("benign")], probs[:, CLASS_NAMES.index("malignant")]
     return malignant / np.maximum(benign + malignant, 1e-12)

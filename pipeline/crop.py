@@ -117,3 +117,12 @@ def jitter_crop(patch: tf.Tensor, size: int, jitter: float, seed: tf.Tensor) -> 
     """
     draw = tf.random.stateless_uniform([3], seed=seed, minval=-jitter, maxval=jitter)
     return crop_patch(patch, size, shift=draw[:2], scale=1.0 + draw[2])
+
+
+def crop_at(image: tf.Tensor, bounds: tf.Tensor, size: int, margin: float, method: str = "bilinear") -> tf.Tensor:
+    """The model's ``size x size`` input for a lesion found elsewhere (a segmenter's): :func:`square_box` of its
+    ``bounds`` (``[y0, x0, y1, x1]`` in ``image``'s pixels) with ``margin``, cut as training cuts it.
+
+    ``image`` is float32 ``(H, W, C)`` at its native size.
+    """
+    return crop_patch(context_patch(image, square_box(bounds, margin), size, method), size)

@@ -22,7 +22,7 @@ from data.discover import Case
 from data.scan import merge_masks
 from pipeline.augment import Augmenter, augment_tf
 from pipeline.config import TASKS, PipelineConfig
-from pipeline.crop import context_patch, crop_patch, jitter_crop, lesion_box, square_box
+from pipeline.crop import context_patch, crop_at, crop_patch, jitter_crop, lesion_box
 from pipeline.decode import decode_image_file, merge_mask_files, preprocess, resize_mask, to_channels
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -294,8 +294,7 @@ def build_crop_dataset(images: Sequence[str | Path], bounds: np.ndarray, config:
 
     def crop(e):
         image = to_channels(decode_image_file(e["path"]), config.channels)
-        patch = context_patch(image, square_box(e["bounds"], config.crop_margin), size, config.resize)
-        return crop_patch(patch, size)
+        return crop_at(image, e["bounds"], size, config.crop_margin, config.resize)
 
     ds = tf.data.Dataset.from_tensor_slices(columns).map(crop, num_parallel_calls=AUTOTUNE)
     return ds.batch(config.batch_size).prefetch(AUTOTUNE)

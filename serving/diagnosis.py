@@ -29,7 +29,7 @@ import tensorflow as tf
 from core.classes import CLASS_NAMES
 from core.errors import OptionError
 from models.lesions import MAX_LESIONS, lesion_bounds_tf
-from pipeline.crop import context_patch, crop_patch, square_box
+from pipeline.crop import crop_at
 from pipeline.decode import decode_image_bytes, to_channels
 from serving.export import ExportResult, export_servable, write_endpoints
 from serving.signatures import BYTES_INPUT, BYTES_SIGNATURE, ServingSpec, decode_batch, mask_outputs, temperature_tf
@@ -64,7 +64,7 @@ def _crops(images: tf.Tensor, boxes: tf.Tensor, spec: DiagnosisSpec) -> tf.Tenso
         image = to_channels(decode_image_bytes(contents), channels)
 
         def one(b):
-            return crop_patch(context_patch(image, square_box(b, spec.crop_margin), size, spec.lesion.resize), size)
+            return crop_at(image, b, size, spec.crop_margin, spec.lesion.resize)
 
         return tf.map_fn(one, bounds, fn_output_signature=tf.TensorSpec([size, size, channels], tf.float32))
 

@@ -236,3 +236,17 @@ def merge_previous(path: Path, result: dict, key: tuple[str, ...], defaults: dic
             runs = kept + runs
     commands = list(dict.fromkeys(r["command"] for r in runs))
     return {**result, "runs": runs, "commands": commands}
+
+
+def busi_and_busbra_missing(args: argparse.Namespace) -> bool:
+    """Print an error and return True when ``--busi`` or ``--busbra`` (its ``manifest.csv``) does not exist."""
+    for path, what in ((args.busi, "--busi"), (args.busbra / "manifest.csv", "--busbra")):
+        if not path.exists():
+            print(f"error: `{what}` not found: {path}", file=sys.stderr)
+            return True
+    return False
+
+
+def protocol_for(protocol: str, epochs: int, default_epochs: int) -> str:
+    """A benchmark's protocol line, with ``epochs`` in place of its default when another was asked for."""
+    return protocol if epochs == default_epochs else protocol.replace(f"{default_epochs} epochs", f"{epochs} epochs")

@@ -41,7 +41,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import REPO, add_output_args, command_line, head_commit, render_from_json, save_runs
+from _common import (
+    REPO,
+    add_output_args,
+    busi_and_busbra_missing,
+    command_line,
+    head_commit,
+    protocol_for,
+    render_from_json,
+    save_runs,
+)
 from train_step import cpu_info
 
 SECTION = "joint_busi"
@@ -269,11 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if render_from_json(args, SECTION, markdown):
         return 0
-    for path, what in ((args.busi, "--busi"), (args.busbra / "manifest.csv", "--busbra")):
-        if not path.exists():
-            print(f"error: `{what}` not found: {path}", file=sys.stderr)
-            return 2
-    protocol = PROTOCOL if args.epochs == 30 else PROTOCOL.replace("30 epochs", f"{args.epochs} epochs")
+    if busi_and_busbra_missing(args):
+        return 2
+    protocol = protocol_for(PROTOCOL, args.epochs, 30)
     command = command_line("joint_busi.py", argv)
     for fold in args.folds:
         for model in args.models:

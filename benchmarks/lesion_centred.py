@@ -45,7 +45,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import REPO, add_output_args, command_line, head_commit, render_from_json, save_runs
+from _common import (
+    REPO,
+    add_output_args,
+    busi_and_busbra_missing,
+    command_line,
+    head_commit,
+    protocol_for,
+    render_from_json,
+    save_runs,
+)
 from pretrained import CLS_KEYS, EXTERNAL, SHARED, _fmt, _pick, read_row
 from train_step import cpu_info
 
@@ -229,11 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if render_from_json(args, SECTION, markdown):
         return 0
-    for path, what in ((args.busi, "--busi"), (args.busbra / "manifest.csv", "--busbra")):
-        if not path.exists():
-            print(f"error: `{what}` not found: {path}", file=sys.stderr)
-            return 2
-    protocol = PROTOCOL if args.epochs == 20 else PROTOCOL.replace("20 epochs", f"{args.epochs} epochs")
+    if busi_and_busbra_missing(args):
+        return 2
+    protocol = protocol_for(PROTOCOL, args.epochs, 20)
     command = command_line("lesion_centred.py", argv)
     for fold in args.folds:
         for size in args.sizes:

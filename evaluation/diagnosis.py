@@ -12,7 +12,7 @@ diagnosis does the same in its graph.
 
 The malignancy cut of the diagnosis is fitted on the classifier's validation fold through the same
 segmenter (:func:`diagnosis_cut`), cross-fitted there as every fitted rule is (:mod:`evaluation.cut`),
-and saved in the classifier's fold folder under the segmenter's path.
+and saved in the classifier's fold folder under the segmenter's path (one per ``--postprocess``).
 """
 
 from __future__ import annotations

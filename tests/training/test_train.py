@@ -303,12 +303,6 @@ def test_fold_all_trains_every_fold_and_summarizes(tiny_data, tmp_path) -> None:
     ev = evaluate.main(evaluate.parse_args(["--run", str(run_dir)]))
     assert sorted(ev) == [f"fold{k}" for k in range(2)]
     assert [ev[f"fold{k}"]["dice"] for k in range(2)] == pytest.approx(per_fold, abs=1e-6)
-    # --tta scores each fold again with flip test-time augmentation, into its own folder.
-    ev_tta = evaluate.main(evaluate.parse_args(["--run", str(run_dir), "--tta"]))
-    for k in range(2):
-        saved = json.loads((run_dir / f"fold{k}" / "eval" / "own-val-tta" / "metrics.json").read_text())
-        assert saved["tta"] is True and ev_tta[f"fold{k}"]["n_images"] == ev[f"fold{k}"]["n_images"]
-        assert json.loads((run_dir / f"fold{k}" / "eval" / "own-val" / "metrics.json").read_text())["tta"] is False
     # An interrupted cross-validation resumes: finished folds are kept, the rest completes, the summary returns.
     (run_dir / "fold1" / "metrics.json").unlink()
     (run_dir / "cv_summary.json").unlink()

@@ -114,6 +114,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     from evaluation.base import EvalRequest
     from evaluation.run_files import load_run_model
     from evaluation.summary import format_metrics
+    from evaluation.support import few_cases
     from evaluation.tasks import evaluator, summary_keys
 
     run_dir = Path(args.run)
@@ -148,6 +149,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         request = EvalRequest(records, out, fold_dir=fold_dir, own_data=own, tta=args.tta, postprocess=args.postprocess)
         result = evaluator(cfg.task)(model, cfg, request)
         result.update(fold=k, data_dir=data["data_dir"], split=split)
+        if few_cases(len(records)):
+            result["few_cases"] = few_cases(len(records))
         if not own:
             result["excluded"] = data["external"]
         write_json(out / "metrics.json", result)

@@ -69,7 +69,14 @@ def run_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
             raise MissingFileError(f"`--resume` must be a run folder with config.json. Received: {run_dir}")
         return TrainConfig.load(run_dir / "config.json"), run_dir
     cfg = config_from_args(args)
-    if args.img_size is None and cfg.img_size != IMG_SIZE:
+    if cfg.adapt:
+        from training.adapt import adapt_config
+
+        defaults = build_parser()
+        explicit = {k for k, v in vars(args).items() if v != defaults.get_default(k)}
+        cfg = adapt_config(cfg, explicit)
+        print(f"adapting {cfg.adapt}: its {cfg.task} model {cfg.model} at {cfg.img_size} px, from {cfg.weights}")
+    elif args.img_size is None and cfg.img_size != IMG_SIZE:
         print(f"img_size={cfg.img_size}: the {cfg.task} default on a CPU-only machine ({IMG_SIZE} with a GPU)")
     # Workers of a multi-worker run must agree on the folder, so it is not incremented.
     if args.exist_ok or cfg.strategy == "multiworker":

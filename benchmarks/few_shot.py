@@ -1,232 +1,348 @@
-"""Adapting to a new site: a BUSI segmenter fine-tuned on N BUS-BRA patients against training from scratch on them.
+"""Adapting a run to a new site from k of its patients: learning curves for any source run and any site.
 
-Protocol: BUS-BRA (read with its scanners, as ``external.py`` writes it) is split by
-patient with the project's grouped folds; fold 0's validation patients are held out
-and never trained on. From the other patients, the first N of one seeded shuffle
-(nested: the 25 include the 10) train a U-Net with ``train.py``'s segmentation
-defaults (96 px on a CPU-only machine, BCE + Dice, light augmentation, cosine
-schedule) for ``--epochs`` epochs, no early stopping, no lesion gate:
+Protocol: the site (a manifest or a folder) is split with the project's grouped folds; fold 0's
+validation cases are held out and never trained on. From the rest, one seeded shuffle per draw orders
+the site's units (patients when the site is a manifest with a ``group`` column; otherwise BUSI-like
+duplicate groups stand in for patients and k counts images, whole groups taken until k is reached).
+The first k units are the adaptation set (nested: the 50 include the 20), split by unit into training
+(four in five) and the run's validation fold (every fifth unit, at least one). Each arm trains on it:
 
-- ``finetune`` starts from a BUSI run's ``weights/best.keras`` (``--weights``), the
-  documented way to adapt a model to one's own hospital (docs/other-hospitals.md);
-- ``scratch`` starts from random weights.
+- ``adapt``: ``train.py --adapt SOURCE``, the recipe (encoder frozen for ``--freeze-epochs``, normalization
+  training; then all layers at lr/10; the rules fitted where the data support them);
+- ``adapt-all``: ``--adapt`` with every layer training at the source's rate from the start;
+- ``adapt-lowlr``: ``--adapt`` with every layer at lr 1e-4 from the start;
+- ``finetune``: the source's weights with ``--weights`` and train.py's defaults, its rules fitted on
+  whatever validation fold it has (what the README said before ``--adapt``);
+- ``scratch``: the same architecture from random weights.
 
-Reported: Dice per image on the held-out patients after the last epoch (no model
-selection on them), with the best epoch's Dice beside it for reference (chosen on the
-held-out patients themselves, so optimistic). With ``finetune``, the BUSI model as it is
-(``unadapted``, N = 0) is scored on the same patients too, from its per-image Dice on
-BUS-BRA (without lesion gate, as the other arms); the plot draws it as a dashed line. One (arm, N, seed) per run folder;
-results merge into ``--json`` and the section (with a learning-curve plot) is
-re-rendered after each.
+k = 0 is the source model as it is (``unadapted``). Every run is scored with ``evaluate.py --data-dir
+SITE`` and its figures are taken on the held-out cases only: lesion Dice, lesion images missed (left
+empty), normal images left empty (segmentation and joint), malignant-vs-benign AUC and sensitivity and
+specificity at the run's cut (classification and joint), each with a 95% interval (Wilson for shares,
+bootstrap over patients for Dice and AUC). One (arm, k, draw) per run folder; results merge into
+``--json`` and the section is re-rendered after each.
 
 Usage:
-    python benchmarks/few_shot.py --sizes 10 25 50 100 200 --arms finetune scratch
-    python benchmarks/few_shot.py --from-json benchmarks/results/few_shot.json
+    python benchmarks/few_shot.py --source RUN --site MANIFEST_OR_FOLDER --sizes 0 20 50 100 200 --draws 3
+    python benchmarks/few_shot.py --from-json benchmarks/results/adaptation.json
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 from _common import REPO, add_output_args, command_line, head_commit, render_from_json, save_runs, write_json
-from external import BUSBRA_DIR, busbra_manifest
 from train_step import cpu_info
 
 sys.path.insert(0, str(REPO))
 
-SECTION = "few_shot"
-KEY = ("arm", "patients", "seed")
-DEFAULT_SOURCE = REPO / "benchmarks" / "runs" / "external" / "seg" / "baseline-seg-busi-f0-s0"
-PLOT = REPO / "benchmarks" / "results" / "few_shot.png"
+SECTION = "adaptation"
+KEY = ("source", "site", "arm", "k", "draw")
+ARMS = ("adapt", "adapt-all", "adapt-lowlr", "finetune", "scratch")
+PLOTS = REPO / "benchmarks" / "results"
+FIGURES = {
+    "lesion_dice": "lesion Dice",
+    "lesion_missed": "lesion images missed",
+    "normal_empty": "normal images left empty",
+    "malignant_auc": "malignant-vs-benign AUC",
+    "sensitivity": "sensitivity at the cut",
+}
 
 
-def patient_splits(manifest: Path, project: Path, sizes: list[int], seed: int) -> dict[int, dict]:
-    """A splits document per N: the first N patients of a seeded shuffle train, fold 0's patients are held out.
+def site_draws(site: Path, project: Path, sizes: list[int], draw: int) -> tuple[dict[int, dict], dict]:
+    """A splits document per k (the adaptation set's training and validation units) and what the site holds.
+
+    Returns:
+        The documents by k, and ``held`` (held-out ids), ``groups`` and ``labels`` (by id) and ``unit``.
 
     Raises:
-        ValueError: If N exceeds the patients available for training.
+        ValueError: If k exceeds what the site has for adaptation.
     """
     from data.report import InspectOptions, analyze_dataset, dataset_out_dir
 
     analysis = analyze_dataset(
-        manifest, InspectOptions(), existing_splits=dataset_out_dir(manifest, project) / "splits.json"
+        site, InspectOptions(), existing_splits=dataset_out_dir(f"site={site}", project) / "splits.json"
     )
     held = sorted(analysis.splits["folds"][0]["val"])
     pool = sorted(analysis.splits["folds"][0]["train"])
     groups = analysis.groups
-    patients = sorted({groups[i] for i in pool})
-    order = np.random.default_rng(seed).permutation(len(patients))
-    out = {}
-    for n in sizes:
-        if n > len(patients):
-            raise ValueError(f"`--sizes`: {n} patients asked, {len(patients)} available for training")
-        chosen = {patients[k] for k in order[:n]}
-        out[n] = {
+    unit = "patients" if site.suffix == ".csv" else "images"
+    members: dict[str, list[str]] = {}
+    for i in pool:
+        members.setdefault(groups[i], []).append(i)
+    order = [sorted(members)[j] for j in np.random.default_rng(draw).permutation(len(members))]
+    docs = {}
+    for k in [k for k in sizes if k > 0]:
+        chosen, count = [], 0
+        for g in order:
+            if count >= k:
+                break
+            chosen.append(g)
+            count += 1 if unit == "patients" else len(members[g])
+        if count < k:
+            raise ValueError(f"`--sizes`: {k} {unit} asked, {count} available for adaptation in {site}")
+        val_groups = set(chosen[4::5]) or {chosen[-1]}
+        docs[k] = {
             "excluded": analysis.splits["excluded"],
             "test": [],
-            "folds": [{"train": [i for i in pool if groups[i] in chosen], "val": held}],
-            "few_shot": {"patients": n, "seed": seed},
+            "folds": [{"train": [i for g in chosen if g not in val_groups for i in members[g]],
+                       "val": [i for g in chosen if g in val_groups for i in members[g]]}],
+            "few_shot": {"k": k, "unit": unit, "draw": draw},
+        }  # fmt: skip
+    labels = {i: c.label for i, c in analysis.cases.items()}
+    return docs, {"held": held, "groups": groups, "labels": labels, "unit": unit}
+
+
+def arm_flags(arm: str, source: Path) -> list[str]:
+    """train.py's flags of ``arm`` for the source run (fold folder) ``source``."""
+    from config.train import TrainConfig
+    from evaluation.run_files import resolve_run
+    from training.adapt import ARCHITECTURE, flag
+
+    if arm.startswith("adapt"):
+        extra = {
+            "adapt": [],
+            "adapt-all": ["--freeze-epochs", "0"],
+            "adapt-lowlr": ["--freeze-epochs", "0", "--lr", "1e-4"],
         }
-    return out
+        return ["--adapt", str(source), *extra[arm]]
+    cfg, weights = resolve_run(source)
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    always = ("task", "model", "img_size")
+    arch = [[flag(k), str(getattr(cfg, k))] for k in ARCHITECTURE
+            if getattr(cfg, k) is not None and (k in always or getattr(cfg, k) != defaults[k])]  # fmt: skip
+    return [*(x for pair in arch for x in pair), "--weights", str(weights) if arm == "finetune" else "none"]
 
 
-def run_one(args: argparse.Namespace, arm: str, n: int, splits: dict) -> Path:
-    """Train one arm on N patients (unless its run is complete); return the run folder."""
-    name = f"{arm}-n{n}-s{args.seed}"
-    run_dir = args.project / "seg" / name
+def run_one(args: argparse.Namespace, arm: str, k: int, draw: int, doc: dict) -> Path:
+    """Train one arm on the adaptation set of (k, draw) unless its run is complete; return the run folder."""
+    from evaluation.run_files import resolve_run
+
+    task = resolve_run(args.source)[0].task
+    name = f"{arm}-k{k}-d{draw}"
+    run_dir = args.project / task / name
     if (run_dir / "metrics.json").is_file():
         return run_dir
-    split_file = write_json(args.project / "splits" / f"n{n}-s{args.seed}.json", splits)
-    source_cfg = json.loads((args.source / "config.json").read_text())
+    split_file = write_json(args.project / "splits" / f"k{k}-d{draw}.json", doc)
     cmd = [
-        sys.executable, "train.py", "--task", "seg", "--data-dir", str(args.manifest), "--splits", str(split_file),
-        "--fold", "0", "--classes", "benign", "malignant", "--epochs", str(args.epochs), "--patience", "0",
-        "--seed", str(args.seed), "--no-export", "--no-lesion-gate", "--project", str(args.project), "--name", name,
-        "--exist-ok", "--base-filters", str(source_cfg["base_filters"]), "--depth", str(source_cfg["depth"]),
-        "--img-size", str(source_cfg["img_size"]),
+        sys.executable, "train.py", *arm_flags(arm, args.source), "--data-dir", f"site={args.site}",
+        "--splits", str(split_file), "--fold", "0", "--seed", str(draw), "--no-export",
+        "--project", str(args.project), "--name", name, "--exist-ok",
+        *(["--epochs", str(args.epochs)] if args.epochs else []),
         *(["--resume", str(run_dir)] if (run_dir / "config.json").is_file() else []),
-        *(["--weights", str(args.source / "weights" / "best.keras")] if arm == "finetune" else []),
     ]  # fmt: skip
-    print(f"== {arm}, {n} patients: {' '.join(cmd[1:])}", flush=True)
+    print(f"== {arm}, k={k}, draw {draw}: {' '.join(cmd[1:])}", flush=True)
     subprocess.run(cmd, cwd=REPO, check=True)
     return run_dir
 
 
-def unadapted_row(source: Path, held: list[str], seed: int) -> dict:
-    """The BUSI model as it is, on the held-out patients (N = 0): the mean of its per-image Dice without lesion
-    gate, from its scoring on all of BUS-BRA (``external.py`` writes ``external/BUS-BRA/metrics.json``).
-
-    Raises:
-        FileNotFoundError: If the source run was not scored on BUS-BRA.
-        ValueError: If a held-out image is missing from that scoring.
-    """
-    path = source / "external" / "BUS-BRA" / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: score the source run on BUS-BRA first (benchmarks/external.py)")
-    by_id = {r["id"]: r["dice_ungated"] for r in json.loads(path.read_text())["per_image"]}
-    missing = [i for i in held if i not in by_id]
-    if missing:
-        raise ValueError(f"{len(missing)} held-out images are not in {path}, e.g. {missing[:3]}")
-    dice = float(np.mean([by_id[i] for i in held]))
-    return {
-        "arm": "unadapted", "patients": 0, "seed": seed, "train_images": 0, "held_out_images": len(held),
-        "last_dice": dice, "best_dice": dice, "best_epoch": 0, "epochs": 0,
-    }  # fmt: skip
+def scored_on_site(run_dir: Path, site: Path) -> Path:
+    """``evaluate.py --run RUN --data-dir site=SITE`` (once); the folder it wrote."""
+    out = run_dir / "eval" / "site-all"
+    if not (out / "metrics.json").is_file():
+        cmd = [sys.executable, "evaluate.py", "--run", str(run_dir), "--data-dir", f"site={site}"]
+        subprocess.run(cmd, cwd=REPO, check=True)
+    return out
 
 
-def read_row(run_dir: Path, arm: str, n: int, seed: int) -> dict:
-    """Held-out Dice after the last epoch and at the best one, and the training images."""
-    with open(run_dir / "history.csv", newline="") as f:
-        history = list(csv.DictReader(f))
+def seg_figures(per_image: list[dict], held: set[str], groups: dict[str, str]) -> dict:
+    """Lesion Dice, lesion images missed and normal images left empty on the held-out cases, with intervals."""
+    from reports.stats import group_bootstrap_ci, wilson_ci
+
+    rows = [r for r in per_image if r["id"] in held]
+    lesion = [r for r in rows if r["label"] != "normal"]
+    normal = [r for r in rows if r["label"] == "normal"]
+    out: dict = {"held_out_images": len(rows)}
+    if lesion:
+        dice = np.array([r["dice"] for r in lesion])
+        missed = sum(r["empty"] for r in lesion)
+        lesion_groups = np.array([groups[r["id"]] for r in lesion])
+        out.update(lesion_dice=float(dice.mean()), lesion_dice_ci95=list(group_bootstrap_ci(dice, lesion_groups)))
+        out.update(lesion_missed=missed / len(lesion), lesion_missed_ci95=list(wilson_ci(missed, len(lesion))))
+    if normal:
+        empty = sum(r["empty"] for r in normal)
+        out.update(normal_empty=empty / len(normal), normal_empty_ci95=list(wilson_ci(empty, len(normal))))
+    return out
+
+
+def cls_figures(out_dir: Path, held: set[str], groups: dict[str, str]) -> dict:
+    """Malignant-vs-benign AUC and sensitivity and specificity at the run's cut on the held-out cases."""
+    from core.classes import CLASS_NAMES
+    from evaluation.cls import PREDICTIONS_NAME, read_predictions
+    from metrics.classification import malignancy_report
+
+    ids, labels, probs = read_predictions(out_dir / PREDICTIONS_NAME)
+    keep = [j for j, i in enumerate(ids) if i in held]
+    cut = json.loads((out_dir / "metrics.json").read_text()).get("malignancy_threshold")
+    report = malignancy_report([CLASS_NAMES[labels[j]] for j in keep], probs[keep], CLASS_NAMES,
+                               [groups[ids[j]] for j in keep], cut)  # fmt: skip
+    keys = ("malignant_auc", "sensitivity", "specificity", "lesion_called_normal")
+    return {k2: v for k2, v in report.items() if k2 in keys or k2.removesuffix("_ci95") in keys}
+
+
+def score(run_dir: Path, site: Path, info: dict) -> dict:
+    """The held-out figures of a run (or the unadapted source)."""
+    from evaluation.run_files import resolve_run
+
+    task = resolve_run(run_dir)[0].task
+    out = scored_on_site(run_dir, site)
+    held, groups = set(info["held"]), info["groups"]
+    figures: dict = {}
+    if task in ("seg", "joint"):
+        seg_dir = out / "seg" if task == "joint" else out
+        figures.update(seg_figures(json.loads((seg_dir / "metrics.json").read_text())["per_image"], held, groups))
+    if task in ("cls", "joint"):
+        figures.update(cls_figures(out / "cls" if task == "joint" else out, held, groups))
+    return figures
+
+
+def run_facts(run_dir: Path) -> dict:
+    """Training images, validation images and where the run's rules came from."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    dice = [float(r["val_dice"]) for r in history]
-    return {
-        "arm": arm,
-        "patients": n,
-        "seed": seed,
-        "train_images": metrics["train_cases"],
-        "held_out_images": metrics["val_cases"],
-        "last_dice": dice[-1],
-        "best_dice": max(dice),
-        "best_epoch": int(np.argmax(dice)) + 1,
-        "epochs": len(dice),
-    }
+    parts = [metrics, metrics.get("seg", {}), metrics.get("cls", {})]
+    bases = {}
+    for name in ("lesion_gate", "calibration", "malignancy_cut"):
+        found = next((p[name] for p in parts if isinstance(p.get(name), dict)), None)
+        if found and found.get("basis"):
+            bases[name] = found["basis"]["fitted_on"]
+    return {"train_images": metrics["train_cases"], "val_images": metrics["val_cases"], "rules": bases}
 
 
-def plot(result: dict, path: Path) -> Path:
-    """Held-out Dice against training patients, one line per arm."""
+def summary(runs: list[dict]) -> list[dict]:
+    """One row per (source, site, arm, k): each figure's mean over the draws and its range."""
+    cells: dict[tuple, list[dict]] = {}
+    for r in runs:
+        cells.setdefault((r["source"], r["site"], r["arm"], r["k"]), []).append(r)
+    out = []
+    for (source, site, arm, k), rows in sorted(cells.items(), key=lambda c: (c[0][0], c[0][1], c[0][3], c[0][2])):
+        row = {"source": source, "site": site, "arm": arm, "k": k, "draws": len(rows),
+               "train_images": float(np.mean([r.get("train_images", 0) for r in rows]))}  # fmt: skip
+        for key in FIGURES:
+            values = [r[key] for r in rows if r.get(key) is not None]
+            if values:
+                row[key] = (float(np.mean(values)), float(min(values)), float(max(values)))
+        out.append(row)
+    return out
+
+
+def plot(result: dict) -> list[Path]:
+    """One learning curve per figure and (source, site): the mean over draws against k, one line per arm."""
     from reports.plots import curves_plot
 
-    series = {}
-    unadapted = [r["last_dice"] for r in result["runs"] if r["arm"] == "unadapted" and not r["seed"]]
-    references = {"BUSI model, not adapted": unadapted[0]} if unadapted else {}
-    for arm in sorted({r["arm"] for r in result["runs"]} - {"unadapted"}):
-        rows = sorted((r for r in result["runs"] if r["arm"] == arm), key=lambda r: r["patients"])
-        series[f"{arm} (last epoch)"] = ([r["patients"] for r in rows], [r["last_dice"] for r in rows])
-    return curves_plot(
-        series, path, "BUS-BRA patients trained on", "Dice on held-out BUS-BRA patients", True, references
-    )
+    rows, paths = summary(result["runs"]), []
+    for source, site in sorted({(r["source"], r["site"]) for r in rows}):
+        here = [r for r in rows if (r["source"], r["site"]) == (source, site)]
+        unit = next((r.get("unit") for r in result["runs"] if r["site"] == site and r.get("unit")), "images")
+        for key, label in FIGURES.items():
+            series = {}
+            for arm in sorted({r["arm"] for r in here} - {"unadapted"}):
+                pts = sorted((r["k"], r[key][0]) for r in here if r["arm"] == arm and key in r)
+                if pts:
+                    series[arm] = ([p[0] for p in pts], [p[1] for p in pts])
+            base = [r[key][0] for r in here if r["arm"] == "unadapted" and key in r]
+            if series:
+                path = PLOTS / f"adaptation-{source}-{site}-{key}.png"
+                refs = {"not adapted": base[0]} if base else None
+                paths.append(curves_plot(series, path, f"{site} {unit} adapted on", f"{label} (held out)", False, refs))
+    return paths
+
+
+def _cell(row: dict, key: str) -> str:
+    if key not in row:
+        return "—"
+    mean, lo, hi = row[key]
+    return f"{mean:.3f}" + (f" ({lo:.3f}–{hi:.3f})" if row["draws"] > 1 else "")
 
 
 def markdown(result: dict) -> str:
-    """The BENCHMARKS.md section."""
-    runs = sorted(result["runs"], key=lambda r: (r["patients"], r["arm"], r["seed"]))
+    """The BENCHMARKS.md section: the summary over draws, then every draw with its intervals."""
     cpu = result["cpu"]
     lines = [
-        "## Adapting to a new site: fine-tuning on a few BUS-BRA patients (issue 21)",
+        "## Adapting a run to a new site: learning curves over k patients (issue 41)",
         "",
         *[f"Command: `{c}`  " for c in result["commands"]],
         f"Machine: {cpu['model']}, {cpu['cores']} cores. Date: {result['date']}. {result['protocol']}",
         "",
-        f"![learning curve]({PLOT.relative_to(REPO).as_posix()})",
+        "Mean over draws (range over draws in brackets); held-out cases only.",
         "",
-        "| patients | arm | seed | training images | held-out Dice, last epoch | best epoch's Dice (optimistic) "
-        "| code |",
-        "|---|---|---|---|---|---|---|",
+        "| source | site | k | arm | draws | training images | " + " | ".join(FIGURES.values()) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(FIGURES),
     ]
-    for r in runs:
-        lines.append(
-            f"| {r['patients']} | {r['arm']} | {r['seed']} | {r['train_images']} | {r['last_dice']:.3f} | "
-            f"{r['best_dice']:.3f} ({r['best_epoch']}) | {r.get('commit', '')} |"
-        )
+    for r in summary(result["runs"]):
+        cells = " | ".join(_cell(r, k) for k in FIGURES)
+        lines.append(f"| {r['source']} | {r['site']} | {r['k']} | {r['arm']} | {r['draws']} | "
+                     f"{r['train_images']:.0f} | {cells} |")  # fmt: skip
+    lines += ["", "Every draw, with 95% intervals, and where its rules were fitted:", "",
+              "| source | site | k | arm | draw | " + " | ".join(FIGURES.values()) + " | rules | code |",
+              "|---|---|---|---|---|" + "---|" * len(FIGURES) + "---|---|"]  # fmt: skip
+    for r in sorted(result["runs"], key=lambda r: (r["source"], r["site"], r["k"], r["arm"], r["draw"])):
+        cells = []
+        for k in FIGURES:
+            ci = r.get(f"{k}_ci95")
+            cells.append("—" if r.get(k) is None else f"{r[k]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""))
+        rules = ", ".join(f"{k}: {v}" for k, v in r.get("rules", {}).items()) or "—"
+        lines.append(f"| {r['source']} | {r['site']} | {r['k']} | {r['arm']} | {r['draw']} | {' | '.join(cells)} | "
+                     f"{rules} | {r.get('commit', '')} |")  # fmt: skip
     return "\n".join([*lines, ""])
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[10, 25, 50, 100, 200], help="training patients")
-    p.add_argument("--arms", nargs="+", choices=["finetune", "scratch"], default=["finetune", "scratch"])
-    p.add_argument("--seed", type=int, default=0, help="seed of the patient draw and of training")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="the BUSI segmentation run to fine-tune")
-    p.add_argument("--busbra", type=Path, default=BUSBRA_DIR, help="BUS-BRA folder")
+    p.add_argument("--source", type=Path, help="the run (or one fold of it) to adapt")
+    p.add_argument("--site", type=Path, help="the new site: a manifest (patients in `group`) or a folder")
+    p.add_argument("--sizes", type=int, nargs="+", default=[0, 20, 50, 100, 200], help="k: patients or images")
+    p.add_argument("--draws", type=int, nargs="+", default=[0], help="seeds of the draws (and of training)")
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=["adapt", "finetune", "scratch"])
+    p.add_argument("--epochs", type=int, default=0, help="epochs of every arm (default: train.py's)")
     p.add_argument("--project", type=Path, default=REPO / "benchmarks" / "runs" / "few_shot", help="run folders")
     add_output_args(p, SECTION)
     p.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
     return p.parse_args(argv)
 
 
+def _row(args: argparse.Namespace, arm: str, k: int, draw: int, run_dir: Path, info: dict) -> dict:
+    source = args.source.resolve()
+    names = {"source": source.parent.name if source.name.startswith("fold") else source.name,
+             "site": args.site.stem if args.site.suffix else args.site.name}  # fmt: skip
+    facts = run_facts(run_dir) if arm != "unadapted" else {"train_images": 0, "val_images": 0, "rules": {}}
+    return {**names, "arm": arm, "k": k, "draw": draw, "unit": info["unit"], **facts,
+            **score(run_dir, args.site, info), "commit": head_commit()}  # fmt: skip
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if render_from_json(args, SECTION, markdown):
         return 0
-    if not (args.source / "weights" / "best.keras").is_file():
-        print(f"error: `--source` has no weights/best.keras: {args.source}", file=sys.stderr)
+    if args.source is None or args.site is None:
+        print("error: --source and --site are needed (or --from-json)", file=sys.stderr)
         return 2
-    args.project = args.project.resolve()
-    args.manifest = busbra_manifest(args.project, args.busbra)
-    splits = patient_splits(args.manifest, args.project, args.sizes, args.seed)
-    held = next(iter(splits.values()))["folds"][0]["val"]
+    if not args.site.exists():
+        print(f"error: `--site` not found: {args.site}", file=sys.stderr)
+        return 2
+    args.project, args.site = args.project.resolve(), args.site.resolve()
     protocol = (
-        f"Held out: BUS-BRA fold 0's patients. U-Net, train.py segmentation defaults, {args.epochs} epochs, "
-        f"no early stopping, no lesion gate; finetune starts from {args.source.name}/weights/best.keras."
+        "Held out: the site's fold 0 (grouped). Adaptation sets nested over k within a draw; "
+        f"epochs: {args.epochs or 'train.py default'}; evaluate.py on the site, held-out cases kept."
     )
-    jobs = [(arm, n) for n in args.sizes for arm in args.arms]
-    if "finetune" in args.arms:
-        jobs.insert(0, ("unadapted", 0))
-    for arm, n in jobs:
-        if arm == "unadapted":
-            row = {**unadapted_row(args.source, held, args.seed), "commit": head_commit()}
-        else:
-            run_dir = run_one(args, arm, n, splits[n])
-            row = {**read_row(run_dir, arm, n, args.seed), "commit": head_commit()}
-        result = {
-            "command": command_line("few_shot.py", argv),
-            "protocol": protocol,
-            "cpu": cpu_info(),
-            "date": time.strftime("%Y-%m-%d"),
-            "runs": [row],
-        }
-        merged = save_runs(args, SECTION, result, KEY, markdown)
-        plot(merged, PLOT)
-        print(json.dumps(row), flush=True)
+    for draw in args.draws:
+        docs, info = site_draws(args.site, args.project, args.sizes, draw)
+        jobs = [("unadapted", 0)] if 0 in args.sizes and draw == args.draws[0] else []
+        jobs += [(arm, k) for k in sorted(docs) for arm in args.arms]
+        for arm, k in jobs:
+            run_dir = args.source if arm == "unadapted" else run_one(args, arm, k, draw, docs[k])
+            row = _row(args, arm, k, draw, run_dir, info)
+            result = {"command": command_line("few_shot.py", argv), "protocol": protocol, "cpu": cpu_info(),
+                      "date": time.strftime("%Y-%m-%d"), "runs": [row]}  # fmt: skip
+            merged = save_runs(args, SECTION, result, KEY, markdown)
+            plot(merged)
+            print(json.dumps({k2: v for k2, v in row.items() if not k2.endswith("_ci95")}), flush=True)
     return 0
 
 

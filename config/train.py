@@ -78,9 +78,9 @@ class TrainConfig:
     resolves to :data:`HUB_CLASSIFIER_LR` for a keras-hub classifier and to :data:`LR` otherwise.
     An empty ``model`` or ``loss`` takes the task's default (:data:`TASK_DEFAULTS`); empty ``weights``
     resolves to ``imagenet`` for the models of :data:`models.options.OFFLINE_IMAGENET`, else ``none``.
-    ``weights`` (a file, ``imagenet`` or a keras-hub preset) and ``freeze_epochs`` (with ImageNet or
-    a preset) apply to every task; ``gamma`` and ``label_smoothing`` to classification.
-    ``oversample`` None (the default) resolves to True for plain
+    ``weights`` (a file, ``imagenet`` or a keras-hub preset), ``freeze_epochs`` (with ImageNet, a
+    preset or ``adapt``) and ``adapt`` (a source run, :mod:`training.adapt`) apply to every task;
+    ``gamma`` and ``label_smoothing`` to classification. ``oversample`` None (the default) resolves to True for plain
     cross-entropy on ``cls`` (the imbalance is handled by sampling) and to False
     otherwise (the weighted losses handle it; segmentation samples as the data come
     unless asked), so a saved config always holds the choice made. ``export`` writes each fold's best
@@ -200,8 +200,14 @@ class TrainConfig:
     )
     freeze_epochs: int = option(
         3,
-        "with --weights imagenet (or a keras-hub preset for cls and joint): epochs with the encoder frozen, then "
-        "all layers at lr/10; as many as --epochs: frozen throughout; 0: all layers train from the start",
+        "with --weights imagenet (or a keras-hub preset for cls and joint) or --adapt: epochs with the encoder "
+        "frozen, then all layers at lr/10; as many as --epochs: frozen throughout; 0: all layers train from the start",
+    )
+    adapt: str = option(
+        "",
+        "a run (or one fold of it) to adapt to --data-dir: its architecture and best weights, the encoder frozen "
+        "for --freeze-epochs (normalization layers train), a rule this validation fold is too small for fitted with "
+        "the run's own validation fold or kept from it (the run's metrics say which)",
     )
     crop: str = option(
         "frame",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from config.train import TrainConfig
     from data.discover import Case
+    from evaluation.adapted import SourceRun
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class EvalRequest:
             segmentation and joint only.
         shift: Flag the images unlike the run's training images (:mod:`evaluation.shift`; it reads every
             image again). A joint evaluation flags them once, with its mask head.
+        source: With ``fit``, the run this one was adapted from (``train.py --adapt``): a rule its
+            validation fold cannot support is fitted with the source's validation fold, or kept from it
+            (:mod:`evaluation.adapted`).
     """
 
     records: Sequence[Case]
@@ -52,6 +56,7 @@ class EvalRequest:
     tta: bool = False
     postprocess: str = "none"
     shift: bool = True
+    source: SourceRun | None = None
 
 
 class Evaluator(Protocol):

@@ -21,11 +21,13 @@ from core.classes import CLASS_NAMES
 from core.errors import MissingFileError
 from data.discover import Case
 from data.sources import breakdowns
+from evaluation.adapted import adapted_cut, adapted_temperature, calibrated_source, source_predictions
 from evaluation.base import EvalRequest, scored_with
-from evaluation.calibrate import fit_fold_temperature
-from evaluation.cut import TARGET_SENSITIVITY, fit_fold_cut
+from evaluation.calibrate import FittedTemperature, fit_fold_temperature
+from evaluation.cut import TARGET_SENSITIVITY, FittedCut, fit_fold_cut
 from evaluation.run_files import load_fitted_cut, load_fitted_temperature, save_cut, save_temperature
 from evaluation.shift import shift_report
+from evaluation.support import Basis
 from evaluation.tta import combine_views, predict_records
 from metrics.calibration import apply_temperature, calibration_figures
 from metrics.classification import classification_report, format_report, malignancy_report
@@ -161,6 +163,7 @@ def malignancy_cut(
     fit: bool,
     own_data: bool,
     target_sensitivity: float = TARGET_SENSITIVITY,
+    adapted: tuple[FittedCut | None, Basis] | None = None,
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """The cut on P(malignant) that scores each record, and what to report about it (its ``rule`` too).
 
@@ -168,23 +171,27 @@ def malignancy_cut(
     (:mod:`evaluation.cut`) and saves them in ``fold_dir``; otherwise those saved there are used (none:
     no sensitivity or specificity). The fold's own cases are scored with their cross-fitted half's cut;
     ``own_data`` False (another dataset, whose ids may collide with the run's) scores every case with the
-    fold's.
+    fold's. ``adapted`` (an adapted run's cut, :func:`evaluation.adapted.adapted_cut`) is used in place of fitting.
     """
     ids = [r.case_id for r in records]
     groups = [r.group or r.case_id for r in records]
     p_malignant = probs[:, CLASS_NAMES.index("malignant")]
-    fitted = fit_fold_cut(ids, [r.label for r in records], p_malignant, groups, target_sensitivity) if fit else None
-    if fitted is not None and fold_dir is not None:
+    if adapted is not None:
+        fitted = adapted[0]
+    else:
+        fitted = fit_fold_cut(ids, [r.label for r in records], p_malignant, groups, target_sensitivity) if fit else None
+    if fitted is not None and fold_dir is not None and fit:
         save_cut(fold_dir, fitted)
     fitted = fitted or load_fitted_cut(fold_dir)
     if fitted is None:
         return None, {"threshold": None, "scored_with": "no cut (the run has none)"}
+    info = {"threshold": fitted.threshold, "rule": fitted.rule}
+    if adapted is not None:
+        info["basis"] = adapted[1].to_dict()
     if not own_data:
-        return np.full(len(ids), fitted.threshold), {
-            "threshold": fitted.threshold, "rule": fitted.rule, "scored_with": FOLD_CUT
-        }  # fmt: skip
+        return np.full(len(ids), fitted.threshold), {**info, "scored_with": FOLD_CUT}
     how = scored_with(ids, {i for half, t in fitted.halves if t is not None for i in half}, "cut chosen", FOLD_CUT)
-    return fitted.for_cases(ids), {"threshold": fitted.threshold, "rule": fitted.rule, "scored_with": how}
+    return fitted.for_cases(ids), {**info, "scored_with": how}
 
 
 def cls_breakdowns(
@@ -217,6 +224,7 @@ def calibrate(
     fold_dir: Path | None,
     fit: bool,
     own_data: bool,
+    adapted: tuple[FittedTemperature, Basis] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Temperature-scaled probabilities of ``raw`` and what to report about the temperature.
 
@@ -224,10 +232,14 @@ def calibrate(
     (:mod:`evaluation.calibrate`) and saves them in ``fold_dir``; otherwise those saved there are used
     (none: the probabilities stay as they are). The fold's own cases are scored with their
     cross-fitted half's temperature; ``own_data`` False (another dataset, whose ids may collide with
-    the run's) scores every case with the fold's.
+    the run's) scores every case with the fold's. ``adapted`` (an adapted run's temperature,
+    :func:`evaluation.adapted.adapted_temperature`) is used in place of fitting.
     """
-    fitted = fit_fold_temperature(ids, labels, raw, class_labels, groups) if fit else None
-    if fitted is not None and fold_dir is not None:
+    if adapted is not None:
+        fitted = adapted[0]
+    else:
+        fitted = fit_fold_temperature(ids, labels, raw, class_labels, groups) if fit else None
+    if fitted is not None and fold_dir is not None and fit:
         save_temperature(fold_dir, fitted)
     fitted = fitted or load_fitted_temperature(fold_dir)
     if fitted is None:
@@ -238,7 +250,8 @@ def calibrate(
         probs[temps == t] = apply_temperature(raw[temps == t], float(t))
     members = {i for half, _ in fitted.halves for i in half} if own_data else set()
     how = scored_with(ids, members, "temperature fitted", FOLD_TEMPERATURE)
-    return probs, {"temperature": fitted.temperature, "scored_with": how}
+    basis = {"basis": adapted[1].to_dict()} if adapted is not None else {}
+    return probs, {"temperature": fitted.temperature, "scored_with": how, **basis}
 
 
 def _calibration_report(result, labels, raw, probs, groups, calibration, out_dir: Path) -> None:
@@ -274,8 +287,11 @@ def evaluate_cls(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
     ids = [r.case_id for r in records]
     names = [r.label for r in records]
     groups = [r.group or r.case_id for r in records]
+    source = request.source if request.fit else None
+    fold = (ids, labels, views[0], names, groups)
+    adapted_t = adapted_temperature(model, cfg, fold, source) if source else None
     # Each view calibrated (the first fits the temperature when asked), then combined as predict.py --tta does.
-    first, calibration = calibrate(ids, labels, views[0], names, groups, fold_dir, request.fit, request.own_data)
+    first, calibration = calibrate(*fold, fold_dir, request.fit, request.own_data, adapted_t and adapted_t[:2])
     rest = [calibrate(ids, labels, v, names, groups, fold_dir, False, request.own_data)[0] for v in views[1:]]
     raw, probs = combine_views(views, spatial=False), combine_views([first, *rest], spatial=False)
     history = list(request.history)
@@ -285,7 +301,18 @@ def evaluate_cls(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
     if result["shift"] is not None:
         result["shift"]["flagged_ids"] = {r.case_id: f for r, f in zip(records, flags, strict=True) if f}
     _calibration_report(result, labels, raw, probs, groups, calibration, out_dir)
-    cuts, cut_info = malignancy_cut(records, probs, fold_dir, request.fit, request.own_data, cfg.target_sensitivity)
+    adapted_c = None
+    if source:
+        ref = adapted_t[2]
+
+        def source_p() -> tuple[np.ndarray, np.ndarray]:  # the source's cases, predicted once, when needed
+            ref.update(ref or source_predictions(model, cfg, source))
+            return calibrated_source(ref, calibration["temperature"])
+
+        p_mal = probs[:, CLASS_NAMES.index("malignant")]
+        adapted_c = adapted_cut((ids, names, p_mal, groups), source, source_p, cfg.target_sensitivity)
+    cut_args = (fold_dir, request.fit, request.own_data, cfg.target_sensitivity, adapted_c)
+    cuts, cut_info = malignancy_cut(records, probs, *cut_args)
     result.update(malignancy_report(names, probs, CLASS_NAMES, groups, cuts))
     result.update(malignancy_threshold=cut_info["threshold"], malignancy_cut=cut_info)
     result.update(cls_breakdowns(records, labels, probs, cuts))

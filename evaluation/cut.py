@@ -67,7 +67,7 @@ class FittedCut:
         }
 
 
-def _choose(names: np.ndarray, p_malignant: np.ndarray, member: np.ndarray, target: float) -> float | None:
+def choose_cut(names: np.ndarray, p_malignant: np.ndarray, member: np.ndarray, target: float) -> float | None:
     """The cut on the benign and malignant images among ``member`` (:func:`rule`); None without both."""
     keep = member & np.isin(names, ["benign", "malignant"])
     y = names[keep] == "malignant"
@@ -97,12 +97,12 @@ def fit_fold_cut(
         None when the fold lacks benign or malignant images.
     """
     names_arr = np.asarray(names)
-    fold_cut = _choose(names_arr, p_malignant, np.ones(len(names_arr), dtype=bool), target_sensitivity)
+    fold_cut = choose_cut(names_arr, p_malignant, np.ones(len(names_arr), dtype=bool), target_sensitivity)
     if fold_cut is None:
         return None
     side = group_halves(list(names), list(groups))
     parts = []
     for h in (0, 1):
         members = tuple(i for i, s in zip(ids, side, strict=True) if s == h)
-        parts.append((members, _choose(names_arr, p_malignant, side != h, target_sensitivity)))
+        parts.append((members, choose_cut(names_arr, p_malignant, side != h, target_sensitivity)))
     return FittedCut(fold_cut, tuple(parts), rule(target_sensitivity))

@@ -18,10 +18,12 @@ from core.errors import DataError
 from data.discover import Case
 from data.scan import merge_masks
 from data.sources import breakdowns
+from evaluation.adapted import adapted_gate
 from evaluation.base import EvalRequest, scored_with
-from evaluation.gate import apply_gates, fit_fold_gate
+from evaluation.gate import FittedGate, apply_gates, fit_fold_gate
 from evaluation.run_files import load_fitted_gate, save_gate
 from evaluation.shift import shift_report
+from evaluation.support import Basis
 from evaluation.tta import combine_views, predict_records
 from metrics.segmentation import per_image_scores
 from models.postprocess import MASK_THRESHOLD, NO_GATE, LesionGate, count_lesions, postprocess_np, resize_to_native
@@ -112,6 +114,7 @@ def scoring_gates(
     fold_dir: Path | None,
     fit: bool,
     own_data: bool = True,
+    adapted: tuple[FittedGate, Basis] | None = None,
 ) -> tuple[list[LesionGate], dict[str, Any]]:
     """The gate that scores each case, and what to report about it.
 
@@ -119,16 +122,21 @@ def scoring_gates(
     in ``fold_dir``; otherwise the gate saved in ``fold_dir`` is used (none if the run has none).
     Cases the gate was fitted on are scored with their cross-fitted half's gate; ``own_data`` False
     (another dataset, whose ids may collide with the run's) scores every case with the fold's gate.
+    ``adapted`` (an adapted run's fit, :func:`evaluation.adapted.adapted_gate`) is used in place of fitting.
     """
-    fitted = fit_fold_gate(ids, labels, truths, probs) if fit else load_fitted_gate(fold_dir) if fold_dir else None
+    if adapted is not None:
+        fitted = adapted[0]
+    else:
+        fitted = fit_fold_gate(ids, labels, truths, probs) if fit else load_fitted_gate(fold_dir) if fold_dir else None
     if fitted is None:
         return [NO_GATE] * len(ids), {"gate": None, "scored_with": "no gate (the run has none)"}
     if fit and fold_dir is not None:
         save_gate(fold_dir, fitted)
+    basis = {"basis": adapted[1].to_dict()} if adapted is not None else {}
     if not own_data:
-        return [fitted.gate] * len(ids), {"gate": fitted.gate.to_dict(), "scored_with": FOLD_GATE}
+        return [fitted.gate] * len(ids), {"gate": fitted.gate.to_dict(), "scored_with": FOLD_GATE, **basis}
     how = scored_with(ids, {i for members, _ in fitted.halves for i in members}, "gate fitted", FOLD_GATE)
-    return fitted.for_cases(ids), {"gate": fitted.gate.to_dict(), "scored_with": how}
+    return fitted.for_cases(ids), {"gate": fitted.gate.to_dict(), "scored_with": how, **basis}
 
 
 def native_scores(records: Sequence[Case], probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +236,8 @@ def evaluate_seg(model: keras.Model, cfg: TrainConfig, request: EvalRequest) -> 
     raw = combine_views(views, spatial=True)
     labels, ids = [r.label for r in records], [r.case_id for r in records]
     groups = np.array([r.group or r.case_id for r in records], dtype=object)
-    gates, gate_info = scoring_gates(ids, labels, truths, raw, request.fold_dir, fit, request.own_data)
+    adapted = adapted_gate(model, cfg, ids, labels, truths, raw, request.source) if fit and request.source else None
+    gates, gate_info = scoring_gates(ids, labels, truths, raw, request.fold_dir, fit, request.own_data, adapted)
     gated = combine_views([apply_gates(v, gates) for v in views], spatial=True)
     probs = postprocess_np(gated, request.postprocess)
     dice, iou = per_image_scores(truths, probs)

@@ -29,7 +29,7 @@ def cv_summary(results: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, 
 
 
 def format_metrics(result: dict[str, Any], keys: Sequence[str]) -> str:
-    """One line of the main metrics, with CIs when present."""
+    """One line of the main metrics, with CIs when present, and the warning of a result resting on few cases."""
     parts = []
     for k in keys:
         v = result.get(k)
@@ -38,4 +38,5 @@ def format_metrics(result: dict[str, Any], keys: Sequence[str]) -> str:
         elif isinstance(v, float) and not math.isnan(v):
             ci = result.get(f"{k}_ci95")
             parts.append(f"{k} {v:.4f}" + (f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""))
-    return ", ".join(parts)
+    line = ", ".join(parts)
+    return f"{line}; {result['few_cases']}" if result.get("few_cases") else line

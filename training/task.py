@@ -24,11 +24,14 @@ class Phase:
         end_epoch: Epochs completed when the phase ends.
         lr_scale: Factor on the run's (replica-scaled) learning rate.
         backbone_trainable: Set the ``"backbone"`` layer's ``trainable`` (None: leave it).
+        encoder_trainable: Set the encoder's layers but not its normalization trainable or frozen
+            (:func:`models.freeze.set_encoder_trainable`; None: leave them).
     """
 
     end_epoch: int
     lr_scale: float = 1.0
     backbone_trainable: bool | None = None
+    encoder_trainable: bool | None = None
 
 
 def _single_phase(cfg: TrainConfig) -> list[Phase]:
@@ -51,6 +54,17 @@ def pretrained_phases(cfg: TrainConfig, pretrained: bool) -> list[Phase]:
     if cfg.freeze_epochs >= cfg.epochs:
         return [Phase(cfg.epochs, 1.0, False)]
     return [Phase(cfg.freeze_epochs, 1.0, False), Phase(cfg.epochs, FINE_TUNE_LR_SCALE, True)]
+
+
+def adapt_phases(cfg: TrainConfig) -> list[Phase]:
+    """An adapted run's phases (``--adapt``): the encoder frozen but its normalization training for
+    ``--freeze-epochs``, then every layer at :data:`FINE_TUNE_LR_SCALE` of the rate; with ``--freeze-epochs``
+    at least ``--epochs`` frozen throughout, with 0 every layer at ``--lr`` from the start."""
+    if cfg.freeze_epochs <= 0:
+        return [Phase(cfg.epochs)]
+    if cfg.freeze_epochs >= cfg.epochs:
+        return [Phase(cfg.epochs, 1.0, encoder_trainable=False)]
+    return [Phase(cfg.freeze_epochs, 1.0, encoder_trainable=False), Phase(cfg.epochs, FINE_TUNE_LR_SCALE, None, True)]
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,17 @@ from evaluation.base import EvalRequest
 from evaluation.external import ExternalData, evaluate_external
 from evaluation.run_files import load_run_model
 from evaluation.summary import cv_summary
+from evaluation.support import few_cases
 from evaluation.tasks import evaluator, summary_keys
+from models.freeze import set_encoder_trainable
 from reports.html import write_report
 from reports.provenance import PROVENANCE_FILE, provenance
+from training.adapt import load_source
 from training.checkpoint import RunCheckpoint, read_history, read_state
 from training.data import FoldData, PreparedData, fold_datasets, prepare_data
 from training.loop import fit_distributed
 from training.strategy import is_chief, make_strategy, resolve_precision, set_precision, strategy_devices
-from training.task import EpochScore, Phase, TaskSpec
+from training.task import EpochScore, Phase, TaskSpec, adapt_phases
 from training.tasks import task_spec
 
 UNMASKED_FILE = "unmasked.json"
@@ -72,7 +75,7 @@ def run_phases(
     loss = spec.loss(cfg, fd.train_records)
     stopped = bool(cfg.patience and checkpoint.wait >= cfg.patience)
     start = 0
-    for phase in spec.phases(cfg):
+    for phase in adapt_phases(cfg) if cfg.adapt else spec.phases(cfg):
         if stopped or phase.end_epoch <= initial_epoch:
             start = phase.end_epoch
             continue
@@ -116,8 +119,12 @@ def evaluate_best(
     spec = task_spec(cfg.task)
     t0 = time.perf_counter()
     best = load_run_model(fold_dir / "weights" / "best.keras")
-    request = EvalRequest(fd.val_records, fold_dir, checkpoint.rows, fold_dir=fold_dir, fit=True)
+    source = load_source(cfg) if cfg.adapt else None
+    request = EvalRequest(fd.val_records, fold_dir, checkpoint.rows, fold_dir=fold_dir, fit=True, source=source)
     result = evaluator(cfg.task)(best, cfg, request)
+    note = few_cases(len(fd.val_records))
+    if note:
+        result["few_cases"] = note
     result.update(
         fold=fold,
         best_epoch=checkpoint.best_epoch,
@@ -229,6 +236,10 @@ def _compile_phase(
         if phase.backbone_trainable is not None:
             model.get_layer("backbone").trainable = phase.backbone_trainable
             print(f"backbone {'trainable' if phase.backbone_trainable else 'frozen'} until epoch {phase.end_epoch}")
+        if phase.encoder_trainable is not None:
+            n = set_encoder_trainable(model, phase.encoder_trainable)
+            state = "trainable" if phase.encoder_trainable else "frozen (normalization trains)"
+            print(f"encoder: {n} layers {state} until epoch {phase.end_epoch}")
         rate = lr * phase.lr_scale
         schedule = (
             keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, phase_steps), alpha=0.05)

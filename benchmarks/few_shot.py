@@ -319,6 +319,7 @@ def _row(args: argparse.Namespace, arm: str, k: int, draw: int, run_dir: Path, i
 def main(argv=None) -> int:
     args = parse_args(argv)
     if render_from_json(args, SECTION, markdown):
+        plot(json.loads(args.from_json.read_text()))
         return 0
     if args.source is None or args.site is None:
         print("error: --source and --site are needed (or --from-json)", file=sys.stderr)

@@ -11,6 +11,7 @@ The first k units are the adaptation set (nested: the 50 include the 20), split 
   training; then all layers at lr/10; the rules fitted where the data support them);
 - ``adapt-all``: ``--adapt`` with every layer training at the source's rate from the start;
 - ``adapt-lowlr``: ``--adapt`` with every layer at lr 1e-4 from the start;
+- ``adapt-oversample``: ``--adapt --oversample`` (the classes drawn equally often, normal images among them);
 - ``finetune``: the source's weights with ``--weights`` and train.py's defaults, its rules fitted on
   whatever validation fold it has (what the README said before ``--adapt``);
 - ``scratch``: the same architecture from random weights.
@@ -45,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 SECTION = "adaptation"
 KEY = ("source", "site", "arm", "k", "draw")
-ARMS = ("adapt", "adapt-all", "adapt-lowlr", "finetune", "scratch")
+ARMS = ("adapt", "adapt-all", "adapt-lowlr", "adapt-oversample", "finetune", "scratch")
 PLOTS = REPO / "benchmarks" / "results"
 FIGURES = {
     "lesion_dice": "lesion Dice",

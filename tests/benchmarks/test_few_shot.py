@@ -1,18 +1,21 @@
-"""few_shot.py: nested patient draws that never touch the held-out patients, the rows and the section."""
+"""few_shot.py: nested draws of whole patients (or groups) that never touch the held-out ones, each arm's flags,
+the held-out figures, and the section."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import few_shot as fs
+import numpy as np
 import pytest
 
 from tests.conftest import disc_mask, save_gray, save_mask, textured
 
 
-def _manifest(root):
+def _manifest(root, patients: int = 40):
     rows = ["image,mask,label,group"]
-    for p in range(15):
+    for p in range(patients):
         for k in range(2):
             img = save_gray(root / f"p{p}_{k}.png", textured(100 * p + k))
             save_mask(root / f"p{p}_{k}_m.png", disc_mask())
@@ -21,51 +24,82 @@ def _manifest(root):
     return root / "manifest.csv"
 
 
-def test_patient_draws_are_nested_and_never_held_out(tmp_path) -> None:
-    manifest = _manifest(tmp_path / "site")
-    splits = fs.patient_splits(manifest, tmp_path / "runs", [2, 5], seed=0)
-    small, big = splits[2]["folds"][0], splits[5]["folds"][0]
+def test_draws_are_nested_whole_patients_split_four_to_one_and_never_held_out(tmp_path) -> None:
+    site = _manifest(tmp_path / "site")
+    docs, info = fs.site_draws(site, tmp_path / "runs", [0, 5, 10], draw=0)
+    assert sorted(docs) == [5, 10] and info["unit"] == "patients"  # k = 0 trains nothing
     patient = lambda i: i.split("_")[0]  # noqa: E731
-    assert len({patient(i) for i in small["train"]}) == 2 and len({patient(i) for i in big["train"]}) == 5
-    assert set(small["train"]) <= set(big["train"])  # nested: the 5 include the 2
-    assert small["val"] == big["val"] and not ({patient(i) for i in big["train"]} & {patient(i) for i in big["val"]})
-    assert all(len([i for i in small["train"] if patient(i) == p]) == 2 for p in {patient(i) for i in small["train"]})
-    assert fs.patient_splits(manifest, tmp_path / "runs", [2], seed=0)[2] == splits[2]  # same seed, same draw
+    small, big = docs[5]["folds"][0], docs[10]["folds"][0]
+    for fold, k in ((small, 5), (big, 10)):
+        train, val = {patient(i) for i in fold["train"]}, {patient(i) for i in fold["val"]}
+        assert len(train | val) == k and not train & val and len(val) == k // 5  # every fifth patient validates
+        assert not (set(fold["train"]) | set(fold["val"])) & set(info["held"])  # the held-out cases stay out
+    assert set(small["train"]) | set(small["val"]) <= set(big["train"]) | set(big["val"])  # nested
+    assert fs.site_draws(site, tmp_path / "runs", [5], draw=0)[0][5] == docs[5]  # a draw is its seed
+    assert fs.site_draws(site, tmp_path / "runs", [5], draw=1)[0][5] != docs[5]
     with pytest.raises(ValueError, match="patients asked"):
-        fs.patient_splits(manifest, tmp_path / "runs", [100], seed=0)
+        fs.site_draws(site, tmp_path / "runs", [500], draw=0)
 
 
-def test_row_reads_the_last_epoch_and_the_section_plots_it(tmp_path) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "history.csv").write_text("epoch,val_dice\n1,0.5\n2,0.7\n3,0.6\n")
-    (run / "metrics.json").write_text(json.dumps({"train_cases": 18, "val_cases": 375}))
-    row = fs.read_row(run, "finetune", 10, 0)
-    assert (row["last_dice"], row["best_dice"], row["best_epoch"], row["epochs"]) == (0.6, 0.7, 2, 3)
-    result = {
-        "commands": ["python benchmarks/few_shot.py"], "cpu": {"model": "AMD EPYC", "cores": 2},
-        "date": "2026-12-02", "protocol": "P.", "runs": [row, {**row, "arm": "scratch", "last_dice": 0.3}],
-    }  # fmt: skip
+def test_a_folder_site_counts_images_in_whole_duplicate_groups(make_busi, tmp_path) -> None:
+    busi = make_busi(per_class=12)
+    docs, info = fs.site_draws(busi, tmp_path / "runs", [8], draw=0)
+    fold = docs[8]["folds"][0]
+    assert info["unit"] == "images" and len(fold["train"]) + len(fold["val"]) >= 8 and fold["val"]
+
+
+def test_each_arm_trains_the_source_architecture_its_own_way(tmp_path) -> None:
+    run = tmp_path / "src"
+    (run / "weights").mkdir(parents=True)
+    (run / "weights" / "best.keras").write_bytes(b"")
+    (run / "config.json").write_text(json.dumps({"task": "seg", "model": "unet", "img_size": 96, "base_filters": 8}))
+    assert fs.arm_flags("adapt", run) == ["--adapt", str(run)]
+    assert fs.arm_flags("adapt-lowlr", run)[-4:] == ["--freeze-epochs", "0", "--lr", "1e-4"]
+    scratch = fs.arm_flags("scratch", run)
+    assert scratch[-2:] == ["--weights", "none"] and "--base-filters" in scratch and "--depth" not in scratch
+    assert fs.arm_flags("finetune", run)[-1] == str(run / "weights" / "best.keras")
+
+
+def test_the_figures_are_of_the_held_out_cases_only(tmp_path) -> None:
+    per_image = [
+        {"id": "a", "label": "benign", "dice": 0.8, "empty": False},
+        {"id": "b", "label": "malignant", "dice": 0.0, "empty": True},
+        {"id": "c", "label": "normal", "dice": 1.0, "empty": True},
+        {"id": "d", "label": "normal", "dice": 0.0, "empty": False},
+        {"id": "e", "label": "benign", "dice": 0.1, "empty": False},  # trained on: not scored
+    ]
+    groups = {i: i for i in "abcde"}
+    out = fs.seg_figures(per_image, {"a", "b", "c", "d"}, groups)
+    assert out["lesion_dice"] == pytest.approx(0.4) and out["lesion_missed"] == 0.5 and out["normal_empty"] == 0.5
+    assert out["held_out_images"] == 4 and out["lesion_missed_ci95"][0] < 0.5 < out["lesion_missed_ci95"][1]
+    with open(tmp_path / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["case_id", "label", "prob_normal", "prob_benign", "prob_malignant"])
+        for i, (label, p) in enumerate([("benign", 0.2), ("benign", 0.4), ("malignant", 0.7), ("malignant", 0.3)]):
+            w.writerow([f"x{i}", label, 0.0, 1 - p, p])
+        w.writerow(["x9", "malignant", 0.0, 0.9, 0.1])  # trained on
+    (tmp_path / "metrics.json").write_text(json.dumps({"malignancy_threshold": 0.35}))
+    cls = fs.cls_figures(tmp_path, {"x0", "x1", "x2", "x3"}, {f"x{i}": f"x{i}" for i in range(10)})
+    assert cls["malignant_auc"] == pytest.approx(0.75) and cls["sensitivity"] == 0.5 and cls["specificity"] == 0.5
+
+
+def test_the_section_averages_the_draws_and_lists_each_with_its_rules(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(fs, "PLOTS", tmp_path)
+    base = {"source": "bra", "site": "busi", "unit": "images", "train_images": 16, "commit": "abc"}
+    runs = [
+        {**base, "arm": "unadapted", "k": 0, "draw": 0, "train_images": 0, "lesion_missed": 0.01, "normal_empty": 0.04},
+        {**base, "arm": "adapt", "k": 20, "draw": 0, "lesion_missed": 0.02, "lesion_missed_ci95": [0.01, 0.05],
+         "normal_empty": 0.5, "rules": {"lesion_gate": "validation fold and the source run's"}},
+        {**base, "arm": "adapt", "k": 20, "draw": 1, "lesion_missed": 0.04, "normal_empty": 0.7},
+    ]  # fmt: skip
+    rows = fs.summary(runs)
+    adapt = next(r for r in rows if r["arm"] == "adapt")
+    assert adapt["draws"] == 2 and adapt["lesion_missed"] == pytest.approx((0.03, 0.02, 0.04))
+    result = {"commands": ["c"], "cpu": {"model": "AMD EPYC", "cores": 2}, "date": "2026-12-06", "protocol": "P.",
+              "runs": runs}  # fmt: skip
     text = fs.markdown(result)
-    assert "| 10 | finetune | 0 | 18 | 0.600 | 0.700 (2) |" in text and "| 10 | scratch | 0 | 18 | 0.300 |" in text
-    assert fs.plot(result, tmp_path / "curve.png").stat().st_size > 0
-
-
-def test_unadapted_row_scores_the_busi_model_on_the_held_out_images_only(tmp_path) -> None:
-    ext = tmp_path / "src" / "external" / "BUS-BRA"
-    ext.mkdir(parents=True)
-    per_image = [{"id": "a", "dice_ungated": 0.9}, {"id": "b", "dice_ungated": 0.5}, {"id": "c", "dice_ungated": 0.1}]
-    (ext / "metrics.json").write_text(json.dumps({"per_image": per_image}))
-    row = fs.unadapted_row(tmp_path / "src", ["a", "b"], 0)  # "c" trains the other arms: not scored
-    assert (row["arm"], row["patients"], row["held_out_images"]) == ("unadapted", 0, 2)
-    assert row["last_dice"] == pytest.approx(0.7)
-    with pytest.raises(ValueError, match="held-out images are not in"):
-        fs.unadapted_row(tmp_path / "src", ["a", "zz"], 0)
-    with pytest.raises(FileNotFoundError, match="score the source run on BUS-BRA"):
-        fs.unadapted_row(tmp_path / "nowhere", ["a"], 0)
-    result = {
-        "commands": ["c"], "cpu": {"model": "AMD EPYC", "cores": 2}, "date": "2026-12-02", "protocol": "P.",
-        "runs": [row, {**row, "arm": "finetune", "patients": 10, "train_images": 18, "last_dice": 0.8}],
-    }  # fmt: skip
-    assert "| 0 | unadapted | 0 | 0 | 0.700 |" in fs.markdown(result)
-    assert fs.plot(result, tmp_path / "curve.png").stat().st_size > 0
+    assert "| bra | busi | 20 | adapt | 2 | 16 | — | 0.030 (0.020–0.040) | 0.600 (0.500–0.700) |" in text
+    assert "0.020 [0.01, 0.05]" in text and "lesion_gate: validation fold and the source run's" in text
+    paths = fs.plot(result)
+    assert {p.name for p in paths} == {"adaptation-bra-busi-lesion_missed.png", "adaptation-bra-busi-normal_empty.png"}
+    assert all(p.stat().st_size > 0 for p in paths) and np.isfinite(adapt["train_images"])

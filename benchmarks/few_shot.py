@@ -220,6 +220,8 @@ def summary(runs: list[dict]) -> list[dict]:
     """One row per (source, site, arm, k): each figure's mean over the draws and its range."""
     cells: dict[tuple, list[dict]] = {}
     for r in runs:
+        if r["arm"] == "unadapted" and r["draw"] != min(x["draw"] for x in runs if x["arm"] == "unadapted"):
+            continue  # the source model does not depend on the draw: scored once
         cells.setdefault((r["source"], r["site"], r["arm"], r["k"]), []).append(r)
     out = []
     for (source, site, arm, k), rows in sorted(cells.items(), key=lambda c: (c[0][0], c[0][1], c[0][3], c[0][2])):
@@ -335,7 +337,7 @@ def main(argv=None) -> int:
     )
     for draw in args.draws:
         docs, info = site_draws(args.site, args.project, args.sizes, draw)
-        jobs = [("unadapted", 0)] if 0 in args.sizes and draw == args.draws[0] else []
+        jobs = [("unadapted", 0)] if 0 in args.sizes and draw == args.draws[0] else []  # the same for every draw
         jobs += [(arm, k) for k in sorted(docs) for arm in args.arms]
         for arm, k in jobs:
             run_dir = args.source if arm == "unadapted" else run_one(args, arm, k, draw, docs[k])

@@ -10,7 +10,7 @@ half of the run's own fold is scored with the rule fitted on the other half and 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,10 +61,11 @@ def _decide(own: Support, pooled: Callable[[], Support] | None, source: SourceRu
 
 
 def _kept(basis: Basis, fitted: Rule | None, what: str) -> Rule:
-    """The source run's rule, or a clear error when it has none."""
+    """The source run's rule without its cross-fitted halves (they name the source's cases), or a clear error
+    when it has none."""
     if fitted is None:
         raise FileNotFoundError(f"{basis.why()}, but {basis.source} has no {what} to keep")
-    return fitted
+    return replace(fitted, halves=())
 
 
 def gate_support(truths: np.ndarray, probs: np.ndarray) -> Support:

@@ -112,6 +112,7 @@ def arm_flags(arm: str, source: Path) -> list[str]:
             "adapt": [],
             "adapt-all": ["--freeze-epochs", "0"],
             "adapt-lowlr": ["--freeze-epochs", "0", "--lr", "1e-4"],
+            "adapt-oversample": ["--oversample"],
         }
         return ["--adapt", str(source), *extra[arm]]
     cfg, weights = resolve_run(source)

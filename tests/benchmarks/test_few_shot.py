@@ -55,6 +55,7 @@ def test_each_arm_trains_the_source_architecture_its_own_way(tmp_path) -> None:
     (run / "config.json").write_text(json.dumps({"task": "seg", "model": "unet", "img_size": 96, "base_filters": 8}))
     assert fs.arm_flags("adapt", run) == ["--adapt", str(run)]
     assert fs.arm_flags("adapt-lowlr", run)[-4:] == ["--freeze-epochs", "0", "--lr", "1e-4"]
+    assert all(fs.arm_flags(arm, run)[:2] == ["--adapt", str(run)] for arm in fs.ARMS if arm.startswith("adapt"))
     scratch = fs.arm_flags("scratch", run)
     assert scratch[-2:] == ["--weights", "none"] and "--base-filters" in scratch and "--depth" not in scratch
     assert fs.arm_flags("finetune", run)[-1] == str(run / "weights" / "best.keras")

@@ -258,6 +258,20 @@ def plot(result: dict) -> list[Path]:
     return paths
 
 
+def _plot_files(result: dict) -> list[tuple[str, str]]:
+    """The learning curves :func:`plot` draws for ``result``, as (label, path relative to the repository)."""
+    pairs = sorted({(r["source"], r["site"]) for r in result["runs"]})
+    keys = [k for k in FIGURES if any(r.get(k) is not None for r in result["runs"])]
+    out = []
+    for source, site in pairs:
+        for k in keys:
+            path = PLOTS / f"adaptation-{source}-{site}-{k}.png"
+            out.append(
+                (f"{FIGURES[k]}, {site}", (path.relative_to(REPO) if path.is_relative_to(REPO) else path).as_posix())
+            )
+    return out
+
+
 def _cell(row: dict, key: str) -> str:
     if key not in row:
         return "—"
@@ -275,6 +289,8 @@ def markdown(result: dict) -> str:
         f"Machine: {cpu['model']}, {cpu['cores']} cores. Date: {result['date']}. {result['protocol']}",
         "",
         "Mean over draws (range over draws in brackets); held-out cases only.",
+        "",
+        *[f"![{label}]({path})" for label, path in _plot_files(result)],
         "",
         "| source | site | k | arm | draws | training images | " + " | ".join(FIGURES.values()) + " |",
         "|---|---|---|---|---|---|" + "---|" * len(FIGURES),

@@ -100,6 +100,7 @@ def test_the_section_averages_the_draws_and_lists_each_with_its_rules(tmp_path, 
               "runs": runs}  # fmt: skip
     text = fs.markdown(result)
     assert "| bra | busi | 20 | adapt | 2 | 16 | — | 0.030 (0.020–0.040) | 0.600 (0.500–0.700) |" in text
+    assert f"![lesion images missed, busi]({tmp_path / 'adaptation-bra-busi-lesion_missed.png'})" in text
     assert "0.020 [0.01, 0.05]" in text and "lesion_gate: validation fold and the source run's" in text
     paths = fs.plot(result)
     assert {p.name for p in paths} == {"adaptation-bra-busi-lesion_missed.png", "adaptation-bra-busi-normal_empty.png"}

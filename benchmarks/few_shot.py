@@ -328,9 +328,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _row(args: argparse.Namespace, arm: str, k: int, draw: int, run_dir: Path, info: dict) -> dict:
+    from data.sources import dataset_name
+
     source = args.source.resolve()
     names = {"source": source.parent.name if source.name.startswith("fold") else source.name,
-             "site": args.site.stem if args.site.suffix else args.site.name}  # fmt: skip
+             "site": dataset_name(args.site)}  # fmt: skip
     facts = run_facts(run_dir) if arm != "unadapted" else {"train_images": 0, "val_images": 0, "rules": {}}
     return {**names, "arm": arm, "k": k, "draw": draw, "unit": info["unit"], **facts,
             **score(run_dir, args.site, info), "commit": head_commit()}  # fmt: skip

@@ -19,7 +19,7 @@ import numpy as np
 
 from config.train import TrainConfig
 from data.discover import Case
-from evaluation.calibrate import FittedTemperature, group_halves
+from evaluation.calibrate import FittedTemperature, fit_fold_temperature, group_halves
 from evaluation.cut import FittedCut, choose_cut, fit_fold_cut
 from evaluation.cut import rule as cut_rule
 from evaluation.gate import MAX_LESION_MISS, FittedGate, fit_fold_gate, fit_gate, halves
@@ -83,8 +83,7 @@ def adapted_gate(
 
     def pooled() -> Support:
         _, ref["truths"], (ref["probs"],) = predict_records(model, source.records, cfg, "seg", False)
-        both = gate_support(np.concatenate([truths, ref["truths"]]), np.concatenate([probs, ref["probs"]]))
-        return both
+        return gate_support(np.concatenate([truths, ref["truths"]]), np.concatenate([probs, ref["probs"]]))
 
     basis = _decide(gate_support(truths, probs), pooled, source)
     if basis.fitted_on == SOURCE:
@@ -129,8 +128,6 @@ def adapted_temperature(
     if basis.fitted_on == SOURCE:
         return _kept(basis, load_fitted_temperature(source.fold_dir), "temperature"), basis, ref
     if basis.pooled is None:
-        from evaluation.calibrate import fit_fold_temperature
-
         return fit_fold_temperature(ids, labels, raw, names, groups), basis, {}
     side = group_halves(names, groups)
 

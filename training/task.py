@@ -49,22 +49,23 @@ def pretrained_phases(cfg: TrainConfig, pretrained: bool) -> list[Phase]:
     :data:`FINE_TUNE_LR_SCALE` of the rate; with ``--freeze-epochs`` at least ``--epochs`` it stays
     frozen for the whole run (a linear probe and a trained head), with 0 it trains from the start.
     """
-    if not pretrained or cfg.freeze_epochs <= 0:
+    return _frozen_then_all(cfg, "backbone_trainable") if pretrained else [Phase(cfg.epochs)]
+
+
+def _frozen_then_all(cfg: TrainConfig, flag: str) -> list[Phase]:
+    """Frozen (``flag`` False) for ``--freeze-epochs``, then every layer at :data:`FINE_TUNE_LR_SCALE` of the rate."""
+    if cfg.freeze_epochs <= 0:
         return [Phase(cfg.epochs)]
     if cfg.freeze_epochs >= cfg.epochs:
-        return [Phase(cfg.epochs, 1.0, False)]
-    return [Phase(cfg.freeze_epochs, 1.0, False), Phase(cfg.epochs, FINE_TUNE_LR_SCALE, True)]
+        return [Phase(cfg.epochs, 1.0, **{flag: False})]
+    return [Phase(cfg.freeze_epochs, 1.0, **{flag: False}), Phase(cfg.epochs, FINE_TUNE_LR_SCALE, **{flag: True})]
 
 
 def adapt_phases(cfg: TrainConfig) -> list[Phase]:
     """An adapted run's phases (``--adapt``): the encoder frozen but its normalization training for
     ``--freeze-epochs``, then every layer at :data:`FINE_TUNE_LR_SCALE` of the rate; with ``--freeze-epochs``
     at least ``--epochs`` frozen throughout, with 0 every layer at ``--lr`` from the start."""
-    if cfg.freeze_epochs <= 0:
-        return [Phase(cfg.epochs)]
-    if cfg.freeze_epochs >= cfg.epochs:
-        return [Phase(cfg.epochs, 1.0, encoder_trainable=False)]
-    return [Phase(cfg.freeze_epochs, 1.0, encoder_trainable=False), Phase(cfg.epochs, FINE_TUNE_LR_SCALE, None, True)]
+    return _frozen_then_all(cfg, "encoder_trainable")
 
 
 @dataclass(frozen=True)

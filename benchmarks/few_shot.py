@@ -45,7 +45,7 @@ from train_step import cpu_info
 sys.path.insert(0, str(REPO))
 
 SECTION = "adaptation"
-KEY = ("source", "site", "arm", "k", "draw")
+KEY = ("task", "source", "site", "arm", "k", "draw")
 ARMS = ("adapt", "adapt-all", "adapt-lowlr", "adapt-oversample", "finetune", "scratch")
 PLOTS = REPO / "benchmarks" / "results"
 FIGURES = {
@@ -54,7 +54,16 @@ FIGURES = {
     "normal_empty": "normal images left empty",
     "malignant_auc": "malignant-vs-benign AUC",
     "sensitivity": "sensitivity at the cut",
+    "specificity": "specificity at the cut",
+    "lesion_called_normal": "lesion images called normal",
+    "normal_called_normal": "normal images called normal",
 }
+TASK_FIGURES = {
+    "seg": ("lesion_dice", "lesion_missed", "normal_empty"),
+    "cls": ("malignant_auc", "sensitivity", "specificity", "lesion_called_normal", "normal_called_normal"),
+    "joint": ("lesion_dice", "lesion_missed", "normal_empty", "malignant_auc", "sensitivity", "normal_called_normal"),
+}
+"""The columns of each task's tables (every figure stays in the JSON)."""
 
 
 def site_draws(site: Path, project: Path, sizes: list[int], draw: int) -> tuple[dict[int, dict], dict]:
@@ -175,10 +184,12 @@ def seg_figures(per_image: list[dict], held: set[str], groups: dict[str, str]) -
 
 
 def cls_figures(out_dir: Path, held: set[str], groups: dict[str, str]) -> dict:
-    """Malignant-vs-benign AUC and sensitivity and specificity at the run's cut on the held-out cases."""
+    """Malignant-vs-benign AUC, sensitivity and specificity at the run's cut, lesion images called normal and
+    normal images called normal, on the held-out cases."""
     from core.classes import CLASS_NAMES
     from evaluation.cls import PREDICTIONS_NAME, read_predictions
     from metrics.classification import malignancy_report
+    from reports.stats import wilson_ci
 
     ids, labels, probs = read_predictions(out_dir / PREDICTIONS_NAME)
     keep = [j for j, i in enumerate(ids) if i in held]
@@ -186,7 +197,13 @@ def cls_figures(out_dir: Path, held: set[str], groups: dict[str, str]) -> dict:
     report = malignancy_report([CLASS_NAMES[labels[j]] for j in keep], probs[keep], CLASS_NAMES,
                                [groups[ids[j]] for j in keep], cut)  # fmt: skip
     keys = ("malignant_auc", "sensitivity", "specificity", "lesion_called_normal")
-    return {k2: v for k2, v in report.items() if k2 in keys or k2.removesuffix("_ci95") in keys}
+    out = {k2: v for k2, v in report.items() if k2 in keys or k2.removesuffix("_ci95") in keys}
+    normal = [j for j in keep if CLASS_NAMES[labels[j]] == "normal"]
+    if normal:
+        called = int(sum(CLASS_NAMES[int(np.argmax(probs[j]))] == "normal" for j in normal))
+        out["normal_called_normal"] = called / len(normal)
+        out["normal_called_normal_ci95"] = list(wilson_ci(called, len(normal)))
+    return out
 
 
 def score(run_dir: Path, site: Path, info: dict) -> dict:
@@ -218,15 +235,15 @@ def run_facts(run_dir: Path) -> dict:
 
 
 def summary(runs: list[dict]) -> list[dict]:
-    """One row per (source, site, arm, k): each figure's mean over the draws and its range."""
+    """One row per (task, source, site, arm, k): each figure's mean over the draws and its range."""
     cells: dict[tuple, list[dict]] = {}
     for r in runs:
         if r["arm"] == "unadapted" and r["draw"] != min(x["draw"] for x in runs if x["arm"] == "unadapted"):
             continue  # the source model does not depend on the draw: scored once
-        cells.setdefault((r["source"], r["site"], r["arm"], r["k"]), []).append(r)
+        cells.setdefault((r["task"], r["source"], r["site"], r["arm"], r["k"]), []).append(r)
     out = []
-    for (source, site, arm, k), rows in sorted(cells.items(), key=lambda c: (c[0][0], c[0][1], c[0][3], c[0][2])):
-        row = {"source": source, "site": site, "arm": arm, "k": k, "draws": len(rows),
+    for (task, source, site, arm, k), rows in sorted(cells.items(), key=lambda c: (*c[0][:3], c[0][4], c[0][3])):
+        row = {"task": task, "source": source, "site": site, "arm": arm, "k": k, "draws": len(rows),
                "train_images": float(np.mean([r.get("train_images", 0) for r in rows]))}  # fmt: skip
         for key in FIGURES:
             values = [r[key] for r in rows if r.get(key) is not None]
@@ -236,40 +253,36 @@ def summary(runs: list[dict]) -> list[dict]:
     return out
 
 
+def _curves(result: dict) -> list[tuple[tuple[str, str, str], str, Path]]:
+    """The learning curves of ``result``: ((task, source, site), figure, file), one per figure a task shows."""
+    out = []
+    for task, source, site in sorted({(r["task"], r["source"], r["site"]) for r in result["runs"]}):
+        here = [r for r in result["runs"] if (r["task"], r["source"], r["site"]) == (task, source, site)]
+        for key in TASK_FIGURES[task]:
+            if any(r.get(key) is not None for r in here):
+                out.append(((task, source, site), key, PLOTS / f"adaptation-{task}-{source}-{site}-{key}.png"))
+    return out
+
+
 def plot(result: dict) -> list[Path]:
-    """One learning curve per figure and (source, site): the mean over draws against k, one line per arm."""
+    """One learning curve per figure and (task, source, site): the mean over draws against k, one line per arm."""
     from reports.plots import curves_plot
 
     rows, paths = summary(result["runs"]), []
-    for source, site in sorted({(r["source"], r["site"]) for r in rows}):
-        here = [r for r in rows if (r["source"], r["site"]) == (source, site)]
-        unit = next((r.get("unit") for r in result["runs"] if r["site"] == site and r.get("unit")), "images")
-        for key, label in FIGURES.items():
-            series = {}
-            for arm in sorted({r["arm"] for r in here} - {"unadapted"}):
-                pts = sorted((r["k"], r[key][0]) for r in here if r["arm"] == arm and key in r)
-                if pts:
-                    series[arm] = ([p[0] for p in pts], [p[1] for p in pts])
-            base = [r[key][0] for r in here if r["arm"] == "unadapted" and key in r]
-            if series:
-                path = PLOTS / f"adaptation-{source}-{site}-{key}.png"
-                refs = {"not adapted": base[0]} if base else None
-                paths.append(curves_plot(series, path, f"{site} {unit} adapted on", f"{label} (held out)", False, refs))
+    for which, key, path in _curves(result):
+        here = [r for r in rows if (r["task"], r["source"], r["site"]) == which]
+        unit = next((r.get("unit") for r in result["runs"] if r["site"] == which[2] and r.get("unit")), "images")
+        series = {}
+        for arm in sorted({r["arm"] for r in here} - {"unadapted"}):
+            pts = sorted((r["k"], r[key][0]) for r in here if r["arm"] == arm and key in r)
+            if pts:
+                series[arm] = ([p[0] for p in pts], [p[1] for p in pts])
+        base = [r[key][0] for r in here if r["arm"] == "unadapted" and key in r]
+        if series:
+            refs = {"not adapted": base[0]} if base else None
+            label = f"{FIGURES[key]} (held out)"
+            paths.append(curves_plot(series, path, f"{which[2]} {unit} adapted on", label, False, refs))
     return paths
-
-
-def _plot_files(result: dict) -> list[tuple[str, str]]:
-    """The learning curves :func:`plot` draws for ``result``, as (label, path relative to the repository)."""
-    pairs = sorted({(r["source"], r["site"]) for r in result["runs"]})
-    keys = [k for k in FIGURES if any(r.get(k) is not None for r in result["runs"])]
-    out = []
-    for source, site in pairs:
-        for k in keys:
-            path = PLOTS / f"adaptation-{source}-{site}-{k}.png"
-            out.append(
-                (f"{FIGURES[k]}, {site}", (path.relative_to(REPO) if path.is_relative_to(REPO) else path).as_posix())
-            )
-    return out
 
 
 def _cell(row: dict, key: str) -> str:
@@ -279,8 +292,34 @@ def _cell(row: dict, key: str) -> str:
     return f"{mean:.3f}" + (f" ({lo:.3f}–{hi:.3f})" if row["draws"] > 1 else "")
 
 
+def _draw_cell(r: dict, key: str) -> str:
+    ci = r.get(f"{key}_ci95")
+    return "—" if r.get(key) is None else f"{r[key]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def _task_tables(result: dict, task: str) -> list[str]:
+    """The summary and every-draw tables of one task, with that task's figures as columns."""
+    keys = [k for k in TASK_FIGURES[task] if any(r.get(k) is not None for r in result["runs"] if r["task"] == task)]
+    names = " | ".join(FIGURES[k] for k in keys)
+    lines = [f"### {task}", "", f"| source | site | k | arm | draws | training images | {names} |",
+             "|---|---|---|---|---|---|" + "---|" * len(keys)]  # fmt: skip
+    for r in (r for r in summary(result["runs"]) if r["task"] == task):
+        lines.append(f"| {r['source']} | {r['site']} | {r['k']} | {r['arm']} | {r['draws']} | "
+                     f"{r['train_images']:.0f} | {' | '.join(_cell(r, k) for k in keys)} |")  # fmt: skip
+    lines += ["", "Every draw, with 95% intervals, and where its rules were fitted:", "",
+              f"| source | site | k | arm | draw | {names} | rules | code |",
+              "|---|---|---|---|---|" + "---|" * len(keys) + "---|---|"]  # fmt: skip
+    runs = sorted((r for r in result["runs"] if r["task"] == task),
+                  key=lambda r: (r["source"], r["site"], r["k"], r["arm"], r["draw"]))  # fmt: skip
+    for r in runs:
+        rules = ", ".join(f"{k}: {v}" for k, v in r.get("rules", {}).items()) or "—"
+        lines.append(f"| {r['source']} | {r['site']} | {r['k']} | {r['arm']} | {r['draw']} | "
+                     f"{' | '.join(_draw_cell(r, k) for k in keys)} | {rules} | {r.get('commit', '')} |")  # fmt: skip
+    return [*lines, ""]
+
+
 def markdown(result: dict) -> str:
-    """The BENCHMARKS.md section: the summary over draws, then every draw with its intervals."""
+    """The BENCHMARKS.md section: per task, the summary over draws, then every draw with its intervals."""
     cpu = result["cpu"]
     lines = [
         "## Adapting a run to a new site: learning curves over k patients (issue 41)",
@@ -290,27 +329,13 @@ def markdown(result: dict) -> str:
         "",
         "Mean over draws (range over draws in brackets); held-out cases only.",
         "",
-        *[f"![{label}]({path})" for label, path in _plot_files(result)],
-        "",
-        "| source | site | k | arm | draws | training images | " + " | ".join(FIGURES.values()) + " |",
-        "|---|---|---|---|---|---|" + "---|" * len(FIGURES),
     ]
-    for r in summary(result["runs"]):
-        cells = " | ".join(_cell(r, k) for k in FIGURES)
-        lines.append(f"| {r['source']} | {r['site']} | {r['k']} | {r['arm']} | {r['draws']} | "
-                     f"{r['train_images']:.0f} | {cells} |")  # fmt: skip
-    lines += ["", "Every draw, with 95% intervals, and where its rules were fitted:", "",
-              "| source | site | k | arm | draw | " + " | ".join(FIGURES.values()) + " | rules | code |",
-              "|---|---|---|---|---|" + "---|" * len(FIGURES) + "---|---|"]  # fmt: skip
-    for r in sorted(result["runs"], key=lambda r: (r["source"], r["site"], r["k"], r["arm"], r["draw"])):
-        cells = []
-        for k in FIGURES:
-            ci = r.get(f"{k}_ci95")
-            cells.append("—" if r.get(k) is None else f"{r[k]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""))
-        rules = ", ".join(f"{k}: {v}" for k, v in r.get("rules", {}).items()) or "—"
-        lines.append(f"| {r['source']} | {r['site']} | {r['k']} | {r['arm']} | {r['draw']} | {' | '.join(cells)} | "
-                     f"{rules} | {r.get('commit', '')} |")  # fmt: skip
-    return "\n".join([*lines, ""])
+    for (task, source, site), key, path in _curves(result):
+        shown = (path.relative_to(REPO) if path.is_relative_to(REPO) else path).as_posix()
+        lines.append(f"![{task}: {FIGURES[key]}, {source} on {site}]({shown})")
+    for task in (t for t in TASK_FIGURES if any(r["task"] == t for r in result["runs"])):
+        lines += ["", *_task_tables(result, task)]
+    return "\n".join(lines)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -329,13 +354,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _row(args: argparse.Namespace, arm: str, k: int, draw: int, run_dir: Path, info: dict) -> dict:
     from data.sources import dataset_name
+    from evaluation.run_files import resolve_run
 
     source = args.source.resolve()
     names = {"source": source.parent.name if source.name.startswith("fold") else source.name,
              "site": dataset_name(args.site)}  # fmt: skip
     facts = run_facts(run_dir) if arm != "unadapted" else {"train_images": 0, "val_images": 0, "rules": {}}
-    return {**names, "arm": arm, "k": k, "draw": draw, "unit": info["unit"], **facts,
-            **score(run_dir, args.site, info), "commit": head_commit()}  # fmt: skip
+    return {"task": resolve_run(run_dir)[0].task, **names, "arm": arm, "k": k, "draw": draw, "unit": info["unit"],
+            **facts, **score(run_dir, args.site, info), "commit": head_commit()}  # fmt: skip
 
 
 def main(argv=None) -> int:

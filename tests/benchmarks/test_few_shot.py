@@ -79,29 +79,48 @@ def test_the_figures_are_of_the_held_out_cases_only(tmp_path) -> None:
         for i, (label, p) in enumerate([("benign", 0.2), ("benign", 0.4), ("malignant", 0.7), ("malignant", 0.3)]):
             w.writerow([f"x{i}", label, 0.0, 1 - p, p])
         w.writerow(["x9", "malignant", 0.0, 0.9, 0.1])  # trained on
+        w.writerow(["x4", "normal", 0.6, 0.3, 0.1])  # called normal
+        w.writerow(["x5", "normal", 0.2, 0.5, 0.3])
+        w.writerow(["x6", "benign", 0.5, 0.4, 0.1])  # a lesion called normal
+        w.writerow(["x8", "normal", 0.9, 0.1, 0.0])  # trained on
     (tmp_path / "metrics.json").write_text(json.dumps({"malignancy_threshold": 0.35}))
-    cls = fs.cls_figures(tmp_path, {"x0", "x1", "x2", "x3"}, {f"x{i}": f"x{i}" for i in range(10)})
-    assert cls["malignant_auc"] == pytest.approx(0.75) and cls["sensitivity"] == 0.5 and cls["specificity"] == 0.5
+    cls = fs.cls_figures(tmp_path, {f"x{i}" for i in range(7)}, {f"x{i}": f"x{i}" for i in range(10)})
+    assert cls["malignant_auc"] == pytest.approx(5 / 6) and cls["sensitivity"] == 0.5 and cls["specificity"] == 2 / 3
+    assert (
+        cls["normal_called_normal"] == 0.5
+        and cls["normal_called_normal_ci95"][0] < 0.5 < cls["normal_called_normal_ci95"][1]
+    )
+    assert cls["lesion_called_normal"] == pytest.approx(1 / 5)
 
 
 def test_the_section_averages_the_draws_and_lists_each_with_its_rules(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(fs, "PLOTS", tmp_path)
-    base = {"source": "bra", "site": "busi", "unit": "images", "train_images": 16, "commit": "abc"}
+    base = {"task": "seg", "source": "bra", "site": "busi", "unit": "images", "train_images": 16, "commit": "abc"}
     runs = [
         {**base, "arm": "unadapted", "k": 0, "draw": 0, "train_images": 0, "lesion_missed": 0.01, "normal_empty": 0.04},
         {**base, "arm": "adapt", "k": 20, "draw": 0, "lesion_missed": 0.02, "lesion_missed_ci95": [0.01, 0.05],
          "normal_empty": 0.5, "rules": {"lesion_gate": "validation fold and the source run's"}},
         {**base, "arm": "adapt", "k": 20, "draw": 1, "lesion_missed": 0.04, "normal_empty": 0.7},
+        {**base, "task": "cls", "arm": "adapt", "k": 20, "draw": 0, "sensitivity": 0.9, "normal_called_normal": 0.6},
     ]  # fmt: skip
     rows = fs.summary(runs)
-    adapt = next(r for r in rows if r["arm"] == "adapt")
+    adapt = next(r for r in rows if r["arm"] == "adapt" and r["task"] == "seg")
     assert adapt["draws"] == 2 and adapt["lesion_missed"] == pytest.approx((0.03, 0.02, 0.04))
     result = {"commands": ["c"], "cpu": {"model": "AMD EPYC", "cores": 2}, "date": "2026-12-06", "protocol": "P.",
               "runs": runs}  # fmt: skip
     text = fs.markdown(result)
-    assert "| bra | busi | 20 | adapt | 2 | 16 | — | 0.030 (0.020–0.040) | 0.600 (0.500–0.700) |" in text
-    assert f"![lesion images missed, busi]({tmp_path / 'adaptation-bra-busi-lesion_missed.png'})" in text
-    assert "0.020 [0.01, 0.05]" in text and "lesion_gate: validation fold and the source run's" in text
+    seg, cls = text.split("### seg")[1].split("### cls")
+    assert "| bra | busi | 20 | adapt | 2 | 16 | 0.030 (0.020–0.040) | 0.600 (0.500–0.700) |" in seg
+    assert "| bra | busi | 20 | adapt | 1 | 16 | 0.900 | 0.600 |" in cls  # each task its own columns
+    assert "sensitivity" not in seg and "lesion images missed" not in cls
+    missed = tmp_path / "adaptation-seg-bra-busi-lesion_missed.png"
+    assert f"![seg: lesion images missed, bra on busi]({missed})" in text
+    assert "0.020 [0.01, 0.05]" in seg and "lesion_gate: validation fold and the source run's" in seg
     paths = fs.plot(result)
-    assert {p.name for p in paths} == {"adaptation-bra-busi-lesion_missed.png", "adaptation-bra-busi-normal_empty.png"}
+    assert {p.name for p in paths} == {
+        "adaptation-seg-bra-busi-lesion_missed.png",
+        "adaptation-seg-bra-busi-normal_empty.png",
+        "adaptation-cls-bra-busi-sensitivity.png",
+        "adaptation-cls-bra-busi-normal_called_normal.png",
+    }
     assert all(p.stat().st_size > 0 for p in paths) and np.isfinite(adapt["train_images"])

@@ -27,7 +27,8 @@ Grad-CAM heat map of the predicted class over the image, with class and probabil
 --segmenter SEG_RUN with a lesion classifier's run (--crop lesion) as --model diagnoses each image
 (serving/diagnosis.py): the segmenter's mask, each lesion's box and P(malignant) (column `lesions`,
 boxes drawn on the overlay), and the class: normal without a lesion, else by the most suspicious
-one. An export of the diagnosis (export.py --segmenter) gives the same from --model EXPORT_DIR.
+one; with --postprocess largest, of the segmenter's post-processed mask. An export of the diagnosis
+(export.py --segmenter) gives the same from --model EXPORT_DIR.
     python predict.py --model runs/cls/lesion --segmenter runs/seg/exp --source scans/
 """
 
@@ -85,9 +86,9 @@ def main(args: argparse.Namespace):
     if args.pixel_spacing is not None and not args.pixel_spacing > 0:
         raise OptionError(f"`--pixel-spacing` must be positive millimetres. Received: {args.pixel_spacing}")
     files, skipped = collect_sources(args.source)
-    backend = open_backend(args.model, args.server, args.weights, args.segmenter)
-    if backend.task == "diagnosis" and (args.tta or args.explain or args.postprocess != "none"):
-        raise OptionError("`--tta`, `--explain` and `--postprocess` are not available for the diagnosis yet")
+    backend = open_backend(args.model, args.server, args.weights, args.segmenter, args.postprocess)
+    if backend.task == "diagnosis" and (args.tta or args.explain):
+        raise OptionError("`--tta` and `--explain` are not available for the diagnosis yet")
     explainer = None
     if args.explain:
         from inference.backends import RunBackend

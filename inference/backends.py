@@ -57,13 +57,13 @@ class RunBackend(Backend):
 class DiagnosisBackend(Backend):
     """A segmentation run and a lesion classifier's run as one diagnosis (:mod:`serving.diagnosis`), in process."""
 
-    def __init__(self, lesion_run: str | Path, seg_run: str | Path, weights: str = "best") -> None:
+    def __init__(self, lesion_run: str | Path, seg_run: str | Path, weights: str = "best", postprocess: str = "none"):
         from evaluation.run_files import load_description, load_inference_model, resolve_run
         from serving.diagnosis import diagnosis_fns, diagnosis_spec
 
         cfg, file = resolve_run(lesion_run, weights)
         seg_cfg, seg_file = resolve_run(seg_run, weights)
-        spec = diagnosis_spec(seg_cfg, seg_file.parent.parent, cfg, file.parent.parent, "none")
+        spec = diagnosis_spec(seg_cfg, seg_file.parent.parent, cfg, file.parent.parent, postprocess)
         self.task = "diagnosis"
         self.description = f"{seg_file} ({seg_cfg.model}) and {file} ({cfg.model} on lesion crops)"
         self.training_images = load_description(seg_file.parent.parent)
@@ -119,9 +119,12 @@ class ServerBackend(Backend):
         return out
 
 
-def open_backend(model: str | None, server: str | None, weights: str = "best", segmenter: str = "") -> Backend:
+def open_backend(
+    model: str | None, server: str | None, weights: str = "best", segmenter: str = "", postprocess: str = "none"
+) -> Backend:
     """The backend for ``--model`` (run or export folder) or ``--server`` (exactly one of them); with
-    ``segmenter``, ``model`` is a lesion classifier's run and the two diagnose together.
+    ``segmenter``, ``model`` is a lesion classifier's run and the two diagnose together, the segmenter's
+    masks post-processed by ``postprocess`` before the lesions are found (as ``evaluate.py`` does).
 
     Raises:
         ValueError: If both or neither are given.
@@ -132,7 +135,7 @@ def open_backend(model: str | None, server: str | None, weights: str = "best", s
     if server:
         return ServerBackend(server)
     if segmenter:
-        return DiagnosisBackend(model, segmenter, weights)
+        return DiagnosisBackend(model, segmenter, weights, postprocess)
     path = Path(model)
     if (path / "saved_model.pb").is_file():  # an export version, or a run's own saved_model/
         return SavedModelBackend(path)

@@ -212,3 +212,20 @@ def _export_and_predict_diagnose_as_evaluate_did(run_dir: Path, seg: Path, other
         predict.main(
             predict.parse_args(["--model", str(run_dir), "--segmenter", str(seg), "--source", *folders, "--tta"])
         )
+    # --postprocess largest: one lesion per image at most, and predict.py answers as evaluate.py does
+    args = ["--run", str(run_dir), "--segmenter", str(seg), "--data-dir", str(other), "--postprocess", "largest"]
+    evaluate.main(evaluate.parse_args(args))
+    largest = json.loads((run_dir / "eval" / "diagnosis-bright-other-all-largest" / "diagnosis.json").read_text())
+    assert all(len(row["lesions"]) <= 1 for row in largest) and any(row["lesions"] for row in largest)
+    assert sum(len(r["lesions"]) for r in largest) < sum(len(r["lesions"]) for r in rows)  # several lesions before
+    dest = tmp_path / "predict-largest"
+    extra = ["--segmenter", str(seg), "--postprocess", "largest", "--out", str(dest)]
+    result = predict.main(predict.parse_args(["--model", str(run_dir), *extra, "--source", *folders]))
+    by_file = {Path(r["file"]).stem: r for r in result.rows}
+    for row in largest:
+        assert by_file[row["case_id"]]["class_name"] == row["answer"]
+        assert by_file[row["case_id"]]["prob_malignant"] == pytest.approx(row["p_malignant"], abs=1e-4)
+        boxes = [q["box"] for q in json.loads(by_file[row["case_id"]]["lesions"])]
+        np.testing.assert_allclose(
+            np.reshape(boxes, (-1, 4)), np.reshape([q["box"] for q in row["lesions"]], (-1, 4)), atol=0.05
+        )

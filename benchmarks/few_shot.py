@@ -183,9 +183,9 @@ def seg_figures(per_image: list[dict], held: set[str], groups: dict[str, str]) -
     return out
 
 
-def cls_figures(out_dir: Path, held: set[str], groups: dict[str, str]) -> dict:
-    """Malignant-vs-benign AUC, sensitivity and specificity at the run's cut, lesion images called normal and
-    normal images called normal, on the held-out cases."""
+def cls_figures(out_dir: Path, held: set[str], groups: dict[str, str], cut: float | None) -> dict:
+    """Malignant-vs-benign AUC, sensitivity and specificity at the run's ``cut``, lesion images called normal and
+    normal images called normal, on the held-out cases of ``out_dir``'s predictions."""
     from core.classes import CLASS_NAMES
     from evaluation.cls import PREDICTIONS_NAME, read_predictions
     from metrics.classification import malignancy_report
@@ -193,7 +193,6 @@ def cls_figures(out_dir: Path, held: set[str], groups: dict[str, str]) -> dict:
 
     ids, labels, probs = read_predictions(out_dir / PREDICTIONS_NAME)
     keep = [j for j, i in enumerate(ids) if i in held]
-    cut = json.loads((out_dir / "metrics.json").read_text()).get("malignancy_threshold")
     report = malignancy_report([CLASS_NAMES[labels[j]] for j in keep], probs[keep], CLASS_NAMES,
                                [groups[ids[j]] for j in keep], cut)  # fmt: skip
     keys = ("malignant_auc", "sensitivity", "specificity", "lesion_called_normal")
@@ -213,12 +212,13 @@ def score(run_dir: Path, site: Path, info: dict) -> dict:
     task = resolve_run(run_dir)[0].task
     out = scored_on_site(run_dir, site)
     held, groups = set(info["held"]), info["groups"]
+    metrics = json.loads((out / "metrics.json").read_text())  # a joint run's: its "seg" and "cls" parts
     figures: dict = {}
     if task in ("seg", "joint"):
-        seg_dir = out / "seg" if task == "joint" else out
-        figures.update(seg_figures(json.loads((seg_dir / "metrics.json").read_text())["per_image"], held, groups))
+        figures.update(seg_figures(metrics.get("seg", metrics)["per_image"], held, groups))
     if task in ("cls", "joint"):
-        figures.update(cls_figures(out / "cls" if task == "joint" else out, held, groups))
+        cut = metrics.get("cls", metrics).get("malignancy_threshold")
+        figures.update(cls_figures(out / "cls" if task == "joint" else out, held, groups, cut))
     return figures
 
 

@@ -62,18 +62,25 @@ def test_each_arm_trains_the_source_architecture_its_own_way(tmp_path) -> None:
 
 
 def test_the_figures_are_of_the_held_out_cases_only(tmp_path) -> None:
+    # a joint run scored on the site, laid out as evaluate.py writes it: metrics.json with its "seg" and "cls"
+    # parts, the classifier's predictions in cls/
+    run = tmp_path / "joint"
+    (run / "weights").mkdir(parents=True)
+    (run / "weights" / "best.keras").write_bytes(b"")
+    (run / "config.json").write_text(json.dumps({"task": "joint", "model": "unet", "img_size": 32}))
+    out = run / "eval" / "site-all"
+    (out / "cls").mkdir(parents=True)
     per_image = [
-        {"id": "a", "label": "benign", "dice": 0.8, "empty": False},
-        {"id": "b", "label": "malignant", "dice": 0.0, "empty": True},
-        {"id": "c", "label": "normal", "dice": 1.0, "empty": True},
-        {"id": "d", "label": "normal", "dice": 0.0, "empty": False},
-        {"id": "e", "label": "benign", "dice": 0.1, "empty": False},  # trained on: not scored
+        {"id": "x0", "label": "benign", "dice": 0.8, "empty": False},
+        {"id": "x2", "label": "malignant", "dice": 0.0, "empty": True},
+        {"id": "x4", "label": "normal", "dice": 1.0, "empty": True},
+        {"id": "x5", "label": "normal", "dice": 0.0, "empty": False},
+        {"id": "x9", "label": "benign", "dice": 0.1, "empty": False},  # trained on: not scored
     ]
-    groups = {i: i for i in "abcde"}
-    out = fs.seg_figures(per_image, {"a", "b", "c", "d"}, groups)
-    assert out["lesion_dice"] == pytest.approx(0.4) and out["lesion_missed"] == 0.5 and out["normal_empty"] == 0.5
-    assert out["held_out_images"] == 4 and out["lesion_missed_ci95"][0] < 0.5 < out["lesion_missed_ci95"][1]
-    with open(tmp_path / "predictions.csv", "w", newline="") as f:
+    (out / "metrics.json").write_text(
+        json.dumps({"seg": {"per_image": per_image}, "cls": {"malignancy_threshold": 0.35}})
+    )
+    with open(out / "cls" / "predictions.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["case_id", "label", "prob_normal", "prob_benign", "prob_malignant"])
         for i, (label, p) in enumerate([("benign", 0.2), ("benign", 0.4), ("malignant", 0.7), ("malignant", 0.3)]):
@@ -83,14 +90,16 @@ def test_the_figures_are_of_the_held_out_cases_only(tmp_path) -> None:
         w.writerow(["x5", "normal", 0.2, 0.5, 0.3])
         w.writerow(["x6", "benign", 0.5, 0.4, 0.1])  # a lesion called normal
         w.writerow(["x8", "normal", 0.9, 0.1, 0.0])  # trained on
-    (tmp_path / "metrics.json").write_text(json.dumps({"malignancy_threshold": 0.35}))
-    cls = fs.cls_figures(tmp_path, {f"x{i}" for i in range(7)}, {f"x{i}": f"x{i}" for i in range(10)})
-    assert cls["malignant_auc"] == pytest.approx(5 / 6) and cls["sensitivity"] == 0.5 and cls["specificity"] == 2 / 3
+    info = {"held": [f"x{i}" for i in range(7)], "groups": {f"x{i}": f"x{i}" for i in range(10)}}
+    got = fs.score(run, tmp_path / "site", info)
+    assert got["lesion_dice"] == pytest.approx(0.4) and got["lesion_missed"] == 0.5 and got["normal_empty"] == 0.5
+    assert got["held_out_images"] == 4 and got["lesion_missed_ci95"][0] < 0.5 < got["lesion_missed_ci95"][1]
+    assert got["malignant_auc"] == pytest.approx(5 / 6) and got["sensitivity"] == 0.5 and got["specificity"] == 2 / 3
     assert (
-        cls["normal_called_normal"] == 0.5
-        and cls["normal_called_normal_ci95"][0] < 0.5 < cls["normal_called_normal_ci95"][1]
+        got["normal_called_normal"] == 0.5
+        and got["normal_called_normal_ci95"][0] < 0.5 < got["normal_called_normal_ci95"][1]
     )
-    assert cls["lesion_called_normal"] == pytest.approx(1 / 5)
+    assert got["lesion_called_normal"] == pytest.approx(1 / 5)
 
 
 def test_the_section_averages_the_draws_and_lists_each_with_its_rules(tmp_path, monkeypatch) -> None:

@@ -18,13 +18,14 @@ The first k units are the adaptation set (nested: the 50 include the 20), split 
 
 k = 0 is the source model as it is (``unadapted``). Every run is scored with ``evaluate.py --data-dir
 SITE`` and its figures are taken on the held-out cases only: lesion Dice, lesion images missed (left
-empty), normal images left empty (segmentation and joint), malignant-vs-benign AUC and sensitivity and
-specificity at the run's cut (classification and joint), each with a 95% interval (Wilson for shares,
-bootstrap over patients for Dice and AUC). One (arm, k, draw) per run folder; results merge into
-``--json`` and the section is re-rendered after each.
+empty), normal images left empty (segmentation and joint), malignant-vs-benign AUC, sensitivity and
+specificity at the run's cut, lesion images and normal images called normal (classification and joint),
+each with a 95% interval (Wilson for shares, bootstrap over patients for Dice, AUC and the rates at the
+cut). One (arm, k, draw) per run folder; results merge into ``--json`` and the section (one table per
+task, with :data:`TASK_FIGURES` as its columns) is re-rendered after each.
 
 Usage:
-    python benchmarks/few_shot.py --source RUN --site MANIFEST_OR_FOLDER --sizes 0 20 50 100 200 --draws 3
+    python benchmarks/few_shot.py --source RUN --site MANIFEST_OR_FOLDER --sizes 0 20 50 100 200 --draws 0 1 2
     python benchmarks/few_shot.py --from-json benchmarks/results/adaptation.json
 """
 

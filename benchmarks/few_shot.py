@@ -20,9 +20,9 @@ k = 0 is the source model as it is (``unadapted``). Every run is scored with ``e
 SITE`` and its figures are taken on the held-out cases only: lesion Dice, lesion images missed (left
 empty), normal images left empty (segmentation and joint), malignant-vs-benign AUC, sensitivity and
 specificity at the run's cut, lesion images and normal images called normal (classification and joint),
-each with a 95% interval (Wilson for shares, bootstrap over patients for Dice, AUC and the rates at the
-cut). One (arm, k, draw) per run folder; results merge into ``--json`` and the section (one table per
-task, with :data:`TASK_FIGURES` as its columns) is re-rendered after each.
+each with a 95% interval (Wilson for images missed, left empty or normal called normal; bootstrap over
+patients for the rest). One (arm, k, draw) per run folder; results merge into ``--json`` and the section
+(one table per task, :data:`TASK_FIGURES` its columns) is re-rendered after each.
 
 Usage:
     python benchmarks/few_shot.py --source RUN --site MANIFEST_OR_FOLDER --sizes 0 20 50 100 200 --draws 0 1 2
@@ -59,12 +59,11 @@ FIGURES = {
     "lesion_called_normal": "lesion images called normal",
     "normal_called_normal": "normal images called normal",
 }
-TASK_FIGURES = {
+TASK_FIGURES = {  # the columns of each task's tables (every figure stays in the JSON)
     "seg": ("lesion_dice", "lesion_missed", "normal_empty"),
     "cls": ("malignant_auc", "sensitivity", "specificity", "lesion_called_normal", "normal_called_normal"),
     "joint": ("lesion_dice", "lesion_missed", "normal_empty", "malignant_auc", "sensitivity", "normal_called_normal"),
 }
-"""The columns of each task's tables (every figure stays in the JSON)."""
 
 
 def site_draws(site: Path, project: Path, sizes: list[int], draw: int) -> tuple[dict[int, dict], dict]:
@@ -238,9 +237,11 @@ def run_facts(run_dir: Path) -> dict:
 def summary(runs: list[dict]) -> list[dict]:
     """One row per (task, source, site, arm, k): each figure's mean over the draws and its range."""
     cells: dict[tuple, list[dict]] = {}
-    for r in runs:
-        if r["arm"] == "unadapted" and r["draw"] != min(x["draw"] for x in runs if x["arm"] == "unadapted"):
-            continue  # the source model does not depend on the draw: scored once
+    seen: set = set()
+    for r in sorted(runs, key=lambda r: r["draw"]):
+        if (which := (r["task"], r["source"], r["site"], r["arm"])) in seen and r["arm"] == "unadapted":
+            continue  # the source model does not depend on the draw: scored once, at its first draw
+        seen.add(which)
         cells.setdefault((r["task"], r["source"], r["site"], r["arm"], r["k"]), []).append(r)
     out = []
     for (task, source, site, arm, k), rows in sorted(cells.items(), key=lambda c: (*c[0][:3], c[0][4], c[0][3])):
@@ -280,8 +281,7 @@ def plot(result: dict) -> list[Path]:
                 series[arm] = ([p[0] for p in pts], [p[1] for p in pts])
         base = [r[key][0] for r in here if r["arm"] == "unadapted" and key in r]
         if series:
-            refs = {"not adapted": base[0]} if base else None
-            label = f"{FIGURES[key]} (held out)"
+            label, refs = f"{FIGURES[key]} (held out)", {"not adapted": base[0]} if base else None
             paths.append(curves_plot(series, path, f"{which[2]} {unit} adapted on", label, False, refs))
     return paths
 

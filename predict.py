@@ -22,14 +22,16 @@ empty mask ("no lesion": lesion_area_fraction 0, no measurements).
 --postprocess largest keeps the largest lesion of each mask and fills its holes
 (after TTA's averaging, at the model's resolution); an export made with
 `export.py --postprocess largest` does so in its graph, to each view it returns.
---explain (a classifier's or joint model's run folder) also writes explain/<name>.png: the
+--explain (a classifier's, joint model's or diagnosis' run folders) also writes explain/<name>.png: the
 Grad-CAM heat map of the predicted class over the image, with class and probability.
 --segmenter SEG_RUN with a lesion classifier's run (--crop lesion) as --model diagnoses each image
 (serving/diagnosis.py): the segmenter's mask, each lesion's box and P(malignant) (column `lesions`,
 boxes drawn on the overlay), and the class: normal without a lesion, else by the most suspicious
-one; with --postprocess largest, of the segmenter's post-processed mask. An export of the diagnosis
-(export.py --segmenter) gives the same from --model EXPORT_DIR.
-    python predict.py --model runs/cls/lesion --segmenter runs/seg/exp --source scans/
+one; with --postprocess largest, of the segmenter's post-processed mask. With --tta both models read
+each image (and each crop) and its mirror image, as evaluate.py --tta scores them; --explain draws
+the lesion classifier's Grad-CAM of each lesion's class inside its crop. An export of the diagnosis
+(export.py --segmenter) gives the same from --model EXPORT_DIR (--tta: its serving_tta signature).
+    python predict.py --model runs/cls/lesion --segmenter runs/seg/exp --source scans/ --tta --explain
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--explain",
         action="store_true",
-        help="classifier or joint run folder: Grad-CAM heat maps in explain/<name>.png",
+        help="classifier, joint or diagnosis (run folders): Grad-CAM heat maps in explain/<name>.png",
     )
     p.add_argument("--pixel-spacing", type=float, default=None, help="millimetres per pixel; adds mm measurements")
     p.add_argument("--batch-size", type=int, default=8, help="images per model call")
@@ -86,17 +88,16 @@ def main(args: argparse.Namespace):
     if args.pixel_spacing is not None and not args.pixel_spacing > 0:
         raise OptionError(f"`--pixel-spacing` must be positive millimetres. Received: {args.pixel_spacing}")
     files, skipped = collect_sources(args.source)
-    backend = open_backend(args.model, args.server, args.weights, args.segmenter, args.postprocess)
-    if backend.task == "diagnosis" and (args.tta or args.explain):
-        raise OptionError("`--tta` and `--explain` are not available for the diagnosis yet")
+    backend = open_backend(args.model, args.server, args.weights, args.segmenter, args.postprocess, args.tta)
     explainer = None
     if args.explain:
-        from inference.backends import RunBackend
-        from inference.explain import Explainer
+        from inference.backends import DiagnosisBackend, RunBackend
+        from inference.explain import Explainer, LesionExplainer
 
-        if not isinstance(backend, RunBackend):
+        if not isinstance(backend, (RunBackend, DiagnosisBackend)):
             raise OptionError("`--explain` needs a run folder as --model (Grad-CAM needs the Keras model)")
-        explainer = Explainer(args.model, args.weights)
+        kind = LesionExplainer if isinstance(backend, DiagnosisBackend) else Explainer
+        explainer = kind(args.model, args.weights)
     out = Path(args.out) if args.out else increment_run_dir("runs", "predict", "exp")
     print(
         f"Predicting {len(files)} image(s) with {backend.description}"

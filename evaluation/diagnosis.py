@@ -62,14 +62,15 @@ class Diagnosis:
 def segment(seg: Run, records: Sequence[Case], own_data: bool, tta: bool, postprocess: str = "none") -> np.ndarray:
     """The segmenter's maps of ``records`` ``(n, S, S)`` at its resolution, gated as its run gates them.
 
-    ``own_data`` True scores the segmenter's own validation cases with their cross-fitted half's gate.
+    ``own_data`` True scores the segmenter's own validation cases with their cross-fitted half's gate. With
+    ``tta`` each view is gated, then the views are combined (:func:`evaluation.tta.combine_views`), then
+    post-processed, as :func:`evaluation.seg.evaluate_seg` and the exported diagnosis do.
     """
     model, cfg, fold_dir = seg
     _, truths, views = predict_records(model, records, cfg, "seg", tta)
-    probs = combine_views(views, spatial=True)
     ids, labels = [r.case_id for r in records], [r.label for r in records]
-    gates, _ = scoring_gates(ids, labels, truths, probs, fold_dir, fit=False, own_data=own_data)
-    probs = postprocess_np(apply_gates(probs, gates), postprocess)
+    gates, _ = scoring_gates(ids, labels, truths, views[0], fold_dir, fit=False, own_data=own_data)
+    probs = postprocess_np(combine_views([apply_gates(v, gates) for v in views], spatial=True), postprocess)
     return probs.reshape(probs.shape[:3])
 
 

@@ -8,8 +8,6 @@ one by one, so one bad file never costs the others their prediction.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -23,7 +21,6 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from core.atomic import write_json, write_text
 from core.classes import CLASS_NAMES
 from core.errors import OptionError
 from data.imageio import read_image
@@ -33,6 +30,7 @@ from inference.backends import Backend
 from inference.drawing import draw_boxes, encode_png, label_image, overlay, write_png
 from inference.explain import heat_overlay
 from inference.measure import measure_mask
+from inference.tables import write_predictions
 from models.postprocess import MASK_THRESHOLD, check_postprocess, postprocess_np, resize_to_native
 from pipeline.decode import decode_image_bytes
 from serving.rest import RejectedInput
@@ -40,6 +38,8 @@ from serving.rest import RejectedInput
 # Errors that mean "this file cannot be read" and "the model refused this input"; anything
 # else (a missing server, a bug) propagates and stops the command.
 READ_ERRORS = (OSError, ValueError, tf.errors.InvalidArgumentError)
+Explain = Callable[[Sequence[bytes], Sequence[dict[str, np.ndarray]]], list[np.ndarray]]
+"""Grad-CAM maps of encoded images from their answers (:mod:`inference.explain`)."""
 REJECT_ERRORS = (tf.errors.InvalidArgumentError, RejectedInput)
 
 
@@ -101,6 +101,8 @@ def _combine(outputs: list[dict[str, np.ndarray]], task: str) -> dict[str, np.nd
     probabilities averaged, a lesion kept only if every view keeps one. A joint model's outputs are
     combined as both.
     """
+    if len(outputs) == 1:  # one view (a diagnosis' lesions too)
+        return dict(outputs[0])
     out: dict[str, np.ndarray] = {}
     if task != "seg":
         out["probabilities"] = combine_views([o["probabilities"][None] for o in outputs], spatial=False)[0]
@@ -155,6 +157,8 @@ def _finish(
         if item.cam is not None:
             explain_path = out_dir / "explain" / f"{stem}.png"
             canvas = heat_overlay(item.image, item.cam)
+            if task == "diagnosis":  # each lesion's map inside its crop
+                draw_boxes(canvas, *_lesions(item.outputs[0], row))
             label_image(canvas, f"{label} (Grad-CAM)")
             write_png(explain_path, canvas)
             row["explain"] = str(explain_path)
@@ -235,7 +239,7 @@ def predict_files(
     batch_size: int = 8,
     progress: bool = True,
     postprocess: str = "none",
-    explainer: Callable[[Sequence[bytes], Sequence[int]], np.ndarray] | None = None,
+    explainer: Explain | None = None,
     overlays: bool = True,
     workers: int = 2,
 ) -> PredictResult:
@@ -251,9 +255,9 @@ def predict_files(
         progress: Show a progress bar.
         postprocess: Segmentation: ``largest`` keeps the largest lesion of each (view-averaged) map,
             holes filled, at model resolution (:func:`models.postprocess.postprocess_np`).
-        explainer: Classification and joint models: Grad-CAM maps of images for given classes
-            (:class:`inference.explain.Explainer`); each image's map of its predicted class
-            goes to ``explain/<name>.png`` (column ``explain``).
+        explainer: Classifiers, joint models and the diagnosis: Grad-CAM maps of images from their answers
+            (:class:`inference.explain.Explainer`: the predicted class; :class:`~inference.explain.LesionExplainer`:
+            each lesion's class on its crop); each image's map goes to ``explain/<name>.png`` (column ``explain``).
         overlays: Write ``overlays/`` (off: masks and the tables only, for archives).
         workers: Threads that read the next batch and write the finished ones while the model runs
             (1: one after the other). The outputs are the same either way.
@@ -339,15 +343,21 @@ def _predict_batch(
     backend: Backend,
     good: list,
     tta: bool,
-    explainer: Callable[[Sequence[bytes], Sequence[int]], np.ndarray] | None,
+    explainer: Explain | None,
 ) -> None:
     """Call the backend on readable items (and their mirror images with ``tta``); set each item's
     outputs, or its error, and with ``explainer`` its Grad-CAM map of the predicted class."""
     payloads = [it.payload for it in good]
-    if tta:
+    flip = tta and not backend.tta_in_graph
+    if flip:
         payloads += [encode_png(np.ascontiguousarray(it.image[:, ::-1])) for it in good]
     results = call_backend(backend, payloads) if payloads else []
-    views = 2 if tta else 1
+    if flip and backend.task == "diagnosis":
+        raise OptionError(
+            "`--tta` with a served diagnosis: its lesion boxes cannot be averaged over views; predict with the "
+            "export folder as --model (its serving_tta signature) or the runs"
+        )
+    views = 2 if flip else 1
     for i, it in enumerate(good):
         got = [results[i + v * len(good)] for v in range(views)]
         errors = [g for g in got if isinstance(g, str)]
@@ -358,40 +368,6 @@ def _predict_batch(
     if explainer is not None and backend.task != "seg":
         done = [it for it in good if not it.error]
         if done:
-            ids = [int(np.argmax(_combine(it.outputs, backend.task)["probabilities"])) for it in done]
-            for it, cam in zip(done, explainer([it.payload for it in done], ids), strict=True):
+            answers = [_combine(it.outputs, backend.task) for it in done]
+            for it, cam in zip(done, explainer([it.payload for it in done], answers), strict=True):
                 it.cam = cam
-
-
-def write_predictions(
-    rows: list[dict[str, Any]],
-    out_dir: Path,
-    backend: Backend,
-    tta: bool,
-    pixel_spacing: float | None,
-    postprocess: str = "none",
-    shift: dict[str, Any] | None = None,
-) -> None:
-    """``predictions.csv`` (one row per file, every column) and ``predictions.json`` (with run info and ``shift``,
-    how many images look unlike the training images: :func:`data.shift.summarize`)."""
-    columns: list[str] = []
-    for r in rows:
-        columns += [k for k in r if k not in columns]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, restval="")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: "" if v is None else v for k, v in r.items()})
-    write_text(out_dir / "predictions.csv", buf.getvalue())
-    write_json(
-        out_dir / "predictions.json",
-        {
-            "model": backend.description,
-            "task": backend.task,
-            "tta": tta,
-            "postprocess": postprocess,
-            "pixel_spacing_mm": pixel_spacing,
-            "shift": shift,
-            "predictions": rows,
-        },
-    )

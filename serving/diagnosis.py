@@ -19,7 +19,7 @@ with p the most suspicious lesion's), ``class_id``, ``class_name``, and with a c
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ import tensorflow as tf
 from core.classes import CLASS_NAMES
 from core.errors import OptionError
 from models.lesions import MAX_LESIONS, lesion_bounds_tf
+from models.postprocess import NO_GATE
 from pipeline.crop import crop_at
 from pipeline.decode import decode_image_bytes, to_channels
 from serving.export import ExportResult, export_servable, write_endpoints
@@ -36,6 +37,9 @@ from serving.signatures import BYTES_INPUT, BYTES_SIGNATURE, ServingSpec, decode
 
 if TYPE_CHECKING:
     from config.train import TrainConfig
+
+TTA_SIGNATURE = "serving_tta"
+"""The diagnosis' endpoint with flip test-time augmentation (``predict.py --tta``; TF Serving's ``signature_name``)."""
 
 
 @dataclass(frozen=True)
@@ -88,20 +92,44 @@ def _answers(p_lesion: tf.Tensor, found: tf.Tensor, spec: DiagnosisSpec) -> dict
     return out
 
 
+def _lesion_map(seg_model: keras.Model, pixels: tf.Tensor, spec: DiagnosisSpec, tta: bool) -> dict[str, tf.Tensor]:
+    """The segmenter's gated (and post-processed) map; with ``tta`` combined with the mirrored image's by
+    :func:`evaluation.tta.combine_views`' rule (averaged; all zeros when the gate empties either view),
+    post-processed after the combination, as ``evaluate.py --tta`` does."""
+    if not tta:
+        return mask_outputs(seg_model(pixels, training=False), spec.seg)
+    plain = replace(spec.seg, postprocess="none")
+    views = [
+        mask_outputs(seg_model(x, training=False), plain)["mask_probability"] for x in (pixels, pixels[:, :, ::-1])
+    ]
+    kept = tf.logical_and(*[tf.reduce_any(v != 0, axis=[1, 2]) for v in views])
+    mean = tf.where(kept[:, None, None], (views[0] + views[1][:, :, ::-1]) / 2.0, 0.0)
+    return mask_outputs(mean[..., None], replace(spec.seg, gate=NO_GATE))
+
+
+def _lesion_probs(lesion_model: keras.Model, crops: tf.Tensor, spec: DiagnosisSpec, tta: bool) -> tf.Tensor:
+    """The lesion classifier's calibrated probabilities of ``crops``; with ``tta`` averaged with the mirrored
+    crops' (each view calibrated first)."""
+    views = []
+    for x in (crops, crops[:, :, ::-1])[: 1 + tta]:
+        probs = tf.cast(lesion_model(x, training=False), tf.float32)
+        views.append(temperature_tf(probs, spec.lesion.temperature) if spec.lesion.temperature != 1.0 else probs)
+    return tf.add_n(views) / float(len(views))
+
+
 def diagnosis_fns(
     seg_model: keras.Model, lesion_model: keras.Model, spec: DiagnosisSpec
 ) -> dict[str, tuple[Callable, list[tf.TensorSpec]]]:
-    """The diagnosis' endpoint as ``{name: (fn, input_signature)}`` (bytes only: the crops need the image)."""
+    """The diagnosis' endpoints as ``{name: (fn, input_signature)}`` (bytes only: the crops need the image):
+    ``serving_default``, and :data:`TTA_SIGNATURE`, the same with flip test-time augmentation of both models."""
 
-    def from_bytes(images):
+    def diagnose(images, tta: bool):
         pixels, hw = decode_batch(images, spec.seg)
-        out = mask_outputs(seg_model(pixels, training=False), spec.seg)
+        out = _lesion_map(seg_model, pixels, spec, tta)
         bounds, found = lesion_bounds_tf(out["mask_probability"])
         scale = tf.cast(tf.concat([hw, hw], axis=1), tf.float32) / float(spec.seg.img_size)
         boxes = bounds * scale[:, None, :]
-        probs = tf.cast(lesion_model(_crops(images, boxes, spec), training=False), tf.float32)
-        if spec.lesion.temperature != 1.0:
-            probs = temperature_tf(probs, spec.lesion.temperature)
+        probs = _lesion_probs(lesion_model, _crops(images, boxes, spec), spec, tta)
         benign, malignant = probs[:, CLASS_NAMES.index("benign")], probs[:, CLASS_NAMES.index("malignant")]
         p_lesion = tf.reshape(malignant / tf.maximum(benign + malignant, 1e-12), tf.shape(found))
         p_lesion = tf.where(found, p_lesion, tf.zeros_like(p_lesion))
@@ -113,7 +141,11 @@ def diagnosis_fns(
         out.update(lesion_found=found, lesion_p_malignant=p_lesion, **_answers(p_lesion, found, spec))
         return out
 
-    return {BYTES_SIGNATURE: (from_bytes, [tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])}
+    signature = [tf.TensorSpec([None], tf.string, name=BYTES_INPUT)]
+    return {
+        BYTES_SIGNATURE: (lambda images: diagnose(images, tta=False), signature),
+        TTA_SIGNATURE: (lambda images: diagnose(images, tta=True), signature),
+    }
 
 
 def diagnosis_spec(seg_cfg: TrainConfig, seg_dir: Path, lesion_cfg: TrainConfig, lesion_dir: Path, postprocess: str):

@@ -94,33 +94,54 @@ def test_a_lesion_image_without_its_mask_cannot_be_cropped(tmp_path) -> None:
     assert check_lesion_masks(cases, "cls", False, str(data)) == (cases, [])  # whole frames need no mask
 
 
-def _threshold_segmenter(data: Path, root: Path) -> Path:
-    """A segmentation run folder whose 32-px model marks the bright pixels (no gate): masks known in advance."""
+def _threshold_segmenter(data: Path, root: Path, lean: bool = False) -> Path:
+    """A segmentation run folder whose 32-px model marks the bright pixels (no gate): masks known in advance.
+    ``lean``: it also reads the left neighbour, so the mirror image's map, mirrored back, is not its map."""
     import keras
 
     from config.train import TrainConfig
     from core.atomic import write_json
 
-    run = root / "bright"
+    run = root / ("leaning" if lean else "bright")
     write_json(run / "config.json", TrainConfig(task="seg", img_size=32, data_dir=(str(data),)).to_dict())
     inputs = keras.Input((32, 32, 3))
-    conv = keras.layers.Conv2D(1, 1, activation="sigmoid")
+    conv = keras.layers.Conv2D(1, (1, 3) if lean else 1, padding="same", activation="sigmoid")
     model = keras.Model(inputs, conv(inputs))
-    conv.set_weights([np.full((1, 1, 3, 1), 1 / 24, np.float32), np.array([-190 / 8], np.float32)])
+    if lean:
+        kernel = np.zeros((1, 3, 3, 1), np.float32)
+        kernel[0, 0], kernel[0, 1] = 1 / 48, 1 / 24
+        conv.set_weights([kernel, np.array([-190 * 1.5 / 8], np.float32)])
+    else:
+        conv.set_weights([np.full((1, 1, 3, 1), 1 / 24, np.float32), np.array([-190 / 8], np.float32)])
     (run / "weights").mkdir(parents=True)
     model.save(run / "weights" / "best.keras")
     return run
 
 
-def _small_lesion_classifier(lesion_run: Path, root: Path) -> Path:
+def _small_lesion_classifier(lesion_run: Path, root: Path, kind: str = "pool") -> Path:
     """A copy of the lesion classifier's run with a small model of the same input in place of Lite0 (the
-    diagnosis does not depend on the classifier's architecture; the copy keeps the shared run as it is)."""
+    diagnosis does not depend on the classifier's architecture; the copy keeps the shared run as it is).
+    ``kind``: ``pool`` (the pixels' mean), ``flat`` (a confident dense layer over the pixels: a mirrored crop gets
+    other probabilities), ``cam`` (a convolution under Lite0's Grad-CAM layer name: a full-size Grad-CAM map)."""
     import keras
 
-    run = Path(shutil.copytree(lesion_run, root / "lesion", ignore=shutil.ignore_patterns("eval")))
+    from models.classifier import LOGITS
+    from models.registry import get_model_entry
+
+    run = Path(shutil.copytree(lesion_run, root / kind, ignore=shutil.ignore_patterns("eval")))
     inputs = keras.Input((32, 32, 3))
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
-    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x)).save(run / "weights" / "best.keras")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    if kind == "cam":
+        x = keras.layers.Conv2D(
+            8, 3, padding="same", activation="relu", name=get_model_entry("efficientnet_lite0").cam_layer
+        )(x)
+    x = keras.layers.Flatten()(x) if kind == "flat" else keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.layers.Dense(3, name=LOGITS)
+    model = keras.Model(inputs, keras.layers.Softmax()(dense(x)))
+    if kind == "flat":
+        kernel, bias = dense.get_weights()
+        dense.set_weights([kernel * 30, bias])
+    model.save(run / "weights" / "best.keras")
     return run
 
 
@@ -182,7 +203,7 @@ def _export_and_predict_diagnose_as_evaluate_did(run_dir: Path, seg: Path, other
     folders = [str(other / c) for c in ("normal", "benign", "malignant")]
     exported = export.run(str(run_dir), segmenter=str(seg), out=str(tmp_path / "export"))
     info = json.loads((exported.path / "assets.extra" / "export.json").read_text())
-    assert info["task"] == "diagnosis" and info["signatures"] == ["serving_default"]
+    assert info["task"] == "diagnosis" and info["signatures"] == ["serving_default", "serving_tta"]
     assert info["malignancy_cut"] == load_diagnosis_cut(run_dir, seg).threshold
     assert (exported.path / "assets.extra" / "tf_serving_warmup_requests").is_file()
     serve = tf.saved_model.load(str(exported.path)).signatures["serving_default"]
@@ -208,10 +229,6 @@ def _export_and_predict_diagnose_as_evaluate_did(run_dir: Path, seg: Path, other
             assert mine["class_name"] == row["answer"]
             assert mine["prob_malignant"] == pytest.approx(row["p_malignant"], abs=1e-4)
             assert len(json.loads(mine["lesions"])) == len(row["lesions"])
-    with pytest.raises(OptionError, match="not available for the diagnosis"):
-        predict.main(
-            predict.parse_args(["--model", str(run_dir), "--segmenter", str(seg), "--source", *folders, "--tta"])
-        )
     # --postprocess largest: one lesion per image at most, and predict.py answers as evaluate.py does
     args = ["--run", str(run_dir), "--segmenter", str(seg), "--data-dir", str(other), "--postprocess", "largest"]
     evaluate.main(evaluate.parse_args(args))
@@ -229,3 +246,72 @@ def _export_and_predict_diagnose_as_evaluate_did(run_dir: Path, seg: Path, other
         np.testing.assert_allclose(
             np.reshape(boxes, (-1, 4)), np.reshape([q["box"] for q in row["lesions"]], (-1, 4)), atol=0.05
         )
+
+
+def test_the_diagnosis_predicts_with_tta_as_evaluate_scores_it_and_explains_each_lesion(lesion_run, tmp_path) -> None:
+    """--tta: predict.py from the runs and from the export's serving_tta answers as evaluate.py --tta scores, with a
+    segmenter and a classifier that a mirror image changes (a view left mirrored would show). --explain: each
+    lesion's Grad-CAM inside its crop, the map of the crop evaluation reads."""
+    import cv2
+
+    from config.train import TrainConfig
+    from evaluation.run_files import load_inference_model
+    from inference.backends import DiagnosisBackend
+    from inference.explain import LesionExplainer
+    from models.gradcam import cam_model, grad_cam
+    from models.registry import get_model_entry
+    from pipeline.crop import square_box
+    from pipeline.dataset import build_crop_dataset
+
+    run_dir = _small_lesion_classifier(Path(lesion_run[0]["run_dir"]), tmp_path, "flat")
+    seg = _threshold_segmenter(lesion_run[1], tmp_path, lean=True)
+    other = generate_synthetic(tmp_path / "other", SynthConfig(per_class=2, size=64, seed=4))
+    folders = [str(other / c) for c in ("normal", "benign", "malignant")]
+    args = ["--run", str(run_dir), "--segmenter", str(seg), "--data-dir", str(other)]
+    evaluate.main(evaluate.parse_args([*args, "--tta"]))
+    evaluate.main(evaluate.parse_args(args))
+    tta, plain = (json.loads((run_dir / "eval" / f"diagnosis-leaning-other-all{s}" / "diagnosis.json").read_text())
+                  for s in ("-tta", ""))  # fmt: skip
+    # both views count: the lesions found and their probabilities differ from the plain diagnosis'
+    assert any(
+        [q["box"] for q in a["lesions"]] != [q["box"] for q in b["lesions"]] for a, b in zip(tta, plain, strict=True)
+    )
+    assert any(abs(a["p_malignant"] - b["p_malignant"]) > 0.01 for a, b in zip(tta, plain, strict=True))
+    exported = export.run(str(run_dir), segmenter=str(seg), out=str(tmp_path / "export"))
+    for model, extra in ((str(run_dir), ["--segmenter", str(seg)]), (str(exported.path), [])):
+        dest = tmp_path / f"predict-{len(extra)}"
+        result = predict.main(
+            predict.parse_args(["--model", model, *extra, "--tta", "--source", *folders, "--out", str(dest)])
+        )
+        by_file = {Path(r["file"]).stem: r for r in result.rows}
+        for row in tta:
+            mine = by_file[row["case_id"]]
+            assert mine["class_name"] == row["answer"]
+            assert mine["prob_malignant"] == pytest.approx(row["p_malignant"], abs=1e-4)
+            boxes = np.reshape([q["box"] for q in json.loads(mine["lesions"])], (-1, 4))
+            np.testing.assert_allclose(boxes, np.reshape([q["box"] for q in row["lesions"]], (-1, 4)), atol=0.05)
+    # --explain: a map for every image
+    run_dir = _small_lesion_classifier(Path(lesion_run[0]["run_dir"]), tmp_path, "cam")
+    extra = ["--segmenter", str(seg), "--explain", "--out", str(tmp_path / "explained")]
+    result = predict.main(predict.parse_args(["--model", str(run_dir), *extra, "--source", *folders]))
+    assert all(Path(r["explain"]).is_file() for r in result.rows) and any(json.loads(r["lesions"]) for r in result.rows)
+    # the explained map: inside the lesion's crop only, and the Grad-CAM of the crop evaluation reads
+    row = next(r for r in tta if len(r["lesions"]) == 1)
+    image = next(other.rglob(f"{row['case_id']}.png"))
+    answer = {k: v[0] for k, v in DiagnosisBackend(run_dir, seg)([image.read_bytes()]).items()}
+    heat = LesionExplainer(run_dir)([image.read_bytes()], [answer])[0]
+    cfg = json.loads((run_dir / "config.json").read_text())
+    box = answer["lesion_boxes"][answer["lesion_found"]][0]
+    y0, x0, y1, x1 = np.round(square_box(box, cfg["crop_margin"]).numpy()).astype(int)
+    (h, w), inside = heat.shape, np.zeros(heat.shape, bool)
+    ty0, tx0, ty1, tx1 = max(y0, 0), max(x0, 0), min(y1, h), min(x1, w)
+    inside[ty0:ty1, tx0:tx1] = True
+    assert (np.isfinite(heat) == inside).all() and inside.any() and (~inside).any()
+    lesion_cfg = TrainConfig.load(run_dir / "config.json")
+    crop = next(iter(build_crop_dataset([image], box[None], lesion_cfg.pipeline()))).numpy()
+    cam = cam_model(load_inference_model(run_dir / "weights" / "best.keras"), get_model_entry(cfg["model"]).cam_layer)
+    cls = 2 if answer["lesion_p_malignant"][answer["lesion_found"]][0] >= 0.5 else 1
+    small = grad_cam(cam, crop, np.array([cls]))[0][0]
+    assert small.max() > 0  # a map to compare, not zeros against zeros
+    expected = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(heat[ty0:ty1, tx0:tx1], expected[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0], atol=0.02)

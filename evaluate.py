@@ -170,7 +170,7 @@ def diagnose_main(args: argparse.Namespace, cfg: Any, run_dir: Path) -> dict[str
 
     from core.classes import CLASS_NAMES
     from data.splits import fold_ids, load_splits
-    from evaluation.diagnosis import cut_file, evaluate_diagnosis
+    from evaluation.diagnosis import DIAGNOSIS_KEYS, cut_file, evaluate_diagnosis
     from evaluation.run_files import load_run_model, resolve_run
     from evaluation.summary import format_metrics
 
@@ -200,8 +200,7 @@ def diagnose_main(args: argparse.Namespace, cfg: Any, run_dir: Path) -> dict[str
     result = evaluate_diagnosis(seg, lesion, records, out, own, fit, args.tta, args.postprocess)
     result.update(data_dir=data["data_dir"], split=split, excluded=data["external"])
     write_json(out / "metrics.json", result)
-    keys = ("macro_f1", "malignant_auc", "sensitivity", "specificity", "normal_called_normal", "lesion_called_normal")
-    print(f"diagnosis on {data['data_dir']} ({split}, {len(records)} cases): {format_metrics(result, keys)}")
+    print(f"diagnosis on {data['data_dir']} ({split}, {len(records)} cases): {format_metrics(result, DIAGNOSIS_KEYS)}")
     print(f"Wrote {out}/metrics.json, diagnosis.json, predictions.csv, plots/ and {write_report(out)}")
     keras.backend.clear_session()
     return {f"fold{cfg.fold}": result}

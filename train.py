@@ -16,12 +16,17 @@ Usage:
         bra=../shared/datasets/BUS-BRA/manifest.csv --fold site:bra
     python train.py --task seg --data-dir my_hospital/ --weights runs/seg/exp/weights/best.keras
     python train.py --resume runs/seg/exp
+    python train.py --task cls --crop lesion --segmenter runs/seg/exp \
+        --data-dir ../shared/datasets/Dataset_BUSI_with_GT --external ../shared/datasets/BUS-BRA/manifest.csv
 
 Every run writes runs/<task>/<name>/ (incremented, never overwritten): config.json,
 splits.json, weights/ (best, last), history.csv, metrics.json, plots/, tensorboard/,
 saved_model/ (--no-export skips it), what was fitted on the validation fold
 (lesion_gate.json, temperature.json, malignancy_threshold.json) and, with --external,
 external/<dataset>/. The default --img-size: config.train.default_img_size.
+A lesion classifier (--crop lesion) with --segmenter SEG_RUN ({fold}: each fold's segmentation run)
+also diagnoses every image of its validation fold and of each --external dataset, as
+evaluate.py --segmenter does (eval/diagnosis-<segmenter>-<dataset>-<split>/).
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict
     """Train as ``args`` say; return the metrics (or the cross-validation summary)."""
     import keras
 
+    from evaluation.diagnosis import DIAGNOSIS_KEYS
     from evaluation.summary import format_metrics
     from evaluation.tasks import summary_keys
     from training.trainer import train
@@ -111,6 +117,8 @@ def main(args: argparse.Namespace, devices: Sequence[str] | None = None) -> dict
         print(f"Results: {format_metrics(result, keys)}")
         for name, ext in result.get("external", {}).items():
             print(f"External {name}: {format_metrics(ext, keys)}")
+        for name, found in result.get("diagnosis", {}).items():
+            print(f"Diagnosis {name}: {format_metrics(found, DIAGNOSIS_KEYS)}")
         saved = ", saved_model/" if on_best else ""
         plots = "seg/, cls/" if cfg.task == "joint" else "plots/"
         files = "config.json, splits.json, provenance.json, weights/, history.csv, metrics.json, report.html"

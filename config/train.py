@@ -78,24 +78,17 @@ class TrainConfig:
     resolves to :data:`HUB_CLASSIFIER_LR` for a keras-hub classifier and to :data:`LR` otherwise.
     An empty ``model`` or ``loss`` takes the task's default (:data:`TASK_DEFAULTS`); empty ``weights``
     resolves to ``imagenet`` for the models of :data:`models.options.OFFLINE_IMAGENET`, else ``none``.
-    ``weights`` (a file, ``imagenet`` or a keras-hub preset), ``freeze_epochs`` (with ImageNet, a
-    preset or ``adapt``) and ``adapt`` (a source run, :mod:`training.adapt`) apply to every task;
-    ``gamma`` and ``label_smoothing`` to classification. ``oversample`` None (the default) resolves to True for plain
-    cross-entropy on ``cls`` (the imbalance is handled by sampling) and to False
-    otherwise (the weighted losses handle it; segmentation samples as the data come
-    unless asked), so a saved config always holds the choice made. ``export`` writes each fold's best
-    weights as a SavedModel (``saved_model/``) after training. ``lesion_gate`` (segmentation)
-    fits the rule that leaves an image's mask empty (:mod:`evaluation.gate`) on the validation
-    fold and saves it with the run. ``presence_head`` (segmentation) adds an image-level
-    lesion-presence logit to the model (:func:`models.unet.mask_output`). ``input_norm`` is how the
-    model scales its input: ``"fixed"``, or ``"image"`` to standardize each image on its own
-    (:mod:`models.normalize`).
+    ``adapt`` is a source run (:mod:`training.adapt`). ``oversample`` None (the default) resolves to True
+    for plain cross-entropy on ``cls`` (the imbalance is handled by sampling) and to False otherwise (the
+    weighted losses handle it; segmentation samples as the data come unless asked), so a saved config always
+    holds the choice made. ``lesion_gate`` (:mod:`evaluation.gate`), ``presence_head``
+    (:func:`models.unet.mask_output`) and ``input_norm`` (:mod:`models.normalize`): each field's help.
 
     ``data_dir`` holds one source or several (each ``PATH`` or ``NAME=PATH``, a site; see
     :mod:`data.sources`); empty means the built-in synthetic data. ``holdout_site`` (``--fold
     site:NAME``) trains on every other site and validates on that one (``fold`` is then 0, the
     one fold of that split). ``external`` lists datasets each fold's best model is evaluated on
-    after training (:mod:`evaluation.external`).
+    after training (:mod:`evaluation.external`); ``segmenter`` diagnoses them (:mod:`training.diagnosis`).
 
     ``task="joint"`` trains one model with a lesion mask and a class (:mod:`models.joint`): ``loss``
     is then its segmentation loss, ``cls_loss`` its classification loss (``gamma`` and
@@ -266,6 +259,12 @@ class TrainConfig:
         (),
         "datasets (folders or manifests) to evaluate each fold's best model on after training: "
         "external/<dataset>/metrics.json in the run, beside the internal metrics",
+    )
+    segmenter: str = option(
+        "",
+        "with --crop lesion: a segmentation run ({fold}: each fold's) whose masks the diagnosis reads; each fold "
+        "then diagnoses every image of its validation fold (fitting the diagnosis' cut) and of each --external",
+        tasks=("cls",),
     )
     cls_loss: str = option(
         "ce",

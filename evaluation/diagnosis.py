@@ -41,6 +41,15 @@ from models.lesions import lesion_bounds_np, to_image
 from models.postprocess import postprocess_np
 from pipeline.dataset import build_crop_dataset
 
+DIAGNOSIS_KEYS = (
+    "macro_f1",
+    "malignant_auc",
+    "sensitivity",
+    "specificity",
+    "normal_called_normal",
+    "lesion_called_normal",
+)
+"""The diagnosis' main figures, for summary lines."""
 Run = tuple[keras.Model, TrainConfig, Path]
 """A loaded run: its model, its config and the (fold) folder holding what it fitted."""
 

@@ -41,12 +41,15 @@ class ExternalData:
         path: The folder or manifest.
         records: The cases scored: the run's classes, less ``excluded``.
         excluded: Case id -> why the dataset's own inspection left it out.
+        every: Every case of every class its inspection kept, whole frames with or without a mask (what a
+            diagnosis scores: :mod:`training.diagnosis`).
     """
 
     name: str
     path: Path
     records: tuple[Case, ...]
     excluded: dict[str, str]
+    every: tuple[Case, ...] = ()
 
 
 def load_external(
@@ -65,12 +68,13 @@ def load_external(
     """
     analysis = analyze_dataset([source], InspectOptions(folds=2))
     excluded = dict(analysis.excluded)
-    records = [c for i, c in analysis.cases.items() if i not in excluded and c.label in classes]
+    every = tuple(c for i, c in analysis.cases.items() if i not in excluded)
+    records = [c for c in every if c.label in classes]
     records, unmasked = check_lesion_masks(records, task, leave_out_unmasked, f"external dataset {source.path}", crop)
     excluded.update(dict.fromkeys(unmasked, "lesion image without a mask (--leave-out-unmasked)"))
     if not records:
         raise DataError(f"external dataset {source.path} has no case of the run's classes {list(classes)}")
-    return ExternalData(source.name, source.path, tuple(records), excluded)
+    return ExternalData(source.name, source.path, tuple(records), excluded, every)
 
 
 def load_externals(

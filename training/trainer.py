@@ -25,7 +25,8 @@ from core.atomic import write_json
 from core.errors import OptionError, StorageError
 from data.shift import DESCRIPTION_FILE, describe
 from evaluation.base import EvalRequest
-from evaluation.external import ExternalData, evaluate_external
+from evaluation.diagnosis import DIAGNOSIS_KEYS
+from evaluation.external import evaluate_external
 from evaluation.run_files import load_run_model
 from evaluation.summary import cv_summary
 from evaluation.support import few_cases
@@ -36,6 +37,7 @@ from reports.provenance import PROVENANCE_FILE, provenance
 from training.adapt import load_source
 from training.checkpoint import RunCheckpoint, read_history, read_state
 from training.data import FoldData, PreparedData, fold_datasets, prepare_data
+from training.diagnosis import check_segmenter, diagnose_fold
 from training.loop import fit_distributed
 from training.strategy import is_chief, make_strategy, resolve_precision, set_precision, strategy_devices
 from training.task import EpochScore, Phase, TaskSpec, adapt_phases
@@ -108,13 +110,15 @@ def evaluate_best(
     fold_dir: Path,
     checkpoint: RunCheckpoint,
     on_best: OnBest | None,
-    externals: Sequence[ExternalData] = (),
+    data: PreparedData,
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Step 4: evaluate the best weights on the validation cases and every external dataset, then ``on_best``.
+    """Step 4: evaluate the best weights on the validation cases and every external dataset of ``data``, with
+    ``--segmenter`` diagnose (:mod:`training.diagnosis`), then ``on_best``.
 
     Returns:
-        The fold's metrics (``external``: each external dataset's main metrics) and the seconds spent
-        evaluating (predictions, metrics, plots), on the external datasets and in ``on_best``.
+        The fold's metrics (``external``: each external dataset's main metrics; ``diagnosis``: the diagnosis'
+        on each dataset) and the seconds spent evaluating (predictions, metrics, plots), on the external
+        datasets, diagnosing and in ``on_best``.
     """
     spec = task_spec(cfg.task)
     t0 = time.perf_counter()
@@ -134,11 +138,15 @@ def evaluate_best(
         val_cases=len(fd.val_records),
     )
     seconds = {"evaluate": time.perf_counter() - t0}
-    if externals:
+    if data.externals:
         t0 = time.perf_counter()
         keys = summary_keys(cfg.task)
-        result["external"] = evaluate_external(evaluator(cfg.task), best, cfg, fold_dir, externals, keys)
+        result["external"] = evaluate_external(evaluator(cfg.task), best, cfg, fold_dir, data.externals, keys)
         seconds["external"] = time.perf_counter() - t0
+    if cfg.segmenter:
+        t0 = time.perf_counter()
+        result["diagnosis"] = diagnose_fold(cfg, data, fold, fold_dir)
+        seconds["diagnosis"] = time.perf_counter() - t0
     if on_best is not None:
         t0 = time.perf_counter()
         on_best(best, cfg, fold_dir)
@@ -200,7 +208,7 @@ def train_fold(
         print(f"fold {fold}: {epochs_run} epochs in {time.perf_counter() - t0:.0f}s")
     if not chief:
         return {}
-    result, seconds = evaluate_best(cfg, fd, fold, fold_dir, checkpoint, on_best, data.externals)
+    result, seconds = evaluate_best(cfg, fd, fold, fold_dir, checkpoint, on_best, data)
     result["seconds"] = {"datasets_and_model": setup, **epoch_seconds(checkpoint.rows[initial_epoch:]), **seconds}
     print(f"fold {fold}: seconds " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
     write_json(metrics_path, result)
@@ -300,6 +308,7 @@ def train(
     set_precision(policy)
     print(f"mixed precision {cfg.mixed_precision!r}: dtype policy {policy}")
     strategy = make_strategy(cfg.strategy, devices)
+    check_segmenter(cfg, [cfg.fold] if cfg.fold != -1 else range(cfg.folds))  # before hours of training
     if is_chief(strategy):
         check_writable(run_dir)  # before the data are read; nothing is written before they are checked
     own_splits = run_dir / "splits.json"
@@ -321,13 +330,20 @@ def train(
     for k in range(n_folds):
         results.append(train_fold(cfg, data, k, run_dir / f"fold{k}", strategy, resume, on_best))
         keras.backend.clear_session()
-    if not chief:
-        return {}
+    return summarize_folds(cfg, data, results, run_dir) if chief else {}
+
+
+def summarize_folds(cfg: TrainConfig, data: PreparedData, results: list[dict[str, Any]], run_dir: Path) -> dict:
+    """``cv_summary.json`` of a ``--fold all`` run (internal, each external dataset, each diagnosis) and its report."""
     keys = summary_keys(cfg.task)
     summary = cv_summary(results, keys)
     if data.externals:
         summary["external"] = {
             e.name: cv_summary([r["external"][e.name] for r in results], keys) for e in data.externals
+        }
+    if cfg.segmenter:
+        summary["diagnosis"] = {
+            d: cv_summary([r["diagnosis"][d] for r in results], DIAGNOSIS_KEYS) for d in results[0]["diagnosis"]
         }
     write_json(run_dir / "cv_summary.json", summary)
     print(f"Wrote {write_report(run_dir)}")

@@ -26,13 +26,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def lesion_run(tmp_path_factory) -> tuple[dict, Path]:
+def lesion_run(tmp_path_factory) -> tuple[dict, Path, Path]:
     """The default classifier (EfficientNet-Lite0 from ImageNet) trained on lesion crops for one epoch, with an
-    external site."""
+    external site and a segmenter (:func:`_threshold_segmenter`) that diagnoses with it; and the data."""
     root = tmp_path_factory.mktemp("lesion")
     data = generate_synthetic(root / "synth", SynthConfig(per_class=8, size=64, seed=1))
     site = lesion_manifest(generate_synthetic(root / "site", SynthConfig(per_class=4, size=64, seed=3)), root / "bra")
+    seg = _threshold_segmenter(data, root)
     result = train.run(
+        segmenter=str(seg),
         task="cls",
         crop="lesion",
         epochs=1,
@@ -43,11 +45,11 @@ def lesion_run(tmp_path_factory) -> tuple[dict, Path]:
         external=[str(site)],
         project=str(root / "runs"),
     )
-    return result, data
+    return result, data, seg
 
 
 def test_a_lesion_classifier_trains_on_benign_and_malignant_crops(lesion_run, capsys) -> None:
-    result, data = lesion_run
+    result, data, _ = lesion_run
     run_dir = Path(result["run_dir"])
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["crop"], config["classes"], config["weights"]) == ("lesion", ["benign", "malignant"], "imagenet")
@@ -128,7 +130,7 @@ def _small_lesion_classifier(lesion_run: Path, root: Path, kind: str = "pool") -
     from models.classifier import LOGITS
     from models.registry import get_model_entry
 
-    run = Path(shutil.copytree(lesion_run, root / kind, ignore=shutil.ignore_patterns("eval")))
+    run = Path(shutil.copytree(lesion_run, root / kind, ignore=shutil.ignore_patterns("eval", "diagnosis")))
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Rescaling(1 / 255)(inputs)
     if kind == "cam":
@@ -138,9 +140,9 @@ def _small_lesion_classifier(lesion_run: Path, root: Path, kind: str = "pool") -
     x = keras.layers.Flatten()(x) if kind == "flat" else keras.layers.GlobalAveragePooling2D()(x)
     dense = keras.layers.Dense(3, name=LOGITS)
     model = keras.Model(inputs, keras.layers.Softmax()(dense(x)))
-    if kind == "flat":
+    if kind == "flat":  # fixed weights, whatever the global random state
         kernel, bias = dense.get_weights()
-        dense.set_weights([kernel * 30, bias])
+        dense.set_weights([np.random.default_rng(0).normal(0, 0.2, kernel.shape).astype(np.float32), bias])
     model.save(run / "weights" / "best.keras")
     return run
 
@@ -315,3 +317,30 @@ def test_the_diagnosis_predicts_with_tta_as_evaluate_scores_it_and_explains_each
     assert small.max() > 0  # a map to compare, not zeros against zeros
     expected = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(heat[ty0:ty1, tx0:tx1], expected[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0], atol=0.02)
+
+
+def test_training_with_a_segmenter_diagnoses_the_validation_fold_and_each_external_site(lesion_run, tmp_path) -> None:
+    """train.py --segmenter scores the diagnosis of every image of the validation fold (normal ones too, fitting
+    the cut) and of the external site, as evaluate.py --segmenter does afterwards with that cut."""
+    result, data, seg = lesion_run
+    run_dir = Path(result["run_dir"])
+    assert set(result["diagnosis"]) == {"own-val", "bra-all"}
+    own = json.loads((run_dir / "eval" / "diagnosis-bright-own-val" / "metrics.json").read_text())
+    cases = discover(data)
+    fold0 = json.loads((run_dir / "splits.json").read_text())["folds"][0]["val"][:8]  # --max-samples 8
+    normals = sum(cases[i].label == "normal" for i in fold0)
+    assert own["n_images"] == len(fold0) and own["split"] == "val" and normals > 0
+    assert own["per_class"]["normal"]["support"] == normals  # the diagnosis scores normal images; the classifier not
+    assert (run_dir / "eval" / "diagnosis-bright-own-val" / "report.html").is_file()
+    trained = json.loads((run_dir / "eval" / "diagnosis-bright-bra-all" / "metrics.json").read_text())
+    assert trained["n_images"] == result["diagnosis"]["bra-all"]["n_images"] == 8 and trained["lesions_found"] > 0
+    assert trained["malignancy_cut"]["threshold"] == own["malignancy_cut"]["threshold"]
+    copy = Path(shutil.copytree(run_dir, tmp_path / "again", ignore=shutil.ignore_patterns("eval")))
+    site = Path(json.loads((run_dir / "config.json").read_text())["external"][0])
+    again = evaluate.main(evaluate.parse_args(["--run", str(copy), "--segmenter", str(seg), "--data-dir", str(site)]))
+    for key in ("malignant_auc", "macro_f1", "n_images", "lesions_found", "sensitivity", "specificity"):
+        assert again["fold0"].get(key) == pytest.approx(trained.get(key), abs=1e-6), key
+    with pytest.raises(OptionError, match="needs --crop lesion"):
+        train.run(task="cls", segmenter=str(seg), epochs=1, max_samples=8, project=str(tmp_path / "runs"))
+    with pytest.raises(OptionError, match="must be a segmentation run"):
+        train.run(task="cls", crop="lesion", segmenter=str(run_dir), epochs=1, project=str(tmp_path / "runs"))

@@ -31,6 +31,7 @@ from config.train import TrainConfig
 from core.atomic import write_json
 from core.classes import CLASS_NAMES
 from data.discover import Case
+from data.imageio import read_image
 from evaluation.cut import FittedCut, fit_fold_cut
 from evaluation.gate import apply_gates
 from evaluation.run_files import load_fitted_temperature
@@ -40,6 +41,7 @@ from metrics.calibration import apply_temperature
 from models.lesions import lesion_bounds_np, to_image
 from models.postprocess import postprocess_np
 from pipeline.dataset import build_crop_dataset
+from reports.plots import lesion_grid
 
 DIAGNOSIS_KEYS = (
     "macro_f1",
@@ -191,6 +193,24 @@ def describe(diagnosis: Diagnosis, records: Sequence[Case]) -> list[dict[str, An
     ]
 
 
+def lesion_rows(records: Sequence[Case], diagnosis: Diagnosis, k: int = 5) -> list[tuple[str, list]]:
+    """The images of :func:`reports.plots.lesion_grid`: the ``k`` least suspicious cancers (the misses first), the
+    ``k`` most suspicious benign images, and the ``k`` normal images given the most suspicious lesion."""
+    p = diagnosis.probs[:, CLASS_NAMES.index("malignant")]
+    rows = []
+    for title, label, sign in (("cancers, least suspicious", "malignant", 1), ("benign, most suspicious", "benign", -1),
+                               ("normal, given a lesion", "normal", -1)):  # fmt: skip
+        idx = [i for i, r in enumerate(records) if r.label == label and (label != "normal" or diagnosis.lesions[i])]
+        panels = []
+        for i in sorted(idx, key=lambda i: sign * p[i])[:k]:
+            found = diagnosis.lesions[i]
+            boxes, q = np.reshape([b for b, _ in found], (-1, 4)), [v for _, v in found]
+            caption = f"{records[i].case_id}\nsaid {CLASS_NAMES[int(np.argmax(diagnosis.probs[i]))]}, P(m) {p[i]:.2f}"
+            panels.append((read_image(records[i].image), boxes, q, caption))
+        rows.append((title, panels))
+    return rows
+
+
 def evaluate_diagnosis(
     seg: Run,
     lesion: Run,
@@ -207,7 +227,7 @@ def evaluate_diagnosis(
     ``metrics.json``'s figures are those of any classifier (three classes, malignant against benign with
     intervals over patients, sensitivity and specificity at the diagnosis' cut), plus ``n_images``,
     ``normal_called_normal`` and ``lesions_found``; ``diagnosis.json`` lists each image's answer and lesions
-    (:func:`describe`).
+    (:func:`describe`), and ``plots/lesions.png`` draws them (:func:`lesion_rows`).
     ``fit_cut`` (the classifier's own validation fold) fits the diagnosis' cut (:func:`diagnosis_cut`) and
     scores each half with the other's.
     """
@@ -242,4 +262,5 @@ def evaluate_diagnosis(
         postprocess=postprocess,
     )
     write_json(out_dir / "diagnosis.json", describe(diagnosis, records))
+    lesion_grid(lesion_rows(records, diagnosis), cut["threshold"], out_dir / "plots" / "lesions.png")
     return result

@@ -45,6 +45,8 @@ CAPTIONS = {
     "reliability.png": "Reliability diagram of each class, before and after temperature scaling.",
     "confident_wrong.png": "The most confident mistakes, with the Grad-CAM map of the answer given.",
     "best_worst.png": "Best and worst masks: image, truth and prediction.",
+    "lesions.png": "The diagnosis' lesions: each box the segmenter found, with its P(malignant); the least "
+    "suspicious cancers, the most suspicious benign images, normal images given a lesion.",
     "dice_histogram.png": "Distribution of the per-image Dice.",
     "by_site_and_scanner.png": "Results by site and scanner.",
 }

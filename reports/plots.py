@@ -283,3 +283,30 @@ def curves_plot(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+LesionPanel = tuple[np.ndarray, np.ndarray, Sequence[float], str]
+"""One image of :func:`lesion_grid`: uint8 ``(H, W, 1|3)``, its lesion boxes ``(k, 4)`` ``[y0, x0, y1, x1]`` in
+its pixels, each lesion's P(malignant), and the caption."""
+
+
+def lesion_grid(rows: Sequence[tuple[str, Sequence[LesionPanel]]], cut: float | None, path: Path, k: int = 5) -> Path:
+    """The diagnosis' lesions drawn on their images, one titled row per group (at most ``k`` images each): each
+    lesion's box with its P(malignant), red at or above ``cut`` (the malignancy cut; None: 0.5), else yellow."""
+    cut = 0.5 if cut is None else cut
+    rows = [(title, panels) for title, panels in rows if len(panels)] or [("no images", [])]
+    fig, axes = plt.subplots(len(rows), k, figsize=(2.4 * k, 2.7 * len(rows)), squeeze=False)
+    for r, (title, panels) in enumerate(rows):
+        for c, ax in enumerate(axes[r]):
+            ax.axis("off")
+            if c >= len(panels):
+                continue
+            image, boxes, p, caption = panels[c]
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+            for (y0, x0, y1, x1), q in zip(np.reshape(boxes, (-1, 4)), p, strict=True):
+                colour = "red" if q >= cut else "yellow"
+                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.2))
+                ax.text(x0, y0, f"{q:.2f}", color=colour, fontsize=7, va="bottom")
+            ax.set_title(f"{title}\n{caption}" if c == 0 else caption, fontsize=7, loc="left")
+    fig.suptitle(f"lesions found by the segmenter, P(malignant) each (red: at or above the cut {cut:.3f})", fontsize=9)
+    return _save(fig, path)

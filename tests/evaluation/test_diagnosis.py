@@ -40,3 +40,28 @@ def test_the_cut_is_kept_per_segmenter_and_post_processing(tmp_path) -> None:
     a, b = cut_file(tmp_path / "cls", tmp_path / "seg" / "a"), cut_file(tmp_path / "cls", tmp_path / "seg" / "b")
     assert a != b and a.parent == b.parent == tmp_path / "cls" / "diagnosis"
     assert cut_file(tmp_path / "cls", tmp_path / "seg" / "a", "largest").name == a.stem + "-largest.json"
+
+
+def test_the_lesion_page_shows_the_least_suspicious_cancers_the_most_suspicious_benign_and_normals_given_a_lesion(
+    tmp_path,
+) -> None:
+    from evaluation.diagnosis import lesion_rows
+    from reports.plots import lesion_grid
+
+    labels = ["malignant", "malignant", "malignant", "benign", "benign", "normal", "normal"]
+    records = []
+    for k, label in enumerate(labels):
+        Image.fromarray(np.full((30, 40), 10 * k, np.uint8)).save(tmp_path / f"c{k}.png")
+        records.append(Case(f"c{k}", tmp_path / f"c{k}.png", label))
+    box = np.array([[2, 3, 12, 15]])
+    bounds = [box, box, np.zeros((0, 4)), box, box, box, np.zeros((0, 4))]
+    diagnosis = diagnose(records, bounds, np.array([0.9, 0.3, 0.6, 0.1, 0.4]))
+    rows = lesion_rows(records, diagnosis, k=2)
+    assert [t for t, _ in rows] == ["cancers, least suspicious", "benign, most suspicious", "normal, given a lesion"]
+    ids = [[caption.split("\n")[0] for _, _, _, caption in panels] for _, panels in rows]
+    assert ids == [["c2", "c1"], ["c3", "c4"], ["c5"]]  # c2 found no lesion: P 0, the first missed cancer
+    image, boxes, p, caption = rows[0][1][1]
+    assert image.shape == (30, 40, 1) and image[0, 0, 0] == 10 and boxes.tolist() == box.tolist() and p == [0.3]
+    assert caption == "c1\nsaid benign, P(m) 0.30" and rows[0][1][0][1].shape == (0, 4)
+    assert lesion_grid(rows, 0.5, tmp_path / "lesions.png").stat().st_size > 1000
+    assert lesion_grid([("nothing", [])], None, tmp_path / "empty.png").is_file()

@@ -331,7 +331,8 @@ def test_training_with_a_segmenter_diagnoses_the_validation_fold_and_each_extern
     normals = sum(cases[i].label == "normal" for i in fold0)
     assert own["n_images"] == len(fold0) and own["split"] == "val" and normals > 0
     assert own["per_class"]["normal"]["support"] == normals  # the diagnosis scores normal images; the classifier not
-    assert (run_dir / "eval" / "diagnosis-bright-own-val" / "report.html").is_file()
+    page = (run_dir / "eval" / "diagnosis-bright-own-val" / "report.html").read_text()
+    assert 'data-file="plots/lesions.png"' in page  # the lesions drawn on their images
     trained = json.loads((run_dir / "eval" / "diagnosis-bright-bra-all" / "metrics.json").read_text())
     assert trained["n_images"] == result["diagnosis"]["bra-all"]["n_images"] == 8 and trained["lesions_found"] > 0
     assert trained["malignancy_cut"]["threshold"] == own["malignancy_cut"]["threshold"]

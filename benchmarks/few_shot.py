@@ -14,7 +14,10 @@ The first k units are the adaptation set (nested: the 50 include the 20), split 
 - ``adapt-oversample``: ``--adapt --oversample`` (the classes drawn equally often, normal images among them);
 - ``finetune``: the source's weights with ``--weights`` and train.py's defaults, its rules fitted on
   whatever validation fold it has (what the README said before ``--adapt``);
-- ``scratch``: the same architecture from random weights.
+- ``scratch``: the same architecture from random weights;
+- ``refit-cut`` (classifiers and joint models): no training; the source model's malignancy cut is chosen
+  again, for the source run's ``--target-sensitivity``, on its own answers for the k units' images: how
+  many labelled patients of the site it takes to bring the sensitivity at the cut back to its target.
 
 k = 0 is the source model as it is (``unadapted``). Every run is scored with ``evaluate.py --data-dir
 SITE`` and its figures are taken on the held-out cases only: lesion Dice, lesion images missed (left
@@ -41,29 +44,14 @@ from pathlib import Path
 
 import numpy as np
 from _common import REPO, add_output_args, command_line, head_commit, render_from_json, save_runs, write_json
+from few_shot_report import FIGURES, TASK_FIGURES, markdown, plot, summary  # noqa: F401 (the tests' names)
 from train_step import cpu_info
 
 sys.path.insert(0, str(REPO))
 
 SECTION = "adaptation"
 KEY = ("task", "source", "site", "arm", "k", "draw")
-ARMS = ("adapt", "adapt-all", "adapt-lowlr", "adapt-oversample", "finetune", "scratch")
-PLOTS = REPO / "benchmarks" / "results"
-FIGURES = {
-    "lesion_dice": "lesion Dice",
-    "lesion_missed": "lesion images missed",
-    "normal_empty": "normal images left empty",
-    "malignant_auc": "malignant-vs-benign AUC",
-    "sensitivity": "sensitivity at the cut",
-    "specificity": "specificity at the cut",
-    "lesion_called_normal": "lesion images called normal",
-    "normal_called_normal": "normal images called normal",
-}
-TASK_FIGURES = {  # the columns of each task's tables (every figure stays in the JSON)
-    "seg": ("lesion_dice", "lesion_missed", "normal_empty"),
-    "cls": ("malignant_auc", "sensitivity", "specificity", "lesion_called_normal", "normal_called_normal"),
-    "joint": ("lesion_dice", "lesion_missed", "normal_empty", "malignant_auc", "sensitivity", "normal_called_normal"),
-}
+ARMS = ("adapt", "adapt-all", "adapt-lowlr", "adapt-oversample", "finetune", "scratch", "refit-cut")
 
 
 def site_draws(site: Path, project: Path, sizes: list[int], draw: int) -> tuple[dict[int, dict], dict]:
@@ -205,11 +193,26 @@ def cls_figures(out_dir: Path, held: set[str], groups: dict[str, str], cut: floa
     return out
 
 
-def score(run_dir: Path, site: Path, info: dict) -> dict:
-    """The held-out figures of a run (or the unadapted source)."""
+def refit_cut(out_dir: Path, ids: set[str], target: float) -> float | None:
+    """The malignancy cut chosen on ``out_dir``'s predictions of the images ``ids`` for ``target`` sensitivity
+    (:func:`evaluation.cut.choose_cut`); None when they lack benign or malignant images."""
+    from core.classes import CLASS_NAMES
+    from evaluation.cls import PREDICTIONS_NAME, read_predictions
+    from evaluation.cut import choose_cut
+
+    got, labels, probs = read_predictions(out_dir / PREDICTIONS_NAME)
+    keep = [j for j, i in enumerate(got) if i in ids]
+    names = np.array([CLASS_NAMES[labels[j]] for j in keep])
+    return choose_cut(names, probs[keep, CLASS_NAMES.index("malignant")], np.ones(len(keep), bool), target)
+
+
+def score(run_dir: Path, site: Path, info: dict, refit_on: set[str] | None = None) -> dict:
+    """The held-out figures of a run (or the unadapted source); with ``refit_on``, at the cut chosen again on
+    those images (:func:`refit_cut`) instead of the run's (``cut``: the one used)."""
     from evaluation.run_files import resolve_run
 
-    task = resolve_run(run_dir)[0].task
+    cfg = resolve_run(run_dir)[0]
+    task = cfg.task
     out = scored_on_site(run_dir, site)
     held, groups = set(info["held"]), info["groups"]
     metrics = json.loads((out / "metrics.json").read_text())  # a joint run's: its "seg" and "cls" parts
@@ -217,8 +220,11 @@ def score(run_dir: Path, site: Path, info: dict) -> dict:
     if task in ("seg", "joint"):
         figures.update(seg_figures(metrics.get("seg", metrics)["per_image"], held, groups))
     if task in ("cls", "joint"):
+        where = out / "cls" if task == "joint" else out
         cut = metrics.get("cls", metrics).get("malignancy_threshold")
-        figures.update(cls_figures(out / "cls" if task == "joint" else out, held, groups, cut))
+        if refit_on is not None:
+            cut = refit_cut(where, refit_on, cfg.target_sensitivity)
+        figures.update(cls_figures(where, held, groups, cut), cut=cut)
     return figures
 
 
@@ -232,111 +238,6 @@ def run_facts(run_dir: Path) -> dict:
         if found and found.get("basis"):
             bases[name] = found["basis"]["fitted_on"]
     return {"train_images": metrics["train_cases"], "val_images": metrics["val_cases"], "rules": bases}
-
-
-def summary(runs: list[dict]) -> list[dict]:
-    """One row per (task, source, site, arm, k): each figure's mean over the draws and its range."""
-    cells: dict[tuple, list[dict]] = {}
-    seen: set = set()
-    for r in sorted(runs, key=lambda r: r["draw"]):
-        if (which := (r["task"], r["source"], r["site"], r["arm"])) in seen and r["arm"] == "unadapted":
-            continue  # the source model does not depend on the draw: scored once, at its first draw
-        seen.add(which)
-        cells.setdefault((r["task"], r["source"], r["site"], r["arm"], r["k"]), []).append(r)
-    out = []
-    for (task, source, site, arm, k), rows in sorted(cells.items(), key=lambda c: (*c[0][:3], c[0][4], c[0][3])):
-        row = {"task": task, "source": source, "site": site, "arm": arm, "k": k, "draws": len(rows),
-               "train_images": float(np.mean([r.get("train_images", 0) for r in rows]))}  # fmt: skip
-        for key in FIGURES:
-            values = [r[key] for r in rows if r.get(key) is not None]
-            if values:
-                row[key] = (float(np.mean(values)), float(min(values)), float(max(values)))
-        out.append(row)
-    return out
-
-
-def _curves(result: dict) -> list[tuple[tuple[str, str, str], str, Path]]:
-    """The learning curves of ``result``: ((task, source, site), figure, file), one per figure a task shows."""
-    out = []
-    for task, source, site in sorted({(r["task"], r["source"], r["site"]) for r in result["runs"]}):
-        here = [r for r in result["runs"] if (r["task"], r["source"], r["site"]) == (task, source, site)]
-        for key in TASK_FIGURES[task]:
-            if any(r.get(key) is not None for r in here):
-                out.append(((task, source, site), key, PLOTS / f"adaptation-{task}-{source}-{site}-{key}.png"))
-    return out
-
-
-def plot(result: dict) -> list[Path]:
-    """One learning curve per figure and (task, source, site): the mean over draws against k, one line per arm."""
-    from reports.plots import curves_plot
-
-    rows, paths = summary(result["runs"]), []
-    for which, key, path in _curves(result):
-        here = [r for r in rows if (r["task"], r["source"], r["site"]) == which]
-        unit = next((r.get("unit") for r in result["runs"] if r["site"] == which[2] and r.get("unit")), "images")
-        series = {}
-        for arm in sorted({r["arm"] for r in here} - {"unadapted"}):
-            pts = sorted((r["k"], r[key][0]) for r in here if r["arm"] == arm and key in r)
-            if pts:
-                series[arm] = ([p[0] for p in pts], [p[1] for p in pts])
-        base = [r[key][0] for r in here if r["arm"] == "unadapted" and key in r]
-        if series:
-            label, refs = f"{FIGURES[key]} (held out)", {"not adapted": base[0]} if base else None
-            paths.append(curves_plot(series, path, f"{which[2]} {unit} adapted on", label, False, refs))
-    return paths
-
-
-def _cell(row: dict, key: str) -> str:
-    if key not in row:
-        return "—"
-    mean, lo, hi = row[key]
-    return f"{mean:.3f}" + (f" ({lo:.3f}–{hi:.3f})" if row["draws"] > 1 else "")
-
-
-def _draw_cell(r: dict, key: str) -> str:
-    ci = r.get(f"{key}_ci95")
-    return "—" if r.get(key) is None else f"{r[key]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
-
-
-def _task_tables(result: dict, task: str) -> list[str]:
-    """The summary and every-draw tables of one task, with that task's figures as columns."""
-    keys = [k for k in TASK_FIGURES[task] if any(r.get(k) is not None for r in result["runs"] if r["task"] == task)]
-    names = " | ".join(FIGURES[k] for k in keys)
-    lines = [f"### {task}", "", f"| source | site | k | arm | draws | training images | {names} |",
-             "|---|---|---|---|---|---|" + "---|" * len(keys)]  # fmt: skip
-    for r in (r for r in summary(result["runs"]) if r["task"] == task):
-        lines.append(f"| {r['source']} | {r['site']} | {r['k']} | {r['arm']} | {r['draws']} | "
-                     f"{r['train_images']:.0f} | {' | '.join(_cell(r, k) for k in keys)} |")  # fmt: skip
-    lines += ["", "Every draw, with 95% intervals, and where its rules were fitted:", "",
-              f"| source | site | k | arm | draw | {names} | rules | code |",
-              "|---|---|---|---|---|" + "---|" * len(keys) + "---|---|"]  # fmt: skip
-    runs = sorted((r for r in result["runs"] if r["task"] == task),
-                  key=lambda r: (r["source"], r["site"], r["k"], r["arm"], r["draw"]))  # fmt: skip
-    for r in runs:
-        rules = ", ".join(f"{k}: {v}" for k, v in r.get("rules", {}).items()) or "—"
-        lines.append(f"| {r['source']} | {r['site']} | {r['k']} | {r['arm']} | {r['draw']} | "
-                     f"{' | '.join(_draw_cell(r, k) for k in keys)} | {rules} | {r.get('commit', '')} |")  # fmt: skip
-    return [*lines, ""]
-
-
-def markdown(result: dict) -> str:
-    """The BENCHMARKS.md section: per task, the summary over draws, then every draw with its intervals."""
-    cpu = result["cpu"]
-    lines = [
-        "## Adapting a run to a new site: learning curves over k patients (issue 41)",
-        "",
-        *[f"Command: `{c}`  " for c in result["commands"]],
-        f"Machine: {cpu['model']}, {cpu['cores']} cores. Date: {result['date']}. {result['protocol']}",
-        "",
-        "Mean over draws (range over draws in brackets); held-out cases only.",
-        "",
-    ]
-    for (task, source, site), key, path in _curves(result):
-        shown = (path.relative_to(REPO) if path.is_relative_to(REPO) else path).as_posix()
-        lines.append(f"![{task}: {FIGURES[key]}, {source} on {site}]({shown})")
-    for task in (t for t in TASK_FIGURES if any(r["task"] == t for r in result["runs"])):
-        lines += ["", *_task_tables(result, task)]
-    return "\n".join(lines)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -353,16 +254,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _row(args: argparse.Namespace, arm: str, k: int, draw: int, run_dir: Path, info: dict) -> dict:
+def _row(args: argparse.Namespace, arm: str, k: int, draw: int, run_dir: Path, info: dict, doc: dict | None) -> dict:
     from data.sources import dataset_name
     from evaluation.run_files import resolve_run
 
     source = args.source.resolve()
     names = {"source": source.parent.name if source.name.startswith("fold") else source.name,
              "site": dataset_name(args.site)}  # fmt: skip
-    facts = run_facts(run_dir) if arm != "unadapted" else {"train_images": 0, "val_images": 0, "rules": {}}
+    refit = {i for part in ("train", "val") for i in doc["folds"][0][part]} if arm == "refit-cut" else None
+    facts = {"train_images": 0, "val_images": len(refit or ()), "rules": {}}
+    if arm not in ("unadapted", "refit-cut"):
+        facts = run_facts(run_dir)
+    elif refit:
+        facts["rules"] = {"malignancy_cut": f"chosen again on the {k} {info['unit']}' {len(refit)} images"}
     return {"task": resolve_run(run_dir)[0].task, **names, "arm": arm, "k": k, "draw": draw, "unit": info["unit"],
-            **facts, **score(run_dir, args.site, info), "commit": head_commit()}  # fmt: skip
+            **facts, **score(run_dir, args.site, info, refit), "commit": head_commit()}  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -386,8 +292,9 @@ def main(argv=None) -> int:
         jobs = [("unadapted", 0)] if 0 in args.sizes and draw == args.draws[0] else []  # the same for every draw
         jobs += [(arm, k) for k in sorted(docs) for arm in args.arms]
         for arm, k in jobs:
-            run_dir = args.source if arm == "unadapted" else run_one(args, arm, k, draw, docs[k])
-            row = _row(args, arm, k, draw, run_dir, info)
+            trained = arm not in ("unadapted", "refit-cut")
+            run_dir = run_one(args, arm, k, draw, docs[k]) if trained else args.source
+            row = _row(args, arm, k, draw, run_dir, info, docs.get(k))
             result = {"command": command_line("few_shot.py", argv), "protocol": protocol, "cpu": cpu_info(),
                       "date": time.strftime("%Y-%m-%d"), "runs": [row]}  # fmt: skip
             merged = save_runs(args, SECTION, result, KEY, markdown)

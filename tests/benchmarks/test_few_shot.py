@@ -7,6 +7,7 @@ import csv
 import json
 
 import few_shot as fs
+import few_shot_report
 import numpy as np
 import pytest
 
@@ -90,6 +91,7 @@ def test_the_figures_are_of_the_held_out_cases_only(tmp_path) -> None:
         w.writerow(["x5", "normal", 0.2, 0.5, 0.3])
         w.writerow(["x6", "benign", 0.5, 0.4, 0.1])  # a lesion called normal
         w.writerow(["x8", "normal", 0.9, 0.1, 0.0])  # trained on
+        w.writerow(["x7", "benign", 0.0, 0.95, 0.05])  # trained on
     info = {"held": [f"x{i}" for i in range(7)], "groups": {f"x{i}": f"x{i}" for i in range(10)}}
     got = fs.score(run, tmp_path / "site", info)
     assert got["lesion_dice"] == pytest.approx(0.4) and got["lesion_missed"] == 0.5 and got["normal_empty"] == 0.5
@@ -99,11 +101,18 @@ def test_the_figures_are_of_the_held_out_cases_only(tmp_path) -> None:
         got["normal_called_normal"] == 0.5
         and got["normal_called_normal_ci95"][0] < 0.5 < got["normal_called_normal_ci95"][1]
     )
-    assert got["lesion_called_normal"] == pytest.approx(1 / 5)
+    assert got["lesion_called_normal"] == pytest.approx(1 / 5) and got["cut"] == 0.35
+    # refit-cut: the same answers at a cut chosen again on the adaptation images (the held-out ones never)
+    refit = fs.score(run, tmp_path / "site", info, refit_on={"x7", "x8", "x9"})
+    assert refit["cut"] == pytest.approx(0.075)  # 90% sensitivity: between x9 (malignant, 0.1) and x7 (benign, 0.05)
+    assert refit["sensitivity"] == 1.0 and refit["specificity"] == 0.0  # every held-out lesion is above 0.075
+    assert refit["malignant_auc"] == got["malignant_auc"]
+    no_benign = fs.score(run, tmp_path / "site", info, refit_on={"x8", "x9"})
+    assert no_benign["cut"] is None and "sensitivity" not in no_benign
 
 
 def test_the_section_averages_the_draws_and_lists_each_with_its_rules(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(fs, "PLOTS", tmp_path)
+    monkeypatch.setattr(few_shot_report, "PLOTS", tmp_path)
     base = {"task": "seg", "source": "bra", "site": "busi", "unit": "images", "train_images": 16, "commit": "abc"}
     runs = [
         {**base, "arm": "unadapted", "k": 0, "draw": 0, "train_images": 0, "lesion_missed": 0.01, "normal_empty": 0.04},

@@ -9,6 +9,8 @@ malignancy cut fitted on the validation fold for 90% sensitivity (the default); 
 benign and malignant). Arms (``--arms``):
 
 - ``frame``: the default classifier, EfficientNet-Lite0 from ImageNet, on whole images, three classes.
+- ``joint``: the joint model with train.py's defaults (``--task joint``: the U-Net with a class head), whole
+  images, three classes; run at its CPU default size with ``--sizes 96``.
 - ``lesion``: the same on square crops around the lesion (``--crop lesion``), benign against malignant.
 - ``lesion-scratch``: the lesion arm from random weights.
 - ``lesion-jitter``: the lesion arm with the largest crop jitter (``--crop-jitter 0.16``: shifts and scale
@@ -19,6 +21,7 @@ benign and malignant). Arms (``--arms``):
   U-Net of ``benchmarks/pretrained.py``, ``seg/unet-none-96px-fF``, trained by
   ``python benchmarks/pretrained.py --tasks seg --arms default --folds F``).
 - ``diagnosis-jitter``: the same with the ``lesion-jitter`` arm's classifier.
+- ``diagnosis-scratch``: the same with the ``lesion-scratch`` arm's classifier (from random weights).
 
 The lesion arms are cropped from the datasets' true masks, internally and on BUS-BRA: they measure the
 classifier given the lesion; the diagnosis arm measures what a user gets. Reported per run, with 95%
@@ -75,9 +78,13 @@ ARMS: dict[str, list[str]] = {
     ],
     "diagnosis": [],
     "diagnosis-jitter": [],
+    "diagnosis-scratch": [],
+    "joint": ["--model", "unet"],
 }
 """Arm -> its train.py flags."""
-DIAGNOSES = {"diagnosis": "lesion", "diagnosis-jitter": "lesion-jitter"}
+TASKS = {"joint": "joint"}
+"""An arm that is not a classifier (``--task cls``) -> its task."""
+DIAGNOSES = {"diagnosis": "lesion", "diagnosis-jitter": "lesion-jitter", "diagnosis-scratch": "lesion-scratch"}
 """A diagnosis arm -> the lesion arm whose classifier it puts behind the segmenter."""
 KEY = ("arm", "img_size", "fold")
 PROTOCOL = (
@@ -90,14 +97,14 @@ TARGETS = {"internal AUC": 0.92, "BUS-BRA AUC": 0.82, "BUS-BRA sensitivity": 0.8
 
 def run_dir(args: argparse.Namespace, arm: str, size: int, fold: int) -> Path:
     """Where one run lives (train.py puts it under its task's folder)."""
-    return Path(args.project) / "cls" / f"{arm}-{size}px-f{fold}"
+    return Path(args.project) / TASKS.get(arm, "cls") / f"{arm}-{size}px-f{fold}"
 
 
 def train_cmd(args: argparse.Namespace, arm: str, size: int, fold: int) -> list[str]:
     """The ``train.py`` command of one run: the defaults, with the arm's flags, the size, fold and external site."""
     folder = run_dir(args, arm, size, fold)
     return [
-        sys.executable, "train.py", "--task", "cls", *ARMS[arm], "--data-dir", str(args.busi),
+        sys.executable, "train.py", "--task", TASKS.get(arm, "cls"), *ARMS[arm], "--data-dir", str(args.busi),
         "--fold", str(fold), "--img-size", str(size), "--epochs", str(args.epochs), "--mixed-precision", "off",
         "--no-export", "--seed", "0", "--external", f"{EXTERNAL}={args.busbra / 'manifest.csv'}",
         "--project", str(folder.parent.parent), "--name", folder.name, "--exist-ok",
@@ -136,7 +143,7 @@ def run_one(args: argparse.Namespace, arm: str, size: int, fold: int) -> dict:
         cmd = train_cmd(args, arm, size, fold)
         print(f"== {arm} {size}px fold {fold}: {' '.join(cmd[1:])}", flush=True)
         subprocess.run(cmd, cwd=REPO, check=True)
-    row = {"arm": arm, "img_size": size, "fold": fold, **read_row("cls", folder)}
+    row = {"arm": arm, "img_size": size, "fold": fold, **read_row(TASKS.get(arm, "cls"), folder)}
     if trained:
         row.update(wall_seconds=time.perf_counter() - t0, load_average=os.getloadavg()[1])
     else:  # what only the training invocation could see

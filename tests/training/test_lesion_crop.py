@@ -148,13 +148,14 @@ def _small_lesion_classifier(lesion_run: Path, root: Path, kind: str = "pool") -
 
 
 def test_the_diagnosis_reads_the_lesions_its_segmenter_found(lesion_run, tmp_path) -> None:
-    run_dir = _small_lesion_classifier(Path(lesion_run[0]["run_dir"]), tmp_path)
-    seg = _threshold_segmenter(lesion_run[1], tmp_path)
+    # a segmenter and a classifier that a mirror image changes: --tta's views must each be put back (below)
+    run_dir = _small_lesion_classifier(Path(lesion_run[0]["run_dir"]), tmp_path, "flat")
+    seg = _threshold_segmenter(lesion_run[1], tmp_path, lean=True)
     other = generate_synthetic(tmp_path / "other", SynthConfig(per_class=2, size=64, seed=4))
     args = ["--run", str(run_dir), "--segmenter", str(seg)]
     # another dataset first: the diagnosis' cut is fitted on the classifier's validation fold on the way
     ext = evaluate.main(evaluate.parse_args([*args, "--data-dir", str(other)]))["fold0"]
-    own = json.loads((run_dir / "eval" / "diagnosis-bright-own-val" / "metrics.json").read_text())
+    own = json.loads((run_dir / "eval" / "diagnosis-leaning-own-val" / "metrics.json").read_text())
     assert own["malignancy_cut"]["scored_with"] in (
         "each half of the validation fold with the other half's cut",
         "no cut (evaluate the diagnosis on the lesion classifier's validation fold first)",
@@ -163,7 +164,7 @@ def test_the_diagnosis_reads_the_lesions_its_segmenter_found(lesion_run, tmp_pat
     assert own["n_images"] == len(fold0) and own["per_class"]["normal"]["support"] > 0  # normal images too
     assert own["normal_called_normal"] is not None
     assert ext["n_images"] == 6 and ext["lesions_found"] > 0
-    out = run_dir / "eval" / "diagnosis-bright-other-all"
+    out = run_dir / "eval" / "diagnosis-leaning-other-all"
     rows = json.loads((out / "diagnosis.json").read_text())
     assert len(rows) == 6
     predicted = tmp_path / "predicted"
@@ -234,7 +235,7 @@ def _export_and_predict_diagnose_as_evaluate_did(run_dir: Path, seg: Path, other
     # --postprocess largest: one lesion per image at most, and predict.py answers as evaluate.py does
     args = ["--run", str(run_dir), "--segmenter", str(seg), "--data-dir", str(other), "--postprocess", "largest"]
     evaluate.main(evaluate.parse_args(args))
-    largest = json.loads((run_dir / "eval" / "diagnosis-bright-other-all-largest" / "diagnosis.json").read_text())
+    largest = json.loads((run_dir / "eval" / "diagnosis-leaning-other-all-largest" / "diagnosis.json").read_text())
     assert all(len(row["lesions"]) <= 1 for row in largest) and any(row["lesions"] for row in largest)
     assert sum(len(r["lesions"]) for r in largest) < sum(len(r["lesions"]) for r in rows)  # several lesions before
     dest = tmp_path / "predict-largest"
@@ -248,12 +249,31 @@ def _export_and_predict_diagnose_as_evaluate_did(run_dir: Path, seg: Path, other
         np.testing.assert_allclose(
             np.reshape(boxes, (-1, 4)), np.reshape([q["box"] for q in row["lesions"]], (-1, 4)), atol=0.05
         )
+    # --tta: predict.py from the runs and from the export's serving_tta answers as evaluate.py --tta scores
+    args = ["--run", str(run_dir), "--segmenter", str(seg), "--data-dir", str(other)]
+    evaluate.main(evaluate.parse_args([*args, "--tta"]))
+    tta = json.loads((run_dir / "eval" / "diagnosis-leaning-other-all-tta" / "diagnosis.json").read_text())
+    # both views count: the lesions found and their probabilities differ from the plain diagnosis'
+    assert any(
+        [q["box"] for q in a["lesions"]] != [q["box"] for q in b["lesions"]] for a, b in zip(tta, rows, strict=True)
+    )
+    assert any(abs(a["p_malignant"] - b["p_malignant"]) > 0.01 for a, b in zip(tta, rows, strict=True))
+    for model, extra in ((str(run_dir), ["--segmenter", str(seg)]), (str(exported.path), [])):
+        dest = tmp_path / f"predict-tta-{len(extra)}"
+        result = predict.main(
+            predict.parse_args(["--model", model, *extra, "--tta", "--source", *folders, "--out", str(dest)])
+        )
+        by_file = {Path(r["file"]).stem: r for r in result.rows}
+        for row in tta:
+            mine = by_file[row["case_id"]]
+            assert mine["class_name"] == row["answer"]
+            assert mine["prob_malignant"] == pytest.approx(row["p_malignant"], abs=1e-4)
+            boxes = np.reshape([q["box"] for q in json.loads(mine["lesions"])], (-1, 4))
+            np.testing.assert_allclose(boxes, np.reshape([q["box"] for q in row["lesions"]], (-1, 4)), atol=0.05)
 
 
-def test_the_diagnosis_predicts_with_tta_as_evaluate_scores_it_and_explains_each_lesion(lesion_run, tmp_path) -> None:
-    """--tta: predict.py from the runs and from the export's serving_tta answers as evaluate.py --tta scores, with a
-    segmenter and a classifier that a mirror image changes (a view left mirrored would show). --explain: each
-    lesion's Grad-CAM inside its crop, the map of the crop evaluation reads."""
+def test_the_diagnosis_explains_each_lesion_inside_its_crop(lesion_run, tmp_path) -> None:
+    """--explain: each lesion's Grad-CAM inside its crop, the map of the crop evaluation reads."""
     import cv2
 
     from config.train import TrainConfig
@@ -265,41 +285,17 @@ def test_the_diagnosis_predicts_with_tta_as_evaluate_scores_it_and_explains_each
     from pipeline.crop import square_box
     from pipeline.dataset import build_crop_dataset
 
-    run_dir = _small_lesion_classifier(Path(lesion_run[0]["run_dir"]), tmp_path, "flat")
-    seg = _threshold_segmenter(lesion_run[1], tmp_path, lean=True)
+    seg = _threshold_segmenter(lesion_run[1], tmp_path)
     other = generate_synthetic(tmp_path / "other", SynthConfig(per_class=2, size=64, seed=4))
     folders = [str(other / c) for c in ("normal", "benign", "malignant")]
-    args = ["--run", str(run_dir), "--segmenter", str(seg), "--data-dir", str(other)]
-    evaluate.main(evaluate.parse_args([*args, "--tta"]))
-    evaluate.main(evaluate.parse_args(args))
-    tta, plain = (json.loads((run_dir / "eval" / f"diagnosis-leaning-other-all{s}" / "diagnosis.json").read_text())
-                  for s in ("-tta", ""))  # fmt: skip
-    # both views count: the lesions found and their probabilities differ from the plain diagnosis'
-    assert any(
-        [q["box"] for q in a["lesions"]] != [q["box"] for q in b["lesions"]] for a, b in zip(tta, plain, strict=True)
-    )
-    assert any(abs(a["p_malignant"] - b["p_malignant"]) > 0.01 for a, b in zip(tta, plain, strict=True))
-    exported = export.run(str(run_dir), segmenter=str(seg), out=str(tmp_path / "export"))
-    for model, extra in ((str(run_dir), ["--segmenter", str(seg)]), (str(exported.path), [])):
-        dest = tmp_path / f"predict-{len(extra)}"
-        result = predict.main(
-            predict.parse_args(["--model", model, *extra, "--tta", "--source", *folders, "--out", str(dest)])
-        )
-        by_file = {Path(r["file"]).stem: r for r in result.rows}
-        for row in tta:
-            mine = by_file[row["case_id"]]
-            assert mine["class_name"] == row["answer"]
-            assert mine["prob_malignant"] == pytest.approx(row["p_malignant"], abs=1e-4)
-            boxes = np.reshape([q["box"] for q in json.loads(mine["lesions"])], (-1, 4))
-            np.testing.assert_allclose(boxes, np.reshape([q["box"] for q in row["lesions"]], (-1, 4)), atol=0.05)
     # --explain: a map for every image
     run_dir = _small_lesion_classifier(Path(lesion_run[0]["run_dir"]), tmp_path, "cam")
     extra = ["--segmenter", str(seg), "--explain", "--out", str(tmp_path / "explained")]
     result = predict.main(predict.parse_args(["--model", str(run_dir), *extra, "--source", *folders]))
     assert all(Path(r["explain"]).is_file() for r in result.rows) and any(json.loads(r["lesions"]) for r in result.rows)
     # the explained map: inside the lesion's crop only, and the Grad-CAM of the crop evaluation reads
-    row = next(r for r in tta if len(r["lesions"]) == 1)
-    image = next(other.rglob(f"{row['case_id']}.png"))
+    row = next(r for r in result.rows if len(json.loads(r["lesions"])) == 1)
+    image = Path(row["file"])
     answer = {k: v[0] for k, v in DiagnosisBackend(run_dir, seg)([image.read_bytes()]).items()}
     heat = LesionExplainer(run_dir)([image.read_bytes()], [answer])[0]
     cfg = json.loads((run_dir / "config.json").read_text())

@@ -16,8 +16,9 @@ largest lesion of each mask with its holes filled (recorded in export.json).
 
 With --segmenter SEG_RUN, a lesion classifier's run (--crop lesion) is exported with that segmenter
 as one diagnosis (serving/diagnosis.py): encoded bytes in; the gated mask, each lesion's box and
-P(malignant), and the image's class probabilities out, every step in the graph. The diagnosis' cut
-is included when evaluate.py --segmenter fitted one for the pair.
+P(malignant), and the image's class probabilities out, every step in the graph; its serving_tta
+signature does the same with flip test-time augmentation of both models (predict.py --tta). The
+diagnosis' cut is included when evaluate.py --segmenter fitted one for the pair.
     python export.py --run runs/cls/lesion --segmenter runs/seg/exp --name diagnosis
 """
 

@@ -7,7 +7,8 @@ image's own pixels, cut out of the decoded image as the lesion classifier was tr
 (:mod:`pipeline.crop`, ``tf.image.crop_and_resize``) and classified; the image is normal without a
 lesion, else as suspicious as its most suspicious lesion.
 
-Outputs (``serving_default``, a batch of encoded images ``(N,)``): the segmenter's ``mask_probability``,
+Outputs (``serving_default``, and :data:`TTA_SIGNATURE` with flip test-time augmentation of both models;
+a batch of encoded images ``(N,)``): the segmenter's ``mask_probability``,
 ``lesion_area_fraction``, ``original_height`` and ``original_width`` (:mod:`serving.signatures`);
 ``lesion_boxes`` float32 ``(N, K, 4)`` (``[y0, x0, y1, x1]`` in the image's pixels), ``lesion_found`` bool
 ``(N, K)``, ``lesion_p_malignant`` float32 ``(N, K)`` (0 where no lesion), each lesion's calibrated

@@ -52,7 +52,7 @@ class Item:
     payload: bytes = b""  # what the backend receives
     error: str = ""
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list)  # original, then flipped (TTA)
-    cam: np.ndarray | None = None  # Grad-CAM map of the predicted class (--explain)
+    cam: np.ndarray | None = None  # Grad-CAM map (--explain): the predicted class's, or each lesion's in its crop
 
 
 def load_item(path: Path) -> Item:
@@ -346,7 +346,7 @@ def _predict_batch(
     explainer: Explain | None,
 ) -> None:
     """Call the backend on readable items (and their mirror images with ``tta``); set each item's
-    outputs, or its error, and with ``explainer`` its Grad-CAM map of the predicted class."""
+    outputs, or its error, and with ``explainer`` its Grad-CAM map (:data:`Explain`)."""
     payloads = [it.payload for it in good]
     flip = tta and not backend.tta_in_graph
     if flip:

@@ -170,7 +170,7 @@ def diagnose_main(args: argparse.Namespace, cfg: Any, run_dir: Path) -> dict[str
 
     from core.classes import CLASS_NAMES
     from data.splits import fold_ids, load_splits
-    from evaluation.diagnosis import DIAGNOSIS_KEYS, cut_file, evaluate_diagnosis
+    from evaluation.diagnosis import DIAGNOSIS_KEYS, cut_file, evaluate_diagnosis, output_dir
     from evaluation.run_files import load_run_model, resolve_run
     from evaluation.summary import format_metrics
 
@@ -193,9 +193,7 @@ def diagnose_main(args: argparse.Namespace, cfg: Any, run_dir: Path) -> dict[str
     records = [data["cases"][i] for i in ids if i in data["cases"]]
     if own and split == "val" and cfg.max_samples:
         records = records[: cfg.max_samples]
-    name = Path(args.segmenter).resolve().name
-    suffix = ("-tta" if args.tta else "") + ("" if args.postprocess == "none" else f"-{args.postprocess}")
-    out = lesion[2] / "eval" / f"diagnosis-{name}-{data['name']}{suffix}"
+    out = output_dir(lesion[2], Path(args.segmenter), data["name"], args.tta, args.postprocess)
     fit = own and split == "val"
     result = evaluate_diagnosis(seg, lesion, records, out, own, fit, args.tta, args.postprocess)
     result.update(data_dir=data["data_dir"], split=split, excluded=data["external"])

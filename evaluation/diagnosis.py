@@ -139,6 +139,13 @@ def run_diagnosis(seg: Run, lesion: Run, records: Sequence[Case], own_data: bool
     return diagnose(records, bounds, lesion_p_malignant(lesion, images, flat, tta))
 
 
+def output_dir(cls_dir: Path, seg_dir: Path, dataset: str, tta: bool = False, postprocess: str = "none") -> Path:
+    """Where the diagnosis of ``dataset`` (``own-val``, ``<name>-all``) through ``seg_dir``'s segmenter is written,
+    in the classifier's fold folder: ``eval/diagnosis-<segmenter>-<dataset>[-tta][-<postprocess>]``."""
+    suffix = ("-tta" if tta else "") + ("" if postprocess == "none" else f"-{postprocess}")
+    return Path(cls_dir) / "eval" / f"diagnosis-{Path(seg_dir).resolve().name}-{dataset}{suffix}"
+
+
 def cut_file(cls_dir: Path, seg_dir: Path, postprocess: str = "none") -> Path:
     """Where the diagnosis' cut through ``seg_dir``'s segmenter (and its ``postprocess``) is saved, in the
     classifier's fold folder."""

@@ -18,7 +18,7 @@ from core.atomic import write_json
 from core.classes import CLASS_NAMES
 from core.errors import OptionError
 from data.splits import fold_ids
-from evaluation.diagnosis import DIAGNOSIS_KEYS, evaluate_diagnosis
+from evaluation.diagnosis import DIAGNOSIS_KEYS, evaluate_diagnosis, output_dir
 from evaluation.run_files import load_run_model, resolve_run
 from evaluation.summary import format_metrics
 from reports.html import write_report
@@ -69,9 +69,9 @@ def diagnose_fold(cfg: TrainConfig, data: PreparedData, fold: int, fold_dir: Pat
         own = own[: cfg.max_samples]
     sets = [("own-val", own, True, None)]
     sets += [(f"{e.name}-all", list(e.every), False, e) for e in data.externals]
-    name, out = segmenter_dir(cfg, fold).resolve().name, {}
+    out = {}
     for label, records, is_own, ext in sets:
-        where = fold_dir / "eval" / f"diagnosis-{name}-{label}"
+        where = output_dir(fold_dir, segmenter_dir(cfg, fold), label)
         print(f"fold {fold}: diagnosis with {seg[2]} on {label} ({len(records)} images of {list(CLASS_NAMES)})")
         result = evaluate_diagnosis(seg, lesion, records, where, own_data=is_own, fit_cut=is_own)
         result.update(split="val" if is_own else "all")

@@ -216,7 +216,7 @@ def _task_lines(runs: list[dict], task: str) -> list[str]:
                 load,
             ]
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", *_paired_lines(runs, task, size), ""]
+        lines += ["", *_paired_lines(runs, task, size), "", *target_lines(runs, task, size)]
     return lines
 
 
@@ -235,6 +235,51 @@ def _paired_lines(runs: list[dict], task: str, size: int) -> list[str]:
                 each = ", ".join(f"{d:+.3f}" for d in diff)
                 lines.append(f"- ImageNet minus {name}, {label}: mean {diff.mean():+.3f} over folds {folds} ({each})")
     return lines
+
+
+TARGETS = {
+    "cls": [("internal_cls", "macro_auc", "macro AUC", 0.93), ("internal_cls", "macro_f1", "macro F1", 0.80),
+            ("external_cls", "malignant_auc", "BUS-BRA m-vs-b AUC", 0.80),
+            ("external_cls", "lesion_called_normal", "BUS-BRA lesions called normal", -0.05)],
+    "seg": [("internal_seg", "lesion_dice", "lesion Dice", 0.78), ("external_seg", "lesion_dice", "BUS-BRA Dice", 0.82),
+            ("internal_seg", "normal_left_empty", "normal left empty", 0.70),
+            ("internal_seg", "lesion_left_empty", "lesions left empty", -0.05)],
+}  # fmt: skip
+"""Issue 36's targets: (part, figure, label, bar); a negative bar is a ceiling (at most its absolute value)."""
+RATES = {"lesion_called_normal", "normal_left_empty", "lesion_left_empty"}
+"""Figures that are shares of images, shown as percentages."""
+
+
+def _arm_mean(runs: list[dict], task: str, size: int, arm: tuple, part: str, key: str) -> tuple[float, int] | None:
+    """The mean of ``part[key]`` over the folds ``arm`` ran at ``size``, and how many; None if none."""
+    values = [
+        r[part][key]
+        for r in runs
+        if (r["task"], r["img_size"], r["model"], r["weights"]) == (task, size, *arm) and key in r.get(part, {})
+    ]
+    return (float(np.mean(values)), len(values)) if values else None
+
+
+def target_lines(runs: list[dict], task: str, size: int) -> list[str]:
+    """Each target figure's fold mean per arm, whether the ImageNet arm meets it, and on how many folds
+    that arm is ahead of its own scratch arm (paired; "ahead" is lower for a ceiling)."""
+    imagenet, scratch, default = ARMS[task]
+    targets = TARGETS["cls"] * (task != "seg") + TARGETS["seg"] * (task != "cls")
+    lines = ["| target | bar | ImageNet | scratch | default | ImageNet meets it | ImageNet ahead of scratch |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for part, key, label, bar in targets:
+        means = [_arm_mean(runs, task, size, arm, part, key) for arm in (imagenet, scratch, default)]
+        if means[0] is None:
+            continue
+        sign = 1 if bar > 0 else -1
+        show = (lambda v: f"{100 * v:.2f}%") if key in RATES else (lambda v: f"{v:.3f}")
+        cells = [f"{show(m[0])} ({m[1]} fold{'s' * (m[1] > 1)})" if m else "—" for m in means]
+        folds, diff = paired(runs, task, size, imagenet, scratch, part, key)
+        ahead = f"{int((sign * diff > 0).sum())} of {len(folds)}" if len(folds) else "—"
+        met = "yes" if sign * (means[0][0] - abs(bar)) >= 0 else "no"
+        bound = f"{'>=' if sign > 0 else '<='} {show(abs(bar))}"
+        lines.append(f"| {label} | {bound} | {' | '.join(cells)} | {met} | {ahead} |")
+    return [f"Targets, {task} at {size} px (fold means; bars from issue 36):", "", *lines, ""]
 
 
 def markdown(result: dict) -> str:
@@ -259,7 +304,9 @@ def markdown(result: dict) -> str:
         f"CPU: {', '.join(cpus)}; commits {', '.join(commits)}. `load` is the machine's 5-minute load average "
         "when the run ended: above 2, other work shared the 2 cores, and that run's images/s and wall time are "
         "of a shared CPU (they order the arms roughly; they are not the speed of any of them alone); '—': not "
-        "recorded (the first runs, measured while the test suite and a second benchmark process ran).",
+        "recorded (the first runs, measured while the test suite and a second benchmark process ran). Every run "
+        "used glibc's default malloc settings; each model's training speed alone, under both malloc settings, is "
+        "in 'Training speed of the pretrained benchmark's models' (`benchmarks/fit_speed.py`).",
         "",
         "Commands:",
         "",

@@ -45,3 +45,22 @@ def test_a_finished_run_keeps_what_its_training_invocation_recorded(tmp_path) ->
     args = SimpleNamespace(json=path)
     assert pt._previous_row(args, ("cls", "efficientnet_b0", "none", 128, 0))["wall_seconds"] == 99.0
     assert pt._previous_row(args, ("cls", "efficientnet_b0", "none", 128, 1)) == {}
+
+
+def test_targets_table_judges_bars_and_ceilings_and_counts_folds_ahead() -> None:
+    def row(weights, fold, f1, normal):
+        r = _row("efficientnet_lite0", weights, fold, 0.95, 0.70)
+        r["internal_cls"]["macro_f1"] = f1
+        r["external_cls"]["lesion_called_normal"] = normal
+        return r
+
+    runs = [row("imagenet", 0, 0.82, 0.04), row("none", 0, 0.70, 0.30), row("imagenet", 1, 0.80, 0.08),
+            row("none", 1, 0.81, 0.02)]  # fmt: skip
+    lines = pt.target_lines(runs, "cls", 128)
+    by = {ln.split(" | ")[0].lstrip("| "): ln for ln in lines if ln.startswith("| ") and "---" not in ln}
+    assert by["macro F1"] == "| macro F1 | >= 0.800 | 0.810 (2 folds) | 0.755 (2 folds) | — | yes | 1 of 2 |"
+    assert by["BUS-BRA lesions called normal"] == (
+        "| BUS-BRA lesions called normal | <= 5.00% | 6.00% (2 folds) | 16.00% (2 folds) | — | no | 1 of 2 |"
+    )
+    assert by["BUS-BRA m-vs-b AUC"].endswith("| no | 0 of 2 |")  # equal on both folds: not ahead
+    assert not any("Dice" in ln for ln in lines)  # no segmentation targets for a classifier

@@ -17,7 +17,9 @@ F1, malignant-vs-benign AUC, the share of lesion images called normal, sensitivi
 at the malignancy cut fitted on the validation fold, internal and on BUS-BRA; segmentation's lesion
 Dice, normal images left empty and lesion images left empty (internal), lesion Dice on BUS-BRA;
 parameters, forward GFLOPs per image, training images/s (epochs after the first) and wall time.
-Paired over the folds run: ImageNet minus scratch, and ImageNet minus the scratch default.
+Paired over the folds run: ImageNet minus scratch, and ImageNet minus the scratch default. Per task
+and size, a table of issue 36's targets: each arm's fold mean, whether the ImageNet arm meets the
+bar, and on how many folds it is ahead of its own scratch arm.
 
 One (task, arm, size, fold) is one ``train.py`` process; a run folder with ``metrics.json`` is read,
 not trained again, and each row merges into ``--json`` when it finishes, so the work can be cut

@@ -25,7 +25,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import REPO, VARIANTS, add_output_args, command_line, head_commit, render_from_json, variant_env
+from _common import (
+    REPO,
+    VARIANTS,
+    add_output_args,
+    command_line,
+    head_commit,
+    render_from_json,
+    variant_env,
+    write_section,
+)
 from _common import write_json as save_json
 from train_step import cpu_info
 
@@ -174,8 +183,6 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(worker(args.worker, args.images, args.seconds)))
         return 0
-    from _common import write_section
-
     if render_from_json(args, SECTION, markdown):
         return 0
     rows = []
